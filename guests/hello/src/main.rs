@@ -1,0 +1,3 @@
+fn main() {
+    println!("hello from a WASI command that is not an nslab scenario");
+}

@@ -1,0 +1,95 @@
+use crate::bindings::nslab::lab::exec::{run, Command, Output};
+use crate::bindings::nslab::lab::netns::Namespace;
+use crate::bindings::nslab::lab::types::Error;
+
+/// A program to run, with the options `ip netns exec` does not have on its command line.
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    command: Command,
+}
+
+impl Cmd {
+    pub fn new<I, S>(program: &str, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Cmd {
+            command: Command {
+                program: program.to_string(),
+                args: args.into_iter().map(|a| a.as_ref().to_string()).collect(),
+                env: Vec::new(),
+                stdin: None,
+                timeout_ms: None,
+            },
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Cmd {
+        self.command.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Cmd {
+        self.command.stdin = Some(data.into());
+        self
+    }
+
+    pub fn timeout_ms(mut self, ms: u32) -> Cmd {
+        self.command.timeout_ms = Some(ms);
+        self
+    }
+}
+
+/// `ns.exec("ping", ["-c", "3", "192.168.0.2"])`, as `ip netns exec ns ping -c 3 ...`.
+pub trait NetnsExt {
+    fn exec<I, S>(&self, program: &str, args: I) -> Result<Output, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>;
+    fn run(&self, cmd: Cmd) -> Result<Output, Error>;
+}
+
+impl NetnsExt for Namespace {
+    fn exec<I, S>(&self, program: &str, args: I) -> Result<Output, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.run(Cmd::new(program, args))
+    }
+
+    fn run(&self, cmd: Cmd) -> Result<Output, Error> {
+        run(self, &cmd.command)
+    }
+}
+
+pub trait OutputExt {
+    /// Exited with status 0 within its time limit.
+    fn success(&self) -> bool;
+    fn stdout_text(&self) -> String;
+    fn stderr_text(&self) -> String;
+    /// The first stdout line containing `needle`, trimmed.
+    fn line_with(&self, needle: &str) -> Option<String>;
+}
+
+impl OutputExt for Output {
+    fn success(&self) -> bool {
+        self.status == 0 && !self.timed_out
+    }
+
+    fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    fn line_with(&self, needle: &str) -> Option<String> {
+        self.stdout_text()
+            .lines()
+            .find(|l| l.contains(needle))
+            .map(|l| l.trim().to_string())
+    }
+}

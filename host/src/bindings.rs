@@ -1,0 +1,22 @@
+//! Host bindings for the WIT world `nslab:lab/scenario` (../wit).
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "nslab:lab/scenario",
+    // Every import may await the kernel (netlink, a running program), and may trap on a stale
+    // handle or a host bug instead of returning an error to the guest.
+    imports: { default: async | trappable },
+    // The guest runs on wasmtime's async fibers so that host calls do not block tokio.
+    exports: { default: async },
+    // Resource handles point at the lab's own ids: holding one is the capability.
+    with: {
+        "nslab:lab/netns.namespace": crate::lab::NsId,
+        "nslab:lab/link.link": crate::lab::LinkId,
+    },
+    // Host functions return `Result<T, LabError>`; `iface::types` turns it into the WIT error.
+    trappable_error_type: {
+        "nslab:lab/types.error" => crate::error::LabError,
+    },
+});
+
+pub use nslab::lab::{exec, link, netns, report, types};

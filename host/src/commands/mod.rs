@@ -1,0 +1,37 @@
+//! The command line: one module per subcommand.
+
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "runner",
+    version,
+    about = "Run network labs written as WebAssembly components",
+    long_about = "Run network labs written as WebAssembly components.\n\n\
+        A scenario creates network namespaces, veth pairs and addresses and runs programs \
+        such as ping inside them, only through the nslab:lab interface; the runner does the \
+        privileged work, lets the scenario touch only what it created, and removes everything \
+        when the run ends.\n\n\
+        Exit status: 0 every check passed; 1 a check failed or the scenario returned an error \
+        or crashed; 2 the runner could not run the file (unreadable, not a component, not a \
+        scenario, no privilege)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Run(run::RunArgs),
+}
+
+pub fn dispatch(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Run(args) => run::main(args),
+    }
+}

@@ -1,0 +1,128 @@
+use wasmtime::component::Resource;
+
+use crate::bindings::link::{Host, HostLink, LinkInfo};
+use crate::error::LabError;
+use crate::lab::{LinkId, LinkInfoView, NsId};
+use crate::policy::Op;
+
+use super::LabView;
+
+fn to_wit(v: LinkInfoView) -> LinkInfo {
+    LinkInfo {
+        name: v.name,
+        index: v.index,
+        kind: v.kind,
+        up: v.up,
+        mtu: v.mtu,
+        mac: v.mac,
+        addresses: v.addresses,
+    }
+}
+
+impl LabView<'_> {
+    fn link_id(&self, link: &Resource<LinkId>) -> Result<LinkId, LabError> {
+        Ok(*self.table.get(link)?)
+    }
+
+    fn ns_id(&self, ns: &Resource<NsId>) -> Result<NsId, LabError> {
+        Ok(*self.table.get(ns)?)
+    }
+}
+
+impl HostLink for LabView<'_> {
+    async fn veth(
+        &mut self,
+        a_name: String,
+        a_ns: Resource<NsId>,
+        b_name: String,
+        b_ns: Resource<NsId>,
+    ) -> Result<(Resource<LinkId>, Resource<LinkId>), LabError> {
+        self.policy.check(&Op::CreateLinks {
+            created: self.lab.links_created(),
+            count: 2,
+        })?;
+        let (a_ns, b_ns) = (self.ns_id(&a_ns)?, self.ns_id(&b_ns)?);
+        let (a, b) = self.lab.veth(&a_name, a_ns, &b_name, b_ns).await?;
+        Ok((self.table.push(a)?, self.table.push(b)?))
+    }
+
+    async fn loopback(&mut self, ns: Resource<NsId>) -> Result<Resource<LinkId>, LabError> {
+        self.policy.check(&Op::Owned)?;
+        let id = self.lab.loopback(self.ns_id(&ns)?).await?;
+        Ok(self.table.push(id)?)
+    }
+
+    async fn name(&mut self, link: Resource<LinkId>) -> wasmtime::Result<String> {
+        self.policy.check(&Op::Owned)?;
+        let id = self.link_id(&link)?;
+        // A link whose namespace was deleted keeps the name it had.
+        Ok(self
+            .lab
+            .link_name(id)
+            .map(str::to_string)
+            .unwrap_or_default())
+    }
+
+    async fn info(&mut self, link: Resource<LinkId>) -> Result<LinkInfo, LabError> {
+        self.policy.check(&Op::Owned)?;
+        Ok(to_wit(self.lab.link_info(self.link_id(&link)?).await?))
+    }
+
+    async fn set_up(&mut self, link: Resource<LinkId>) -> Result<(), LabError> {
+        self.policy.check(&Op::Owned)?;
+        self.lab.set_up(self.link_id(&link)?, true).await
+    }
+
+    async fn set_down(&mut self, link: Resource<LinkId>) -> Result<(), LabError> {
+        self.policy.check(&Op::Owned)?;
+        self.lab.set_up(self.link_id(&link)?, false).await
+    }
+
+    async fn set_mtu(&mut self, link: Resource<LinkId>, mtu: u32) -> Result<(), LabError> {
+        self.policy.check(&Op::Owned)?;
+        self.lab.set_mtu(self.link_id(&link)?, mtu).await
+    }
+
+    async fn set_mac(&mut self, link: Resource<LinkId>, mac: String) -> Result<(), LabError> {
+        self.policy.check(&Op::Owned)?;
+        self.lab.set_mac(self.link_id(&link)?, &mac).await
+    }
+
+    async fn move_to(
+        &mut self,
+        link: Resource<LinkId>,
+        ns: Resource<NsId>,
+    ) -> Result<(), LabError> {
+        self.policy.check(&Op::Owned)?;
+        let (link, ns) = (self.link_id(&link)?, self.ns_id(&ns)?);
+        self.lab.move_to(link, ns).await
+    }
+
+    async fn add_address(&mut self, link: Resource<LinkId>, cidr: String) -> Result<(), LabError> {
+        self.policy.check(&Op::Owned)?;
+        self.lab.add_address(self.link_id(&link)?, &cidr).await
+    }
+
+    async fn remove_address(
+        &mut self,
+        link: Resource<LinkId>,
+        cidr: String,
+    ) -> Result<(), LabError> {
+        self.policy.check(&Op::Owned)?;
+        self.lab.remove_address(self.link_id(&link)?, &cidr).await
+    }
+
+    /// Dropping the handle leaves the interface where it is.
+    async fn drop(&mut self, link: Resource<LinkId>) -> wasmtime::Result<()> {
+        self.table.delete(link)?;
+        Ok(())
+    }
+}
+
+impl Host for LabView<'_> {
+    async fn links(&mut self, ns: Resource<NsId>) -> Result<Vec<LinkInfo>, LabError> {
+        self.policy.check(&Op::Owned)?;
+        let links = self.lab.links_in(self.ns_id(&ns)?).await?;
+        Ok(links.into_iter().map(to_wit).collect())
+    }
+}

@@ -1,0 +1,31 @@
+//! One module per WIT interface. Each implements its generated `Host` traits on [`LabView`], the
+//! part of the store a host function may use: the lab, the resource table, the policy and the
+//! report. The first thing every function does is ask the policy.
+
+mod exec;
+mod link;
+mod netns;
+mod report;
+mod types;
+
+use wasmtime::component::{HasData, ResourceTable};
+
+use crate::console::Console;
+use crate::lab::Lab;
+use crate::policy::Policy;
+use crate::report::Report;
+
+pub struct LabView<'a> {
+    pub lab: &'a mut Lab,
+    pub table: &'a mut ResourceTable,
+    pub policy: &'a Policy,
+    pub report: &'a mut Report,
+    pub console: Console,
+}
+
+/// Names the [`LabView`] projection for the generated `add_to_linker`.
+pub struct LabCtx;
+
+impl HasData for LabCtx {
+    type Data<'a> = LabView<'a>;
+}

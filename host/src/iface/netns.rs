@@ -1,0 +1,50 @@
+use wasmtime::component::Resource;
+
+use crate::bindings::netns::{Host, HostNamespace};
+use crate::error::LabError;
+use crate::lab::NsId;
+use crate::policy::Op;
+
+use super::LabView;
+
+impl HostNamespace for LabView<'_> {
+    async fn create(&mut self, name: String) -> Result<Resource<NsId>, LabError> {
+        self.policy.check(&Op::CreateNamespace {
+            held: self.lab.namespace_count(),
+        })?;
+        let id = self.lab.create_namespace(&name).await?;
+        Ok(self.table.push(id)?)
+    }
+
+    async fn name(&mut self, ns: Resource<NsId>) -> wasmtime::Result<String> {
+        self.policy.check(&Op::Owned)?;
+        let id = *self.table.get(&ns)?;
+        Ok(self.lab.namespace_name(id).unwrap_or("").to_string())
+    }
+
+    async fn inode(&mut self, ns: Resource<NsId>) -> wasmtime::Result<u64> {
+        self.policy.check(&Op::Owned)?;
+        let id = *self.table.get(&ns)?;
+        Ok(self.lab.namespace_inode(id).unwrap_or(0))
+    }
+
+    /// Dropping the handle does not delete the namespace: it lives until `delete` or the end of
+    /// the run, and `names()` still lists it.
+    async fn drop(&mut self, ns: Resource<NsId>) -> wasmtime::Result<()> {
+        self.table.delete(ns)?;
+        Ok(())
+    }
+}
+
+impl Host for LabView<'_> {
+    async fn names(&mut self) -> wasmtime::Result<Vec<String>> {
+        self.policy.check(&Op::Owned)?;
+        Ok(self.lab.namespace_names())
+    }
+
+    async fn delete(&mut self, ns: Resource<NsId>) -> Result<(), LabError> {
+        self.policy.check(&Op::Owned)?;
+        let id = self.table.delete(ns)?;
+        self.lab.delete_namespace(id)
+    }
+}

@@ -1,0 +1,230 @@
+//! Programs run inside a namespace of the run, as `ip netns exec NS PROGRAM` does.
+//!
+//! The child enters the namespace itself, between fork and exec (`setns` on the tokio worker
+//! would move every task on it). It runs with an empty environment but for a fixed PATH and what
+//! the scenario passed (the policy has vetted the keys), in its own process group so a timeout
+//! kills everything it started, and with a parent-death signal so it dies with the runner.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+use super::netns::Namespace;
+use crate::console::Console;
+use crate::error::{LabError, LabResult};
+
+/// Where programs are looked up, whatever the scenario or the runner's own environment says.
+pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub struct ExecRequest {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub stdin: Option<Vec<u8>>,
+    pub timeout: Duration,
+    pub output_limit: usize,
+}
+
+#[derive(Debug)]
+pub struct ExecOutput {
+    /// Exit code, or 128 + signal number when it was killed.
+    pub status: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub timed_out: bool,
+    pub duration: Duration,
+}
+
+/// Find a bare program name in [`SYSTEM_PATH`]. The policy has already checked the name is bare
+/// and allowed.
+pub fn resolve(program: &str) -> LabResult<PathBuf> {
+    SYSTEM_PATH
+        .split(':')
+        .map(|dir| PathBuf::from(dir).join(program))
+        .find(|p| {
+            p.metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+        .ok_or_else(|| {
+            LabError::NotFound(format!(
+                "program {program:?} is allowed but not installed: it is in none of {SYSTEM_PATH}; \
+                 install it on this machine (for example with apt-get)"
+            ))
+        })
+}
+
+/// Run a program to completion (or its time limit) inside `ns`.
+pub async fn run(ns: &Namespace, req: ExecRequest, console: Console) -> LabResult<ExecOutput> {
+    let path = resolve(&req.program)?;
+    let what = format!("run {} in {}", req.program, ns.name);
+    for arg in &req.args {
+        if arg.contains('\0') {
+            return Err(LabError::Invalid(format!(
+                "{what}: argument {arg:?} contains a NUL byte"
+            )));
+        }
+    }
+    let mut cmd = Command::new(&path);
+    cmd.args(&req.args)
+        .env_clear()
+        .env("PATH", SYSTEM_PATH)
+        .envs(req.env.iter().map(|(k, v)| (k, v)))
+        .current_dir("/")
+        .stdin(if req.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let ns_fd = ns.raw_fd();
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe calls (setns, prctl, getppid) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The runner may have died between fork and prctl: then nothing would kill us.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| LabError::from_io(&e, &what))?;
+    let pgid = child.id().map(|p| p as libc::pid_t);
+
+    let feeder = match (child.stdin.take(), req.stdin) {
+        (Some(mut pipe), Some(data)) => Some(tokio::spawn(async move {
+            // A program that exits without reading its input closes the pipe: not an error.
+            let _ = pipe.write_all(&data).await;
+        })),
+        _ => None,
+    };
+    let out = tokio::spawn(capture(
+        child.stdout.take(),
+        req.output_limit,
+        console,
+        false,
+    ));
+    let err = tokio::spawn(capture(
+        child.stderr.take(),
+        req.output_limit,
+        console,
+        true,
+    ));
+
+    let (status, timed_out) = match tokio::time::timeout(req.timeout, child.wait()).await {
+        Ok(status) => (status.map_err(|e| LabError::from_io(&e, &what))?, false),
+        Err(_) => {
+            kill_group(pgid);
+            (
+                child
+                    .wait()
+                    .await
+                    .map_err(|e| LabError::from_io(&e, &what))?,
+                true,
+            )
+        }
+    };
+    // Whatever the program left running in its group would hold the pipes open: end it.
+    kill_group(pgid);
+    if let Some(f) = feeder {
+        f.abort();
+    }
+    let stdout = out
+        .await
+        .map_err(|e| LabError::Trap(wasmtime::Error::new(e)))?;
+    let stderr = err
+        .await
+        .map_err(|e| LabError::Trap(wasmtime::Error::new(e)))?;
+    use std::os::unix::process::ExitStatusExt;
+    let status = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    Ok(ExecOutput {
+        status,
+        stdout,
+        stderr,
+        timed_out,
+        duration: started.elapsed(),
+    })
+}
+
+fn kill_group(pgid: Option<libc::pid_t>) {
+    if let Some(pgid) = pgid {
+        // SAFETY: plain syscall; ESRCH (already gone) is the expected common case.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Read a stream to its end: echo each line to the console as it comes, keep at most `limit`
+/// bytes, and mark the cut. The program is not stopped for writing more.
+async fn capture(
+    stream: Option<impl AsyncRead + Unpin>,
+    limit: usize,
+    console: Console,
+    is_stderr: bool,
+) -> Vec<u8> {
+    let Some(mut stream) = stream else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    let mut dropped = 0usize;
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 8192];
+    let echo = |line: &[u8]| {
+        let text = String::from_utf8_lossy(line);
+        console.program_output(text.trim_end_matches(['\n', '\r']), is_stderr);
+    };
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let chunk = &buf[..n];
+        let room = limit.saturating_sub(kept.len());
+        kept.extend_from_slice(&chunk[..room.min(n)]);
+        dropped += n.saturating_sub(room);
+        pending.extend_from_slice(chunk);
+        while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+            echo(&pending[..=pos]);
+            pending.drain(..=pos);
+        }
+        if pending.len() > 4096 {
+            echo(&pending);
+            pending.clear();
+        }
+    }
+    if !pending.is_empty() {
+        echo(&pending);
+    }
+    if dropped > 0 {
+        kept.extend_from_slice(
+            format!("\n[nslab: output cut here: {dropped} more bytes beyond the policy limit exec-output-bytes = {limit}]\n")
+                .as_bytes(),
+        );
+    }
+    kept
+}

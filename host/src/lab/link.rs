@@ -1,0 +1,275 @@
+//! Links (network interfaces) inside the run's namespaces, through each namespace's own netlink
+//! socket: the same requests `ip link` and `ip address` send, without spawning `ip`.
+
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage,
+};
+use rtnetlink::{LinkMessageBuilder, LinkUnspec};
+
+use super::netns::Namespace;
+use crate::addr::{format_mac, Cidr};
+use crate::error::{LabError, LabResult};
+
+/// What `ip link show` and `ip address show` say of one interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfoView {
+    pub name: String,
+    pub index: u32,
+    pub kind: String,
+    pub up: bool,
+    pub mtu: u32,
+    pub mac: String,
+    pub addresses: Vec<String>,
+}
+
+/// Create a veth pair: `a` inside `a_ns` (the request goes through its socket), `b` created by
+/// the kernel directly inside `b_ns` (IFLA_NET_NS_FD on the peer), so neither end ever exists in
+/// the runner's own namespace. Returns the two interface indexes.
+pub async fn add_veth(
+    a: &str,
+    a_ns: &Namespace,
+    b: &str,
+    b_ns: &Namespace,
+) -> LabResult<(u32, u32)> {
+    for (name, ns) in [(a, a_ns), (b, b_ns)] {
+        if find(ns, name).await?.is_some() {
+            return Err(LabError::Exists(format!(
+                "link {name} already exists in namespace {}: pick another name or remove it first",
+                ns.name
+            )));
+        }
+    }
+    let peer = LinkMessageBuilder::<LinkUnspec>::new()
+        .name(b.to_string())
+        .setns_by_fd(b_ns.raw_fd())
+        .build();
+    let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+        .name(a.to_string())
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .build();
+    let what = format!(
+        "create veth pair {a} ({}) <-> {b} ({})",
+        a_ns.name, b_ns.name
+    );
+    a_ns.netlink
+        .link()
+        .add(msg)
+        .execute()
+        .await
+        .map_err(|e| LabError::from_netlink(e, &what))?;
+    let lookup = |name: &'static str| {
+        LabError::Os(format!(
+            "{what}: the kernel made it but {name} is not there"
+        ))
+    };
+    let a_index = find(a_ns, a)
+        .await?
+        .ok_or_else(|| lookup("the first end"))?
+        .header
+        .index;
+    let b_index = find(b_ns, b)
+        .await?
+        .ok_or_else(|| lookup("the peer"))?
+        .header
+        .index;
+    Ok((a_index, b_index))
+}
+
+/// The link called `name` in `ns`, if there is one.
+pub async fn find(ns: &Namespace, name: &str) -> LabResult<Option<LinkMessage>> {
+    let found = ns
+        .netlink
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await;
+    match found {
+        Ok(msg) => Ok(msg),
+        Err(e) => match LabError::from_netlink(e, format!("look up link {name} in {}", ns.name)) {
+            LabError::NotFound(_) => Ok(None),
+            other => Err(other),
+        },
+    }
+}
+
+/// The link with `index` in `ns`.
+pub async fn get(ns: &Namespace, index: u32, name: &str) -> LabResult<LinkMessage> {
+    let what = format!("read link {name} in {}", ns.name);
+    ns.netlink
+        .link()
+        .get()
+        .match_index(index)
+        .execute()
+        .try_next()
+        .await
+        .map_err(|e| LabError::from_netlink(e, &what))?
+        .ok_or_else(|| LabError::NotFound(format!("{what}: it is gone")))
+}
+
+/// Send a change to one link (flags, mtu, address, namespace) as `ip link set` does.
+pub async fn set(ns: &Namespace, msg: LinkMessage, what: &str) -> LabResult<()> {
+    ns.netlink
+        .link()
+        .set(msg)
+        .execute()
+        .await
+        .map_err(|e| LabError::from_netlink(e, what))
+}
+
+pub fn up_down(index: u32, up: bool) -> LinkMessage {
+    let b = LinkUnspec::new_with_index(index);
+    if up { b.up() } else { b.down() }.build()
+}
+
+pub fn mtu(index: u32, mtu: u32) -> LinkMessage {
+    LinkUnspec::new_with_index(index).mtu(mtu).build()
+}
+
+pub fn mac(index: u32, mac: [u8; 6]) -> LinkMessage {
+    LinkUnspec::new_with_index(index)
+        .address(mac.to_vec())
+        .build()
+}
+
+pub fn move_to(index: u32, target: &Namespace) -> LinkMessage {
+    LinkUnspec::new_with_index(index)
+        .setns_by_fd(target.raw_fd())
+        .build()
+}
+
+/// Add an address. IPv6 addresses skip duplicate address detection (IFA_F_NODAD) so they are
+/// usable when the call returns: in a lab the scenario owns every address on the wire.
+pub async fn add_address(ns: &Namespace, index: u32, cidr: Cidr, what: &str) -> LabResult<()> {
+    let mut req = ns.netlink.address().add(index, cidr.addr, cidr.prefix);
+    if cidr.addr.is_ipv6() {
+        req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+    }
+    req.execute()
+        .await
+        .map_err(|e| LabError::from_netlink(e, what))
+}
+
+pub async fn remove_address(ns: &Namespace, index: u32, cidr: Cidr, what: &str) -> LabResult<()> {
+    let found = addresses(ns, Some(index))
+        .await?
+        .into_iter()
+        .find(|(i, m)| *i == index && address_of(m) == Some(cidr));
+    let Some((_, msg)) = found else {
+        return Err(LabError::NotFound(format!(
+            "{what}: the link has no such address"
+        )));
+    };
+    ns.netlink
+        .address()
+        .del(msg)
+        .execute()
+        .await
+        .map_err(|e| LabError::from_netlink(e, what))
+}
+
+/// Every address in `ns` (of one link when `index` is given), with its link index.
+async fn addresses(ns: &Namespace, index: Option<u32>) -> LabResult<Vec<(u32, AddressMessage)>> {
+    let mut req = ns.netlink.address().get();
+    if let Some(i) = index {
+        req = req.set_link_index_filter(i);
+    }
+    let msgs: Vec<AddressMessage> = req
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| LabError::from_netlink(e, format!("list addresses in {}", ns.name)))?;
+    Ok(msgs.into_iter().map(|m| (m.header.index, m)).collect())
+}
+
+/// The interface address of a message: IFA_ADDRESS, which for IPv4 equals IFA_LOCAL on
+/// broadcast links and is the only one IPv6 sends.
+fn address_of(m: &AddressMessage) -> Option<Cidr> {
+    let addr = m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(ip) => Some(*ip),
+        _ => None,
+    });
+    let addr: Option<IpAddr> = addr.or_else(|| {
+        m.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        })
+    });
+    addr.map(|addr| Cidr {
+        addr,
+        prefix: m.header.prefix_len,
+    })
+}
+
+/// Describe one link, or every link when `index` is None, as `ip address show` does.
+pub async fn describe(
+    ns: &Namespace,
+    index: Option<u32>,
+    name: &str,
+) -> LabResult<Vec<LinkInfoView>> {
+    let links = match index {
+        Some(i) => vec![get(ns, i, name).await?],
+        None => ns
+            .netlink
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| LabError::from_netlink(e, format!("list links in {}", ns.name)))?,
+    };
+    let addrs = addresses(ns, index).await?;
+    Ok(links
+        .into_iter()
+        .map(|l| {
+            let index = l.header.index;
+            let mut view = view(&l);
+            view.addresses = addrs
+                .iter()
+                .filter(|(i, _)| *i == index)
+                .filter_map(|(_, m)| address_of(m))
+                .map(|c| c.to_string())
+                .collect();
+            view
+        })
+        .collect())
+}
+
+fn view(l: &LinkMessage) -> LinkInfoView {
+    let mut v = LinkInfoView {
+        name: String::new(),
+        index: l.header.index,
+        kind: String::new(),
+        up: l.header.flags.contains(LinkFlags::Up),
+        mtu: 0,
+        mac: String::new(),
+        addresses: Vec::new(),
+    };
+    for attr in &l.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => v.name = n.clone(),
+            LinkAttribute::Mtu(m) => v.mtu = *m,
+            LinkAttribute::Address(a) => v.mac = format_mac(a),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        v.kind = k.to_string();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if v.kind.is_empty() {
+        v.kind = match l.header.link_layer_type {
+            LinkLayerType::Loopback => "loopback".into(),
+            other => format!("{other:?}").to_lowercase(),
+        };
+    }
+    v
+}

@@ -1,0 +1,347 @@
+//! The lab: everything one run has created in the kernel, and the only code that touches it.
+//!
+//! Namespaces and links are kept in tables keyed by ids the guest never sees; the guest holds
+//! WIT resource handles that point at these ids, so it can only ever name what it created.
+//! Teardown removes everything, newest first, and keeps going when one step fails.
+
+pub mod exec;
+pub mod link;
+pub mod netns;
+
+use std::collections::BTreeMap;
+
+use crate::addr::{parse_mac, Cidr};
+use crate::console::{Console, Verbosity};
+use crate::error::{LabError, LabResult};
+use crate::names;
+pub use exec::{ExecOutput, ExecRequest};
+pub use link::LinkInfoView;
+use netns::{Namespace, NsFactory};
+
+/// A namespace of this run. Ids grow, so their order is the order of creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NsId(u32);
+
+/// A link of this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LinkId(u32);
+
+/// Where a link lives now (it moves with `move-to`).
+#[derive(Debug, Clone)]
+struct LinkEntry {
+    ns: NsId,
+    index: u32,
+    name: String,
+}
+
+pub struct Lab {
+    factory: NsFactory,
+    namespaces: BTreeMap<NsId, Namespace>,
+    links: BTreeMap<LinkId, LinkEntry>,
+    next_id: u32,
+    /// Links created by this run (veth ends), for the policy's count.
+    links_created: usize,
+    console: Console,
+}
+
+/// What teardown removed and what went wrong on the way.
+#[derive(Debug, Default)]
+pub struct Teardown {
+    pub removed: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+impl Lab {
+    pub fn new(console: Console) -> LabResult<Lab> {
+        Ok(Lab {
+            factory: NsFactory::start()?,
+            namespaces: BTreeMap::new(),
+            links: BTreeMap::new(),
+            next_id: 0,
+            links_created: 0,
+            console,
+        })
+    }
+
+    fn next(&mut self) -> u32 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub fn namespace_count(&self) -> usize {
+        self.namespaces.len()
+    }
+
+    pub fn links_created(&self) -> usize {
+        self.links_created
+    }
+
+    fn ns(&self, id: NsId) -> LabResult<&Namespace> {
+        self.namespaces.get(&id).ok_or_else(|| {
+            LabError::NotFound("that namespace was deleted: create a new one".to_string())
+        })
+    }
+
+    /// A link and the namespace it is in now.
+    fn link(&self, id: LinkId) -> LabResult<(&LinkEntry, &Namespace)> {
+        let entry = self.links.get(&id).ok_or_else(|| {
+            LabError::NotFound("that link is gone: its namespace was deleted".to_string())
+        })?;
+        Ok((entry, self.ns(entry.ns)?))
+    }
+
+    // ---- namespaces ----
+
+    pub async fn create_namespace(&mut self, name: &str) -> LabResult<NsId> {
+        names::validate("namespace", name)?;
+        if self.namespaces.values().any(|n| n.name == name) {
+            return Err(LabError::Exists(format!(
+                "namespace {name} already exists in this run: pick another name or delete it first"
+            )));
+        }
+        let ns = self.factory.create(name).await?;
+        self.console
+            .action(&format!("netns add {name:<15}  net:[{}]", ns.inode));
+        let id = NsId(self.next());
+        self.namespaces.insert(id, ns);
+        Ok(id)
+    }
+
+    pub fn namespace_name(&self, id: NsId) -> LabResult<&str> {
+        Ok(&self.ns(id)?.name)
+    }
+
+    pub fn namespace_inode(&self, id: NsId) -> LabResult<u64> {
+        Ok(self.ns(id)?.inode)
+    }
+
+    pub fn namespace_names(&self) -> Vec<String> {
+        self.namespaces.values().map(|n| n.name.clone()).collect()
+    }
+
+    pub fn delete_namespace(&mut self, id: NsId) -> LabResult<()> {
+        let ns = self
+            .namespaces
+            .remove(&id)
+            .ok_or_else(|| LabError::NotFound("that namespace was already deleted".to_string()))?;
+        self.links.retain(|_, l| l.ns != id);
+        self.console.action(&format!("netns delete {}", ns.name));
+        drop(ns);
+        Ok(())
+    }
+
+    // ---- links ----
+
+    fn add_link(&mut self, ns: NsId, index: u32, name: &str) -> LinkId {
+        let id = LinkId(self.next());
+        self.links.insert(
+            id,
+            LinkEntry {
+                ns,
+                index,
+                name: name.to_string(),
+            },
+        );
+        id
+    }
+
+    pub async fn veth(
+        &mut self,
+        a: &str,
+        a_ns: NsId,
+        b: &str,
+        b_ns: NsId,
+    ) -> LabResult<(LinkId, LinkId)> {
+        names::validate("link", a)?;
+        names::validate("link", b)?;
+        if a == b && a_ns == b_ns {
+            return Err(LabError::Invalid(format!(
+                "both ends of a veth pair are called {a} in the same namespace: give them different names"
+            )));
+        }
+        let (ans, bns) = (self.ns(a_ns)?, self.ns(b_ns)?);
+        let (ai, bi) = link::add_veth(a, ans, b, bns).await?;
+        self.console.action(&format!(
+            "link add {a} ({}) type veth peer {b} ({})",
+            ans.name, bns.name
+        ));
+        self.links_created += 2;
+        Ok((self.add_link(a_ns, ai, a), self.add_link(b_ns, bi, b)))
+    }
+
+    pub async fn loopback(&mut self, ns_id: NsId) -> LabResult<LinkId> {
+        let ns = self.ns(ns_id)?;
+        let lo = link::find(ns, "lo")
+            .await?
+            .ok_or_else(|| LabError::NotFound(format!("namespace {} has no loopback", ns.name)))?;
+        let index = lo.header.index;
+        if let Some((id, _)) = self
+            .links
+            .iter()
+            .find(|(_, l)| l.ns == ns_id && l.index == index)
+        {
+            return Ok(*id);
+        }
+        Ok(self.add_link(ns_id, index, "lo"))
+    }
+
+    pub fn link_name(&self, id: LinkId) -> LabResult<&str> {
+        Ok(&self.link(id)?.0.name)
+    }
+
+    pub async fn link_info(&self, id: LinkId) -> LabResult<LinkInfoView> {
+        let (l, ns) = self.link(id)?;
+        let mut found = link::describe(ns, Some(l.index), &l.name).await?;
+        found
+            .pop()
+            .ok_or_else(|| LabError::NotFound(format!("link {} in {} is gone", l.name, ns.name)))
+    }
+
+    pub async fn links_in(&self, ns: NsId) -> LabResult<Vec<LinkInfoView>> {
+        let ns = self.ns(ns)?;
+        link::describe(ns, None, "").await
+    }
+
+    pub async fn set_up(&self, id: LinkId, up: bool) -> LabResult<()> {
+        let (l, ns) = self.link(id)?;
+        let state = if up { "up" } else { "down" };
+        let what = format!("link set {} {state} ({})", l.name, ns.name);
+        link::set(ns, link::up_down(l.index, up), &what).await?;
+        self.console.action(&what);
+        Ok(())
+    }
+
+    pub async fn set_mtu(&self, id: LinkId, mtu: u32) -> LabResult<()> {
+        let (l, ns) = self.link(id)?;
+        let what = format!("link set {} mtu {mtu} ({})", l.name, ns.name);
+        link::set(ns, link::mtu(l.index, mtu), &what)
+            .await
+            .map_err(|e| match e {
+                LabError::Invalid(t) => LabError::Invalid(format!(
+                    "{t}: the MTU is outside what this link accepts (68-65535 for a veth)"
+                )),
+                other => other,
+            })?;
+        self.console.action(&what);
+        Ok(())
+    }
+
+    pub async fn set_mac(&self, id: LinkId, mac: &str) -> LabResult<()> {
+        let bytes = parse_mac(mac)?;
+        let (l, ns) = self.link(id)?;
+        let what = format!("link set {} address {mac} ({})", l.name, ns.name);
+        link::set(ns, link::mac(l.index, bytes), &what).await?;
+        self.console.action(&what);
+        Ok(())
+    }
+
+    pub async fn move_to(&mut self, id: LinkId, target: NsId) -> LabResult<()> {
+        let (l, from) = self.link(id)?;
+        let to = self.ns(target)?;
+        if l.ns == target {
+            return Ok(());
+        }
+        if l.name == "lo" {
+            return Err(LabError::Invalid(format!(
+                "the loopback of {} cannot move: every namespace keeps its own",
+                from.name
+            )));
+        }
+        if link::find(to, &l.name).await?.is_some() {
+            return Err(LabError::Exists(format!(
+                "cannot move {} into {}: that namespace already has a link with this name",
+                l.name, to.name
+            )));
+        }
+        let what = format!("link set {} netns {} (from {})", l.name, to.name, from.name);
+        link::set(from, link::move_to(l.index, to), &what).await?;
+        // The kernel keeps the index when it is free in the new namespace, else picks another.
+        let moved = link::find(to, &l.name).await?.ok_or_else(|| {
+            LabError::Os(format!("{what}: the link is not in {} afterwards", to.name))
+        })?;
+        self.console.action(&what);
+        let index = moved.header.index;
+        let entry = self.links.get_mut(&id).expect("looked up above");
+        entry.ns = target;
+        entry.index = index;
+        Ok(())
+    }
+
+    pub async fn add_address(&self, id: LinkId, cidr: &str) -> LabResult<()> {
+        let cidr: Cidr = cidr.parse()?;
+        let (l, ns) = self.link(id)?;
+        let what = format!("address add {cidr} dev {} ({})", l.name, ns.name);
+        link::add_address(ns, l.index, cidr, &what).await?;
+        self.console.action(&what);
+        Ok(())
+    }
+
+    pub async fn remove_address(&self, id: LinkId, cidr: &str) -> LabResult<()> {
+        let cidr: Cidr = cidr.parse()?;
+        let (l, ns) = self.link(id)?;
+        let what = format!("address del {cidr} dev {} ({})", l.name, ns.name);
+        link::remove_address(ns, l.index, cidr, &what).await?;
+        self.console.action(&what);
+        Ok(())
+    }
+
+    // ---- programs ----
+
+    pub async fn exec(&self, ns: NsId, req: ExecRequest) -> LabResult<ExecOutput> {
+        let ns = self.ns(ns)?;
+        let shown = std::iter::once(req.program.as_str())
+            .chain(req.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.console
+            .line(Verbosity::Normal, &format!("   $ {}: {shown}", ns.name));
+        let out = exec::run(ns, req, self.console).await?;
+        if out.timed_out {
+            self.console.action(&format!(
+                "killed after its time limit ({:.1?})",
+                out.duration
+            ));
+        }
+        Ok(out)
+    }
+
+    // ---- the end ----
+
+    /// Remove everything the run created, newest first. Closing a namespace's fd and its netlink
+    /// socket frees it and every link inside it (a veth pair goes when either end goes). A step
+    /// that fails is recorded and the rest goes on.
+    pub async fn teardown(&mut self) -> Teardown {
+        let mut report = Teardown::default();
+        self.links.clear();
+        while let Some((_, ns)) = self.namespaces.pop_last() {
+            let inside = match link::describe(&ns, None, "").await {
+                Ok(links) => links
+                    .into_iter()
+                    .map(|l| l.name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Err(e) => {
+                    report
+                        .problems
+                        .push(format!("listing the links of {}: {e}", ns.name));
+                    "?".to_string()
+                }
+            };
+            report.removed.push(format!(
+                "netns {} (net:[{}]) with links: {inside}",
+                ns.name, ns.inode
+            ));
+            drop(ns);
+        }
+        report
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Teardown is normally awaited and reported by the run; this is the backstop for early
+        // returns, so that nothing outlives the Lab value.
+        self.links.clear();
+        while self.namespaces.pop_last().is_some() {}
+    }
+}

@@ -1,0 +1,15 @@
+//! nslab's runner: runs network labs written as WebAssembly components (world
+//! `nslab:lab/scenario`), with the host doing every privileged step on the scenario's behalf.
+
+pub mod addr;
+pub mod bindings;
+pub mod console;
+pub mod error;
+pub mod iface;
+pub mod lab;
+pub mod load;
+pub mod names;
+pub mod policy;
+pub mod privilege;
+pub mod report;
+pub mod run;
