@@ -194,10 +194,12 @@ fn verdict(
     console: Console,
 ) -> Outcome {
     let secs = started.elapsed().as_secs_f64();
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     let counts = format!(
-        "{} steps, {} checks passed, {} failed, {secs:.1}s",
-        report.steps.len(),
-        report.passed(),
+        "{}, {} passed, {} failed, {secs:.1}s",
+        plural(report.steps.len(), "step", "steps"),
+        plural(report.passed(), "check", "checks"),
         report.failed()
     );
     let (outcome, line) = match ended {

@@ -1,1 +1,236 @@
+//! Calls every function of the nslab:lab contract and checks what comes back against what the
+//! kernel should have done. Run with `--allow-exec cat,env,sleep` (it runs them to test stdin,
+//! the environment and time limits).
 
+use nslab_sdk::prelude::*;
+
+struct Conformance;
+
+fn has(info: &LinkInfo, cidr: &str) -> bool {
+    info.addresses.iter().any(|a| a == cidr)
+}
+
+impl Guest for Conformance {
+    fn describe() -> Info {
+        info(
+            "conformance",
+            "every function of nslab:lab, checked against the kernel",
+            &["ping", "cat", "env", "sleep"],
+        )
+    }
+
+    fn run(_args: Vec<String>) -> Result<(), String> {
+        step("netns: create, name, inode, names, delete");
+        let a = Netns::create("a")?;
+        let b = Netns::create("b")?;
+        let c = Netns::create("c")?;
+        check("name() is the name given", a.name() == "a", &a.name());
+        check(
+            "each namespace has its own inode",
+            a.inode() != b.inode() && a.inode() > 0,
+            &format!("{} {}", a.inode(), b.inode()),
+        );
+        check(
+            "names() lists all three",
+            names() == ["a", "b", "c"],
+            &names().join(","),
+        );
+        let dup = Netns::create("a").err().map(|e| e.kind()).unwrap_or("none");
+        check(
+            "a second namespace named a is refused as exists",
+            dup == "exists",
+            dup,
+        );
+        delete(c)?;
+        check(
+            "delete removes it from names()",
+            names() == ["a", "b"],
+            &names().join(","),
+        );
+
+        step("link: veth, loopback, info, links");
+        let (va, vb) = Link::veth("va", &a, "vb", &b)?;
+        check(
+            "veth ends keep their names",
+            va.name() == "va" && vb.name() == "vb",
+            "",
+        );
+        let ia = va.info()?;
+        check(
+            "a new veth end is a veth, down",
+            ia.kind == "veth" && !ia.up,
+            &format!("{ia:?}"),
+        );
+        let names_in_a: Vec<String> = links(&a)?.into_iter().map(|l| l.name).collect();
+        check(
+            "links(a) shows lo and va only",
+            names_in_a == ["lo", "va"],
+            &names_in_a.join(","),
+        );
+        let lo = Link::loopback(&a)?;
+        check(
+            "loopback is lo, kind loopback",
+            lo.name() == "lo" && lo.info()?.kind == "loopback",
+            "",
+        );
+        let dup = Link::veth("va", &a, "vz", &b)
+            .err()
+            .map(|e| e.kind())
+            .unwrap_or("none");
+        check(
+            "a second link named va in a is refused as exists",
+            dup == "exists",
+            dup,
+        );
+
+        step("link: set-up, set-down, set-mtu, set-mac");
+        va.set_up()?;
+        check("set-up brings it up", va.info()?.up, "");
+        va.set_down()?;
+        check("set-down takes it down", !va.info()?.up, "");
+        va.set_mtu(1400)?;
+        check(
+            "set-mtu 1400",
+            va.info()?.mtu == 1400,
+            &va.info()?.mtu.to_string(),
+        );
+        let too_big = va.set_mtu(70000).err().map(|e| e.kind()).unwrap_or("none");
+        check(
+            "mtu 70000 is refused as invalid",
+            too_big == "invalid",
+            too_big,
+        );
+        va.set_mac("02:00:00:00:00:0a")?;
+        check(
+            "set-mac",
+            va.info()?.mac == "02:00:00:00:00:0a",
+            &va.info()?.mac,
+        );
+        let bad = va
+            .set_mac("01:00:5e:00:00:01")
+            .err()
+            .map(|e| e.kind())
+            .unwrap_or("none");
+        check(
+            "a multicast MAC is refused as invalid",
+            bad == "invalid",
+            bad,
+        );
+
+        step("link: add-address, remove-address (IPv4 and IPv6)");
+        va.add_address("10.9.0.1/24")?;
+        va.add_address("fd00:9::1/64")?;
+        let ia = va.info()?;
+        check(
+            "both addresses are listed",
+            has(&ia, "10.9.0.1/24") && has(&ia, "fd00:9::1/64"),
+            &ia.addresses.join(" "),
+        );
+        let again = va
+            .add_address("10.9.0.1/24")
+            .err()
+            .map(|e| e.kind())
+            .unwrap_or("none");
+        check(
+            "adding it twice is refused as exists",
+            again == "exists",
+            again,
+        );
+        va.remove_address("10.9.0.1/24")?;
+        check(
+            "remove-address removes it",
+            !has(&va.info()?, "10.9.0.1/24"),
+            &va.info()?.addresses.join(" "),
+        );
+        let gone = va
+            .remove_address("10.9.0.1/24")
+            .err()
+            .map(|e| e.kind())
+            .unwrap_or("none");
+        check("removing it again is not-found", gone == "not-found", gone);
+
+        step("link: move-to another namespace of the run");
+        let (m1, _m2) = Link::veth("m1", &a, "m2", &b)?;
+        m1.move_to(&b)?;
+        let in_b: Vec<String> = links(&b)?.into_iter().map(|l| l.name).collect();
+        check(
+            "m1 is now in b",
+            in_b.contains(&"m1".to_string()) && m1.info()?.name == "m1",
+            &in_b.join(","),
+        );
+        let in_a: Vec<String> = links(&a)?.into_iter().map(|l| l.name).collect();
+        check(
+            "and no longer in a",
+            !in_a.contains(&"m1".to_string()),
+            &in_a.join(","),
+        );
+        m1.add_address("10.8.0.1/24")?;
+        check(
+            "a moved link is still usable",
+            has(&m1.info()?, "10.8.0.1/24"),
+            "",
+        );
+
+        step("exec: run with args, env, stdin and a time limit");
+        let (x, y) = Link::veth("x0", &a, "y0", &b)?;
+        x.add_address("10.7.0.1/24")?;
+        y.add_address("10.7.0.2/24")?;
+        x.set_up()?;
+        y.set_up()?;
+        let out = a.exec("ping", ["-c", "1", "-W", "2", "10.7.0.2"])?;
+        check(
+            "ping across the pair",
+            out.success(),
+            &out.line_with("packets transmitted").unwrap_or_default(),
+        );
+        let out = a.run(Cmd::new("cat", [] as [&str; 0]).stdin("fed through stdin\n"))?;
+        check(
+            "stdin reaches the program",
+            out.stdout_text() == "fed through stdin\n",
+            &out.stdout_text(),
+        );
+        let out = a.run(Cmd::new("env", [] as [&str; 0]).env("LAB_ROLE", "client"))?;
+        let mut vars: Vec<String> = out.stdout_text().lines().map(str::to_string).collect();
+        vars.sort();
+        check(
+            "the environment holds only PATH and what the scenario set",
+            vars.len() == 2
+                && vars[0] == "LAB_ROLE=client"
+                && vars[1].starts_with("PATH=/usr/local/sbin:"),
+            &vars.join(" "),
+        );
+        let out = a.run(Cmd::new("sleep", ["10"]).timeout_ms(300))?;
+        check(
+            "a program past its time limit is killed and marked",
+            out.timed_out && out.status == 128 + 9 && out.duration_us < 5_000_000,
+            &format!(
+                "timed_out={} status={} {}us",
+                out.timed_out, out.status, out.duration_us
+            ),
+        );
+        let out = a.exec("cat", ["/nonexistent-file"])?;
+        check(
+            "a failing program's status and stderr come back",
+            out.status == 1 && out.stderr_text().contains("No such file"),
+            &out.stderr_text(),
+        );
+
+        step("deleting a namespace takes its links with it");
+        delete(b)?;
+        let gone = vb.info().err().map(|e| e.kind()).unwrap_or("none");
+        check(
+            "a link of a deleted namespace is not-found",
+            gone == "not-found",
+            gone,
+        );
+        let peer = va.info().err().map(|e| e.kind()).unwrap_or("none");
+        check(
+            "and its veth peer in a is gone too",
+            peer == "not-found",
+            peer,
+        );
+        Ok(())
+    }
+}
+
+export!(Conformance);

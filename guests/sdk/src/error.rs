@@ -27,7 +27,6 @@ impl Error {
         }
     }
 
-
     /// "invalid: link name ... is 16 characters long: the limit is 15 ...". (wit-bindgen's own
     /// `Display` prints the Rust debug form; this is the one meant for people.)
     pub fn describe(&self) -> String {

@@ -32,8 +32,8 @@ pub mod bindings {
     });
 }
 
-mod exec;
 mod error;
+mod exec;
 
 pub use bindings::export;
 pub use bindings::nslab::lab::exec::Output;

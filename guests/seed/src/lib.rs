@@ -21,14 +21,19 @@ impl Guest for Seed {
 
         // The tutorial's first look inside: only lo, down, no addresses.
         let inside = links(&ns01)?;
-        let lo_only = inside.len() == 1 && inside[0].name == "lo" && !inside[0].up && inside[0].addresses.is_empty();
+        let lo_only = inside.len() == 1
+            && inside[0].name == "lo"
+            && !inside[0].up
+            && inside[0].addresses.is_empty();
         check(
             "a new namespace holds only lo, down, without addresses",
             lo_only,
             &describe_links(&inside),
         );
 
-        step("Connect them with a veth pair (ip link add ns01-veth0 type veth peer name ns02-veth0)");
+        step(
+            "Connect them with a veth pair (ip link add ns01-veth0 type veth peer name ns02-veth0)",
+        );
         let (veth1, veth2) = Link::veth("ns01-veth0", &ns01, "ns02-veth0", &ns02)?;
 
         step("Address each end (ip address add 192.168.0.1/24 / 192.168.0.2/24)");
@@ -41,7 +46,9 @@ impl Guest for Seed {
 
         step("Ping ns02 from ns01 (ip netns exec ns01 ping -c 3 192.168.0.2)");
         let out = ns01.exec("ping", ["-c", "3", "192.168.0.2"])?;
-        let summary = out.line_with("packets transmitted").unwrap_or_else(|| out.stderr_text());
+        let summary = out
+            .line_with("packets transmitted")
+            .unwrap_or_else(|| out.stderr_text());
         check(
             "ping lost nothing",
             out.success() && summary.contains(" 0% packet loss"),
@@ -54,7 +61,14 @@ impl Guest for Seed {
 fn describe_links(links: &[LinkInfo]) -> String {
     links
         .iter()
-        .map(|l| format!("{} ({}, {})", l.name, l.kind, if l.up { "UP" } else { "DOWN" }))
+        .map(|l| {
+            format!(
+                "{} ({}, {})",
+                l.name,
+                l.kind,
+                if l.up { "UP" } else { "DOWN" }
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }

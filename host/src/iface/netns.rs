@@ -45,6 +45,6 @@ impl Host for LabView<'_> {
     async fn delete(&mut self, ns: Resource<NsId>) -> Result<(), LabError> {
         self.policy.check(&Op::Owned)?;
         let id = self.table.delete(ns)?;
-        self.lab.delete_namespace(id)
+        self.lab.delete_namespace(id).await
     }
 }

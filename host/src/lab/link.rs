@@ -143,6 +143,29 @@ pub fn move_to(index: u32, target: &Namespace) -> LinkMessage {
         .build()
 }
 
+/// Delete every link in `ns` but its loopback, which cannot be deleted, and return their
+/// names. The kernel frees a namespace lazily after its last reference goes; deleting the links
+/// first makes them (and each veth's peer, wherever it is) disappear now. A link already gone
+/// (the peer of one deleted just before) is not a problem.
+pub async fn delete_all(ns: &Namespace) -> (Vec<String>, Vec<String>) {
+    let (mut removed, mut problems) = (Vec::new(), Vec::new());
+    let links = match describe(ns, None, "").await {
+        Ok(l) => l,
+        Err(e) => return (removed, vec![e.to_string()]),
+    };
+    for l in links.into_iter().filter(|l| l.kind != "loopback") {
+        let what = format!("delete link {} in {}", l.name, ns.name);
+        match ns.netlink.link().del(l.index).execute().await {
+            Ok(()) => removed.push(l.name),
+            Err(e) => match LabError::from_netlink(e, &what) {
+                LabError::NotFound(_) => removed.push(l.name),
+                other => problems.push(other.to_string()),
+            },
+        }
+    }
+    (removed, problems)
+}
+
 /// Add an address. IPv6 addresses skip duplicate address detection (IFA_F_NODAD) so they are
 /// usable when the call returns: in a lab the scenario owns every address on the wire.
 pub async fn add_address(ns: &Namespace, index: u32, cidr: Cidr, what: &str) -> LabResult<()> {

@@ -119,15 +119,26 @@ impl Lab {
         self.namespaces.values().map(|n| n.name.clone()).collect()
     }
 
-    pub fn delete_namespace(&mut self, id: NsId) -> LabResult<()> {
+    /// Delete a namespace now: its links first (so they and their veth peers are gone when
+    /// this returns), then its fd and netlink socket.
+    pub async fn delete_namespace(&mut self, id: NsId) -> LabResult<()> {
         let ns = self
             .namespaces
             .remove(&id)
             .ok_or_else(|| LabError::NotFound("that namespace was already deleted".to_string()))?;
+        let (_, problems) = link::delete_all(&ns).await;
         self.links.retain(|_, l| l.ns != id);
         self.console.action(&format!("netns delete {}", ns.name));
+        let name = ns.name.clone();
         drop(ns);
-        Ok(())
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(LabError::Os(format!(
+                "namespace {name} is deleted, but removing its links first failed: {}",
+                problems.join("; ")
+            )))
+        }
     }
 
     // ---- links ----
@@ -314,23 +325,15 @@ impl Lab {
         let mut report = Teardown::default();
         self.links.clear();
         while let Some((_, ns)) = self.namespaces.pop_last() {
-            let inside = match link::describe(&ns, None, "").await {
-                Ok(links) => links
-                    .into_iter()
-                    .map(|l| l.name)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                Err(e) => {
-                    report
-                        .problems
-                        .push(format!("listing the links of {}: {e}", ns.name));
-                    "?".to_string()
-                }
-            };
+            let (links, problems) = link::delete_all(&ns).await;
+            let links: Vec<String> = std::iter::once("lo".to_string()).chain(links).collect();
             report.removed.push(format!(
-                "netns {} (net:[{}]) with links: {inside}",
-                ns.name, ns.inode
+                "netns {} (net:[{}]) with links: {}",
+                ns.name,
+                ns.inode,
+                links.join(", ")
             ));
+            report.problems.extend(problems);
             drop(ns);
         }
         report

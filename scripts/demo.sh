@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up, build, and run the seed scenario: the ip-netns tutorial as a WebAssembly lab.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build-guests.sh
+cargo build --quiet --release -p nslab-host
+exec target/release/runner run guests/target/wasm32-wasip2/release/seed.wasm "$@"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up and run every check and test: formatting, lints, unit tests, and the integration tests
+# that run the real runner on real scenarios as root. CI (.ci/run) runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build-guests.sh
+cargo fmt --all -- --check
+(cd guests && cargo fmt --all -- --check)
+cargo clippy --quiet --release --all-targets -- -D warnings
+(cd guests && cargo clippy --quiet --release --target wasm32-wasip2 -- -D warnings)
+cargo test --release -p nslab-host

@@ -1,0 +1,198 @@
+//! Shared helpers for the integration tests: run the real `runner` binary on real scenarios, as
+//! root, and check that the kernel is left exactly as it was found.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+pub const RUNNER: &str = env!("CARGO_BIN_EXE_runner");
+
+/// Tests that compare host-wide state (`ip netns list`, the host's links) take this for reading;
+/// the few that change host state on purpose take it for writing, so they never overlap.
+static HOST: RwLock<()> = RwLock::new(());
+
+pub fn host_read() -> RwLockReadGuard<'static, ()> {
+    HOST.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn host_write() -> RwLockWriteGuard<'static, ()> {
+    HOST.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A scenario built by scripts/build-guests.sh.
+pub fn guest(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../guests/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build the scenarios first with scripts/build-guests.sh (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// The outcome of one runner invocation.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn from_output(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Everything it printed, for assertion messages.
+    pub fn all(&self) -> String {
+        format!(
+            "--- exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
+    pub fn assert_code(&self, code: i32) -> &Run {
+        assert_eq!(self.code, code, "unexpected exit status\n{}", self.all());
+        self
+    }
+
+    pub fn assert_stdout(&self, needle: &str) -> &Run {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}\n{}",
+            self.all()
+        );
+        self
+    }
+
+    pub fn assert_stderr(&self, needle: &str) -> &Run {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n{}",
+            self.all()
+        );
+        self
+    }
+
+    /// The inodes of the namespaces this run created, as it narrated them ("net:[N]").
+    pub fn namespace_inodes(&self) -> Vec<u64> {
+        self.stdout
+            .split("net:[")
+            .skip(1)
+            .filter_map(|rest| rest.split(']').next()?.parse().ok())
+            .collect()
+    }
+}
+
+/// Run the runner with these arguments and wait for it.
+pub fn runner<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(RUNNER)
+        .args(args)
+        .output()
+        .expect("start the runner");
+    Run::from_output(out)
+}
+
+/// What of the host a run must leave unchanged.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HostState {
+    pinned: String,
+    links: BTreeSet<String>,
+}
+
+pub fn host_state() -> HostState {
+    let pinned = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    let links = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .expect("ip link show");
+    HostState {
+        pinned: String::from_utf8_lossy(&pinned.stdout).into_owned(),
+        links: String::from_utf8_lossy(&links.stdout)
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            .collect(),
+    }
+}
+
+/// Every process, or open file of a process, that refers to one of `inodes` as its network
+/// namespace. After a run, none may.
+pub fn namespace_holders(inodes: &[u64]) -> Vec<String> {
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("net:[{i}]")).collect();
+    let mut found = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for p in procs.flatten() {
+        let pid = p.file_name().to_string_lossy().into_owned();
+        if !pid.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let mut refs = vec![p.path().join("ns/net")];
+        if let Ok(fds) = std::fs::read_dir(p.path().join("fd")) {
+            refs.extend(fds.flatten().map(|f| f.path()));
+        }
+        for r in refs {
+            if let Ok(target) = std::fs::read_link(&r) {
+                let t = target.to_string_lossy();
+                if wanted.iter().any(|w| *w == t) {
+                    found.push(format!("{} -> {t}", r.display()));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Run the runner and check it left nothing: the host's pinned namespaces and links are as
+/// before, and nothing refers to a namespace the run created.
+pub fn run_clean<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let _host = host_read();
+    let before = host_state();
+    let run = runner(args);
+    assert_eq!(host_state(), before, "the host changed\n{}", run.all());
+    let holders = namespace_holders(&run.namespace_inodes());
+    assert!(
+        holders.is_empty(),
+        "the run's namespaces are still held: {holders:?}\n{}",
+        run.all()
+    );
+    run
+}
+
+/// A path for a scratch file unique to this test process and `tag`; removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str, contents: &[u8]) -> Scratch {
+        let path = std::env::temp_dir().join(format!("nslab-test-{}-{tag}", std::process::id()));
+        std::fs::write(&path, contents).expect("write scratch file");
+        Scratch(path)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
