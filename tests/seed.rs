@@ -66,7 +66,7 @@ fn quiet_prints_steps_checks_and_verdict_only() {
 /// ns01 and a link called ns01-veth0, and the run touches neither.
 #[test]
 fn seed_names_are_private_to_the_run() {
-    let _host = host_write();
+    let _labs = lab_lock();
     let pinned = HostObject::netns("ns01");
     let link = HostObject::host_link("ns01-veth0");
     let before = host_state();

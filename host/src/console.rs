@@ -6,6 +6,8 @@ use std::io::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verbosity {
+    /// Nothing at all (the library used in-process, e.g. by tests).
+    Silent,
     /// Steps, checks and the verdict only.
     Quiet,
     /// Also every kernel change and every program's output, as they happen.
@@ -46,7 +48,9 @@ impl Console {
 
     /// Something the user should see whatever the verbosity: a teardown problem, a warning.
     pub fn warn(&self, text: &str) {
-        let _ = std::io::stdout().flush();
-        eprintln!("runner: warning: {text}");
+        if self.verbosity > Verbosity::Silent {
+            let _ = std::io::stdout().flush();
+            eprintln!("runner: warning: {text}");
+        }
     }
 }

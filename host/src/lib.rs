@@ -3,6 +3,7 @@
 
 pub mod addr;
 pub mod bindings;
+pub mod cleanup;
 pub mod console;
 pub mod error;
 pub mod iface;
@@ -11,5 +12,6 @@ pub mod load;
 pub mod names;
 pub mod policy;
 pub mod privilege;
+pub mod records;
 pub mod report;
 pub mod run;

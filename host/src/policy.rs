@@ -31,6 +31,9 @@ pub struct Policy {
     /// Bytes kept of each of a program's stdout and stderr; the rest is cut and marked
     /// (`exec-output-bytes`).
     pub exec_output_bytes: usize,
+    /// The whole run's deadline: past it the scenario is stopped and its lab removed
+    /// (`run-timeout`).
+    pub run_timeout: Duration,
 }
 
 impl Default for Policy {
@@ -42,6 +45,7 @@ impl Default for Policy {
             exec_timeout: Duration::from_secs(60),
             exec_timeout_max: Duration::from_secs(600),
             exec_output_bytes: 1 << 20,
+            run_timeout: Duration::from_secs(600),
         }
     }
 }

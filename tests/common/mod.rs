@@ -6,20 +6,17 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, MutexGuard};
 
 pub const RUNNER: &str = env!("CARGO_BIN_EXE_runner");
 
-/// Tests that compare host-wide state (`ip netns list`, the host's links) take this for reading;
-/// the few that change host state on purpose take it for writing, so they never overlap.
-static HOST: RwLock<()> = RwLock::new(());
+/// Every test that runs labs holds this while it does, so no other lab comes or goes meanwhile:
+/// the leftover checks compare host-wide state, and the kernel reuses a freed namespace's inode
+/// number for the next namespace, which another test's run could otherwise be holding.
+static LABS: Mutex<()> = Mutex::new(());
 
-pub fn host_read() -> RwLockReadGuard<'static, ()> {
-    HOST.read().unwrap_or_else(|e| e.into_inner())
-}
-
-pub fn host_write() -> RwLockWriteGuard<'static, ()> {
-    HOST.write().unwrap_or_else(|e| e.into_inner())
+pub fn lab_lock() -> MutexGuard<'static, ()> {
+    LABS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A scenario built by scripts/build-guests.sh.
@@ -167,7 +164,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let _host = host_read();
+    let _labs = lab_lock();
     let before = host_state();
     let run = runner(args);
     assert_eq!(host_state(), before, "the host changed\n{}", run.all());
@@ -194,5 +191,130 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A runner started in the background, whose output lines the test can wait for.
+pub struct Background {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Background {
+    pub fn start<I, S>(args: I) -> Background
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        use std::io::{BufRead, Read};
+        let mut child = Command::new(RUNNER)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the runner");
+        let out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        Background {
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Wait until a line containing `needle` is printed (a generous 30 s at most, so a broken
+    /// runner fails the test instead of hanging it).
+    pub fn wait_for(&mut self, needle: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !self.seen.iter().any(|l| l.contains(needle)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "the runner never printed {needle:?}; it printed:\n{}",
+                        self.seen.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain syscall on our own child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// Wait for the runner to exit (30 s at most) and collect everything it printed.
+    pub fn finish(mut self) -> Run {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "the runner did not exit; it printed:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        while let Ok(line) = self.lines.recv_timeout(std::time::Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        use std::os::unix::process::ExitStatusExt;
+        Run {
+            code: status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+            stdout: self.seen.iter().map(|l| format!("{l}\n")).collect(),
+            stderr: self.stderr.join().unwrap_or_default(),
+        }
+    }
+}
+
+/// The run id a runner printed ("run 1a2b3c4d;" or "kept: run 1a2b3c4d;").
+pub fn run_id(stdout: &str) -> String {
+    let words: Vec<&str> = stdout.split_whitespace().collect();
+    words
+        .windows(2)
+        .find_map(|w| {
+            let id = w[1].trim_end_matches(';');
+            (w[0] == "run" && id.len() == 8 && id.chars().all(|c| c.is_ascii_hexdigit()))
+                .then(|| id.to_string())
+        })
+        .unwrap_or_else(|| panic!("no run id in:\n{stdout}"))
+}
+
+/// Poll `cond` for up to `limit`; true as soon as it holds.
+pub fn within(limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

@@ -1,5 +1,7 @@
 //! The command line: one module per subcommand.
 
+mod cleanup;
+mod ls;
 mod run;
 
 use std::process::ExitCode;
@@ -18,7 +20,7 @@ use clap::{Parser, Subcommand};
         when the run ends.\n\n\
         Exit status: 0 every check passed; 1 a check failed or the scenario returned an error \
         or crashed; 2 the runner could not run the file (unreadable, not a component, not a \
-        scenario, no privilege)."
+        scenario, no privilege); 130 / 143 stopped by SIGINT / SIGTERM (the lab is removed)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -28,10 +30,14 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Run(run::RunArgs),
+    Ls(ls::LsArgs),
+    Cleanup(cleanup::CleanupArgs),
 }
 
 pub fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run(args) => run::main(args),
+        Command::Ls(args) => ls::main(args),
+        Command::Cleanup(args) => cleanup::main(args),
     }
 }

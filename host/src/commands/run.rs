@@ -17,6 +17,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "PROG[,PROG...]", value_delimiter = ',')]
     allow_exec: Vec<String>,
 
+    /// Stop the scenario and remove its lab if the whole run takes longer than this
+    /// (e.g. 30s, 5m; default 10m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    timeout: Option<std::time::Duration>,
+
+    /// Keep the lab when the scenario ends: pin its namespaces under /run/netns (for `ip netns
+    /// exec`) until `runner cleanup RUN-ID`.
+    #[arg(long)]
+    keep: bool,
+
     /// Print only the scenario's steps, checks and the verdict.
     #[arg(short, long, conflicts_with = "verbose")]
     quiet: bool,
@@ -43,11 +53,15 @@ pub fn main(a: RunArgs) -> ExitCode {
             .map(|p| p.trim())
             .filter(|p| !p.is_empty()),
     );
+    if let Some(t) = a.timeout {
+        policy.run_timeout = t;
+    }
     let cfg = RunConfig {
         file: a.file,
         args: a.args,
         policy,
         console: Console::new(verbosity),
+        keep: a.keep,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -5,6 +5,7 @@
 //! the scenario passed (the policy has vetted the keys), in its own process group so a timeout
 //! kills everything it started, and with a parent-death signal so it dies with the runner.
 
+use std::os::fd::RawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -86,28 +87,9 @@ pub async fn run(ns: &Namespace, req: ExecRequest, console: Console) -> LabResul
         .kill_on_drop(true);
     let ns_fd = ns.raw_fd();
     let parent = std::process::id() as libc::pid_t;
-    // SAFETY: only async-signal-safe calls (setns, prctl, getppid) between fork and exec.
+    // SAFETY: the closure runs between fork and exec and makes only async-signal-safe calls.
     unsafe {
-        cmd.pre_exec(move || {
-            if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The runner may have died between fork and prctl: then nothing would kill us.
-            if libc::getppid() != parent {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
+        cmd.pre_exec(move || enter_lab(ns_fd, parent));
     }
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|e| LabError::from_io(&e, &what))?;
@@ -168,6 +150,90 @@ pub async fn run(ns: &Namespace, req: ExecRequest, console: Console) -> LabResul
         timed_out,
         duration: started.elapsed(),
     })
+}
+
+/// Between fork and exec, in the child: die with the runner, enter the namespace, and start the
+/// program as PID 1 of a PID namespace of its own, so that whatever it starts dies with it.
+///
+/// The forked child (C) cannot itself join a new PID namespace, only its children can. So C
+/// forks once more: the grandchild (G) returns from here and execs the program as that
+/// namespace's init; C waits for G and exits with its status. C closes every fd it holds first,
+/// or the parent's `spawn()` would wait on the exec-error pipe until C exits. Both have a
+/// parent-death signal: the runner's death kills C, C's death kills G, and G's death makes the
+/// kernel kill everything left in its PID namespace.
+///
+/// # Safety
+/// Only async-signal-safe calls: this runs in a forked copy of a multi-threaded process.
+unsafe fn enter_lab(ns_fd: RawFd, runner: libc::pid_t) -> std::io::Result<()> {
+    let fail = || Err(std::io::Error::last_os_error());
+    if libc::prctl(
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL as libc::c_ulong,
+        0,
+        0,
+        0,
+    ) != 0
+    {
+        return fail();
+    }
+    // The runner may have died between fork and prctl: then nothing would kill us.
+    if libc::getppid() != runner {
+        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 || libc::unshare(libc::CLONE_NEWPID) != 0 {
+        return fail();
+    }
+    // G learns whether C died before G's own prctl: C holds the write end until it dies.
+    let mut alive = [0 as libc::c_int; 2];
+    if libc::pipe2(alive.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+        return fail();
+    }
+    match libc::fork() {
+        -1 => fail(),
+        0 => {
+            libc::close(alive[1]);
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return fail();
+            }
+            libc::fcntl(alive[0], libc::F_SETFL, libc::O_NONBLOCK);
+            let mut byte = 0u8;
+            if libc::read(alive[0], (&mut byte as *mut u8).cast(), 1) == 0 {
+                libc::_exit(128 + libc::SIGKILL);
+            }
+            Ok(())
+        }
+        program => {
+            // Keep only the write end G watches.
+            let keep = alive[1] as u32;
+            if keep > 0 {
+                libc::syscall(libc::SYS_close_range, 0u32, keep - 1, 0u32);
+            }
+            libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
+            let mut status = 0;
+            loop {
+                let r = libc::waitpid(program, &mut status, 0);
+                if r == program {
+                    break;
+                }
+                if r == -1 && *libc::__errno_location() != libc::EINTR {
+                    libc::_exit(127);
+                }
+            }
+            let code = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128 + libc::WTERMSIG(status)
+            };
+            libc::_exit(code)
+        }
+    }
 }
 
 fn kill_group(pgid: Option<libc::pid_t>) {

@@ -7,6 +7,7 @@
 pub mod exec;
 pub mod link;
 pub mod netns;
+pub mod pin;
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use crate::addr::{parse_mac, Cidr};
 use crate::console::{Console, Verbosity};
 use crate::error::{LabError, LabResult};
 use crate::names;
+use crate::records::{NsRecord, RunRecord};
 pub use exec::{ExecOutput, ExecRequest};
 pub use link::LinkInfoView;
 use netns::{Namespace, NsFactory};
@@ -42,6 +44,8 @@ pub struct Lab {
     /// Links created by this run (veth ends), for the policy's count.
     links_created: usize,
     console: Console,
+    /// The runner's record of this run, kept in step with `namespaces` (see records.rs).
+    record: RunRecord,
 }
 
 /// What teardown removed and what went wrong on the way.
@@ -52,15 +56,47 @@ pub struct Teardown {
 }
 
 impl Lab {
-    pub fn new(console: Console) -> LabResult<Lab> {
-        Ok(Lab {
+    pub fn new(console: Console, record: RunRecord) -> LabResult<Lab> {
+        let lab = Lab {
             factory: NsFactory::start()?,
             namespaces: BTreeMap::new(),
             links: BTreeMap::new(),
             next_id: 0,
             links_created: 0,
             console,
-        })
+            record,
+        };
+        lab.save_record();
+        Ok(lab)
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.record.id
+    }
+
+    /// The record is what `runner ls` and `runner cleanup` go by; failing to write it does not
+    /// stop the lab, but the user should know those commands will not see this run.
+    fn save_record(&self) {
+        if let Err(e) = self.record.save() {
+            self.console.warn(&format!(
+                "cannot write the run record under {}: {e}; `runner ls` will not show run {}",
+                crate::records::RUN_DIR,
+                self.record.id
+            ));
+        }
+    }
+
+    fn sync_record(&mut self) {
+        self.record.namespaces = self
+            .namespaces
+            .values()
+            .map(|n| NsRecord {
+                name: n.name.clone(),
+                inode: n.inode,
+                pinned: None,
+            })
+            .collect();
+        self.save_record();
     }
 
     fn next(&mut self) -> u32 {
@@ -104,6 +140,7 @@ impl Lab {
             .action(&format!("netns add {name:<15}  net:[{}]", ns.inode));
         let id = NsId(self.next());
         self.namespaces.insert(id, ns);
+        self.sync_record();
         Ok(id)
     }
 
@@ -131,6 +168,7 @@ impl Lab {
         self.console.action(&format!("netns delete {}", ns.name));
         let name = ns.name.clone();
         drop(ns);
+        self.sync_record();
         if problems.is_empty() {
             Ok(())
         } else {
@@ -336,7 +374,50 @@ impl Lab {
             report.problems.extend(problems);
             drop(ns);
         }
+        if let Err(e) = self.record.remove() {
+            report
+                .problems
+                .push(format!("removing the run record: {e}"));
+        }
         report
+    }
+
+    /// Keep the lab after the run: pin every namespace as /run/netns/nslab-RUNID-NAME, record
+    /// the pins, and let go of the fds. If any pin fails, undo the others and report; the caller
+    /// then tears the lab down as usual.
+    pub fn keep(&mut self) -> LabResult<Vec<NsRecord>> {
+        let mut kept: Vec<NsRecord> = Vec::new();
+        let mut failed = None;
+        for ns in self.namespaces.values() {
+            let pinned = format!("nslab-{}-{}", self.record.id, ns.name);
+            if let Err(e) = pin::pin(ns.fd(), &pinned) {
+                failed = Some(LabError::from_io(
+                    &e,
+                    format!("pin {} as /run/netns/{pinned}", ns.name),
+                ));
+                break;
+            }
+            kept.push(NsRecord {
+                name: ns.name.clone(),
+                inode: ns.inode,
+                pinned: Some(pinned),
+            });
+            // Recorded as each pin is made, so `cleanup` finds them whatever happens next.
+            self.record.namespaces = kept.clone();
+            self.save_record();
+        }
+        if let Some(e) = failed {
+            for k in &kept {
+                let _ = pin::unpin(k.pinned.as_deref().unwrap_or_default(), k.inode);
+            }
+            self.sync_record();
+            return Err(e);
+        }
+        self.record.kept = true;
+        self.save_record();
+        self.links.clear();
+        self.namespaces.clear();
+        Ok(kept)
     }
 }
 

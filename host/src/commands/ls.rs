@@ -1,0 +1,58 @@
+use std::process::ExitCode;
+
+use clap::Args;
+use nslab_host::records::{now_unix, RunRecord, RunStatus};
+
+/// List runs in progress and kept labs, with their namespaces.
+#[derive(Args)]
+pub struct LsArgs {}
+
+fn age(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+pub fn main(_: LsArgs) -> ExitCode {
+    let runs = match RunRecord::load_all() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "runner: error: cannot read the run records in {}: {e}",
+                nslab_host::records::RUN_DIR
+            );
+            return ExitCode::from(1);
+        }
+    };
+    if runs.is_empty() {
+        println!("no runs in progress and no kept labs");
+        return ExitCode::SUCCESS;
+    }
+    println!("{:<9} {:<8} {:<7} SCENARIO", "RUN", "STATE", "AGE");
+    for r in &runs {
+        let status = r.status();
+        println!(
+            "{:<9} {:<8} {:<7} {}",
+            r.id,
+            status.as_str(),
+            age(now_unix().saturating_sub(r.started_unix)),
+            r.scenario
+        );
+        for ns in &r.namespaces {
+            let pinned = ns
+                .pinned
+                .as_deref()
+                .map_or("-".to_string(), |p| format!("/run/netns/{p}"));
+            println!(
+                "          {:<15}  {pinned:<40}  net:[{}]",
+                ns.name, ns.inode
+            );
+        }
+        if status == RunStatus::Dead {
+            println!("          (the runner was killed; the kernel freed its lab: `runner cleanup {}` forgets it)", r.id);
+        }
+    }
+    ExitCode::SUCCESS
+}

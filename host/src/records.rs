@@ -1,0 +1,207 @@
+//! The runner's own record of each run, so that `runner ls` can show runs in progress and kept
+//! labs, and `runner cleanup` can remove exactly what a run pinned, found by this record and
+//! never by a name pattern. One JSON file per run under [`RUN_DIR`] (a tmpfs, gone at reboot
+//! like the namespaces themselves).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+pub const RUN_DIR: &str = "/run/nslab/runs";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NsRecord {
+    /// The scenario's own name for it.
+    pub name: String,
+    /// Its identity, as `lsns` shows it; a pin is removed only if it still names this inode.
+    pub inode: u64,
+    /// The name under /run/netns, once pinned by `--keep`.
+    pub pinned: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunRecord {
+    pub id: String,
+    pub scenario: String,
+    pub pid: u32,
+    /// The runner's start time in clock ticks since boot (/proc/PID/stat field 22), so a reused
+    /// pid is not taken for the runner.
+    pub pid_start: u64,
+    pub started_unix: u64,
+    pub kept: bool,
+    pub namespaces: Vec<NsRecord>,
+}
+
+/// What became of a recorded run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Running,
+    Kept,
+    /// The runner died without tearing down (SIGKILL): the kernel freed its lab, only the
+    /// record is left (and any pin made while it was keeping the lab).
+    Dead,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Kept => "kept",
+            RunStatus::Dead => "dead",
+        }
+    }
+}
+
+/// A fresh run id: 8 hex digits from the kernel's random source.
+pub fn new_run_id() -> std::io::Result<String> {
+    let mut bytes = [0u8; 4];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// When process `pid` started, in clock ticks since boot; None if there is no such process.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl RunRecord {
+    pub fn new(id: String, scenario: String) -> RunRecord {
+        let pid = std::process::id();
+        RunRecord {
+            id,
+            scenario,
+            pid,
+            pid_start: process_start(pid).unwrap_or(0),
+            started_unix: now_unix(),
+            kept: false,
+            namespaces: Vec::new(),
+        }
+    }
+
+    fn path(id: &str) -> PathBuf {
+        PathBuf::from(RUN_DIR).join(format!("{id}.json"))
+    }
+
+    /// Write the record whole (write then rename), so a reader never sees half of it.
+    pub fn save(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(RUN_DIR)?;
+        let path = Self::path(&self.id);
+        let tmp = temp_path(&self.id, std::process::id());
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    }
+
+    /// Remove the record, and any half-written copy a killed runner left of it.
+    pub fn remove(&self) -> std::io::Result<()> {
+        for (id, _, path) in temp_files() {
+            if id == self.id {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        match std::fs::remove_file(Self::path(&self.id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn status(&self) -> RunStatus {
+        if process_start(self.pid) == Some(self.pid_start) {
+            RunStatus::Running
+        } else if self.kept {
+            RunStatus::Kept
+        } else {
+            RunStatus::Dead
+        }
+    }
+
+    pub fn load(id: &str) -> std::io::Result<RunRecord> {
+        let bytes = std::fs::read(Self::path(id))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    /// Every record, oldest first. Files that are not records are passed over.
+    pub fn load_all() -> std::io::Result<Vec<RunRecord>> {
+        let entries = match std::fs::read_dir(RUN_DIR) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut runs: Vec<RunRecord> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                RunRecord::load(name.strip_suffix(".json")?).ok()
+            })
+            .collect();
+        runs.sort_by_key(|r| (r.started_unix, r.id.clone()));
+        Ok(runs)
+    }
+}
+
+/// Where a record is written before it is renamed into place. The writer's pid is in the name so
+/// that a copy left by a runner killed mid-write can be told from one being written now.
+fn temp_path(id: &str, pid: u32) -> PathBuf {
+    PathBuf::from(RUN_DIR).join(format!(".{id}.{pid}.tmp"))
+}
+
+/// Every half-written record: (run id, writer pid, path).
+fn temp_files() -> Vec<(String, u32, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(RUN_DIR) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let mut parts = name.strip_prefix('.')?.strip_suffix(".tmp")?.split('.');
+            let (id, pid) = (parts.next()?.to_string(), parts.next()?.parse().ok()?);
+            Some((id, pid, e.path()))
+        })
+        .collect()
+}
+
+/// Remove half-written records whose writer is gone (it was killed mid-write).
+pub fn sweep_temp_files() {
+    for (_, pid, path) in temp_files() {
+        if process_start(pid).is_none() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_running_and_a_made_up_one_is_not() {
+        let mut r = RunRecord::new("0000test".into(), "x.wasm".into());
+        assert_eq!(r.status(), RunStatus::Running);
+        r.pid_start += 1;
+        assert_eq!(r.status(), RunStatus::Dead);
+        r.kept = true;
+        assert_eq!(r.status(), RunStatus::Kept);
+    }
+
+    #[test]
+    fn run_ids_are_eight_hex_digits() {
+        let id = new_run_id().unwrap();
+        assert_eq!(id.len(), 8);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(id, new_run_id().unwrap());
+    }
+}
