@@ -18,9 +18,19 @@ fn every_function_of_the_contract_works() {
 }
 
 #[test]
-fn allow_exec_is_needed_for_programs_beyond_ping() {
+fn programs_it_declares_must_be_allowed_before_anything_is_made() {
     let run = run_clean([std::path::Path::new("run"), &guest("conformance")]);
-    run.assert_code(1).assert_stdout(
-        "the scenario returned an error: denied: exec of \"cat\" refused: it is not on the exec allowlist (ping); allow it with --allow-exec cat",
+    run.assert_code(2).assert_stderr(
+        "runner: error: scenario conformance declares programs the policy does not allow: \
+         cat, env, sleep are not on the exec allowlist (allow with --allow-exec cat,env,sleep)",
     );
+    assert!(!run.stdout.contains("netns add"), "{}", run.all());
+    let run = run_clean(
+        ["run", "--allow-exec", "cat,env,sleep", "--deny-exec", "env"]
+            .iter()
+            .map(std::ffi::OsString::from)
+            .chain([guest("conformance").into()]),
+    );
+    run.assert_code(2)
+        .assert_stderr("env denied by exec-deny (default + flag --deny-exec)");
 }

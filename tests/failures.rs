@@ -65,7 +65,7 @@ fn bad_address_is_invalid() {
 #[test]
 fn program_not_allowed_is_denied_naming_the_flag() {
     faults("denied").assert_code(1).assert_stdout(
-        "the scenario returned an error: denied: exec of \"nc\" refused: it is not on the exec allowlist (ping); \
+        "the scenario returned an error: denied: exec of \"nc\" refused: it is not on the exec allowlist (ip, iperf3, ping, ss); \
          allow it with --allow-exec nc",
     );
 }

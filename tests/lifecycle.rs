@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use common::*;
 
-fn faults_args(mode: &str, extra: &[&str]) -> Vec<std::ffi::OsString> {
-    let mut v: Vec<std::ffi::OsString> = vec!["run".into()];
+/// `runner run [extra] --allow-exec sleep,sh lifecycle.wasm -- MODE`
+fn lifecycle_args(mode: &str, extra: &[&str]) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> =
+        vec!["run".into(), "--allow-exec".into(), "sleep,sh".into()];
     v.extend(extra.iter().map(Into::into));
-    v.push(guest("faults").into());
+    v.push(guest("lifecycle").into());
     v.push("--".into());
     v.push(mode.into());
     v
@@ -33,7 +35,7 @@ fn assert_gone(run: &Run, before: &HostState) {
 fn sigint_during_a_program_stops_it_and_removes_the_lab() {
     let _labs = lab_lock();
     let before = host_state();
-    let mut bg = Background::start(faults_args("hang", &["-v", "--allow-exec", "sleep"]));
+    let mut bg = Background::start(lifecycle_args("hang", &["-v"]));
     bg.wait_for("$ ns01: sleep 30");
     bg.signal(libc::SIGINT);
     let run = bg.finish();
@@ -41,7 +43,7 @@ fn sigint_during_a_program_stops_it_and_removes_the_lab() {
         .assert_stderr("runner: warning: SIGINT: stopping the scenario and removing its lab")
         .assert_stdout("teardown: removed netns ns02")
         .assert_stdout("teardown: removed netns ns01")
-        .assert_stdout("STOPPED faults: interrupted by SIGINT; its lab was removed");
+        .assert_stdout("STOPPED lifecycle: interrupted by SIGINT; its lab was removed");
     assert_gone(&run, &before);
 }
 
@@ -49,13 +51,13 @@ fn sigint_during_a_program_stops_it_and_removes_the_lab() {
 fn sigterm_stops_a_guest_that_never_calls_the_host() {
     let _labs = lab_lock();
     let before = host_state();
-    let mut bg = Background::start(faults_args("spin", &["-v"]));
+    let mut bg = Background::start(lifecycle_args("spin", &["-v"]));
     bg.wait_for("== spinning without calling the host");
     bg.signal(libc::SIGTERM);
     let run = bg.finish();
     run.assert_code(143)
         .assert_stdout("teardown: removed netns ns01")
-        .assert_stdout("STOPPED faults: interrupted by SIGTERM");
+        .assert_stdout("STOPPED lifecycle: interrupted by SIGTERM");
     assert_gone(&run, &before);
 }
 
@@ -63,7 +65,7 @@ fn sigterm_stops_a_guest_that_never_calls_the_host() {
 fn sigint_during_setup_removes_what_was_made() {
     let _labs = lab_lock();
     let before = host_state();
-    let mut bg = Background::start(faults_args("slow", &["-v"]));
+    let mut bg = Background::start(lifecycle_args("slow", &["-v"]));
     bg.wait_for("+ netns add ns01");
     bg.signal(libc::SIGINT);
     let run = bg.finish();
@@ -76,7 +78,7 @@ fn sigint_during_setup_removes_what_was_made() {
 fn a_second_sigint_does_not_abandon_the_teardown() {
     let _labs = lab_lock();
     let before = host_state();
-    let mut bg = Background::start(faults_args("hang", &["-v", "--allow-exec", "sleep"]));
+    let mut bg = Background::start(lifecycle_args("hang", &["-v"]));
     bg.wait_for("$ ns01: sleep 30");
     bg.signal(libc::SIGINT);
     std::thread::sleep(Duration::from_millis(5));
@@ -86,7 +88,7 @@ fn a_second_sigint_does_not_abandon_the_teardown() {
     run.assert_code(130)
         .assert_stdout("teardown: removed netns ns02")
         .assert_stdout("teardown: removed netns ns01")
-        .assert_stdout("STOPPED faults");
+        .assert_stdout("STOPPED lifecycle");
     assert_gone(&run, &before);
 }
 
@@ -99,15 +101,11 @@ fn sigkill_at_any_moment_leaves_nothing_within_two_seconds() {
     let moments: [(&str, &[&str], &str); 4] = [
         ("slow", &[], "+ netns add ns01"),
         ("slow", &[], "+ link add ns01-veth0"),
-        ("hang", &["--allow-exec", "sleep"], "$ ns01: sleep 30"),
-        (
-            "orphan-hang",
-            &["--allow-exec", "sh,sleep"],
-            "$ ns01: sh -c",
-        ),
+        ("hang", &[], "$ ns01: sleep 30"),
+        ("orphan-hang", &[], "$ ns01: sh -c"),
     ];
     for (mode, extra, moment) in moments {
-        let mut bg = Background::start(faults_args(mode, extra));
+        let mut bg = Background::start(lifecycle_args(mode, extra));
         bg.wait_for(moment);
         let id = run_id(&bg.seen.join("\n"));
         let alive = Run {
@@ -144,7 +142,7 @@ fn sigkill_at_any_moment_leaves_nothing_within_two_seconds() {
 
 #[test]
 fn a_program_is_pid_1_of_its_own_namespace_and_its_children_die_with_it() {
-    let run = run_clean(faults_args("orphan", &["--allow-exec", "sh,sleep"]));
+    let run = run_clean(lifecycle_args("orphan", &[]));
     run.assert_code(0)
         .assert_stdout("ok   the program is PID 1 of its own namespace: 1");
     // run_clean found nothing in the run's namespaces: the background `sleep 300` died with it.
@@ -153,7 +151,7 @@ fn a_program_is_pid_1_of_its_own_namespace_and_its_children_die_with_it() {
 #[test]
 fn ls_shows_a_run_in_progress_and_cleanup_refuses_it() {
     let _labs = lab_lock();
-    let mut bg = Background::start(faults_args("hang", &["--allow-exec", "sleep"]));
+    let mut bg = Background::start(lifecycle_args("hang", &[]));
     bg.wait_for("$ ns01: sleep 30");
     let id = run_id(&bg.seen.join("\n"));
     let ls = runner(["ls"]);
@@ -204,15 +202,12 @@ fn eight_seed_runs_side_by_side_all_pass_and_leave_nothing() {
 
 #[test]
 fn the_run_deadline_stops_the_scenario_and_removes_the_lab() {
-    let run = run_clean(faults_args(
-        "hang",
-        &["-v", "--timeout", "1s", "--allow-exec", "sleep"],
-    ));
+    let run = run_clean(lifecycle_args("hang", &["-v", "--timeout", "1s"]));
     run.assert_code(1)
         .assert_stdout("teardown: removed netns ns02")
         .assert_stdout("teardown: removed netns ns01")
         .assert_stdout(
-            "FAIL faults: the run passed its deadline of 1s and was stopped; its lab was removed \
+            "FAIL lifecycle: the run passed its deadline of 1s and was stopped; its lab was removed \
              (policy limit run-timeout; give more with --timeout)",
         );
     // Teardown goes newest first.

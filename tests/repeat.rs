@@ -59,6 +59,7 @@ fn a_hundred_runs_in_one_process_leak_nothing() {
             policy: Policy::default(),
             console: Console::new(Verbosity::Silent),
             keep: false,
+            helper: RUNNER.into(),
         };
         assert_eq!(rt.block_on(run(cfg)), Outcome::Passed);
     };

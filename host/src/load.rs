@@ -65,7 +65,7 @@ pub fn prepare(
     linker: &Linker<RunState>,
     path: &Path,
     bytes: &[u8],
-) -> Result<ScenarioPre<RunState>, LoadError> {
+) -> Result<(Component, ScenarioPre<RunState>), LoadError> {
     let shown = path.display().to_string();
     let component = Component::from_binary(engine, bytes).map_err(|e| LoadError::Invalid {
         path: shown.clone(),
@@ -76,7 +76,10 @@ pub fn prepare(
         reason: root_cause(&e),
     };
     let pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
-    ScenarioPre::new(pre).map_err(wrong_world)
+    Ok((
+        component.clone(),
+        ScenarioPre::new(pre).map_err(wrong_world)?,
+    ))
 }
 
 /// wasmtime's errors carry a chain whose innermost line says the actual problem.

@@ -13,6 +13,8 @@ pub struct Check {
 pub struct Report {
     pub steps: Vec<String>,
     pub checks: Vec<Check>,
+    /// Every refusal of the policy, in order: listed in the run's summary.
+    pub refusals: Vec<String>,
 }
 
 impl Report {

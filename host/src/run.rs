@@ -8,8 +8,9 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::Scenario;
+use crate::bindings::{Scenario, ScenarioPre};
 use crate::console::{Console, Verbosity};
+use crate::guest_limits::{GuestOutput, MemoryLimit, Tripped};
 use crate::iface::{LabCtx, LabView};
 use crate::lab::Lab;
 use crate::load;
@@ -17,6 +18,7 @@ use crate::policy::Policy;
 use crate::privilege;
 use crate::records::{self, RunRecord};
 use crate::report::Report;
+use std::sync::Arc;
 
 /// Everything one run needs, validated before the kernel is touched.
 pub struct RunConfig {
@@ -26,6 +28,9 @@ pub struct RunConfig {
     pub console: Console,
     /// Pin the lab under /run/netns instead of removing it (`--keep`).
     pub keep: bool,
+    /// The `runner` program, which the lab re-executes as its helper (`runner __lab-helper`).
+    /// The CLI passes itself; an embedder passes the path of an installed runner.
+    pub helper: PathBuf,
 }
 
 /// How a run ended, and so the runner's exit status.
@@ -60,6 +65,7 @@ pub struct RunState {
     policy: Policy,
     report: Report,
     console: Console,
+    memory: MemoryLimit,
 }
 
 impl WasiView for RunState {
@@ -83,12 +89,12 @@ impl RunState {
     }
 }
 
-/// WASI for a scenario: stdout and stderr reach the terminal; no files (no preopens), no
-/// sockets, no name lookups, no environment, no arguments.
-fn sandboxed_wasi() -> WasiCtx {
+/// WASI for a scenario: stdout and stderr reach the terminal, labeled and counted; no files
+/// (no preopens), no sockets, no name lookups, no environment, no arguments.
+fn sandboxed_wasi(stdout: GuestOutput, stderr: GuestOutput) -> WasiCtx {
     WasiCtx::builder()
-        .inherit_stdout()
-        .inherit_stderr()
+        .stdout(stdout)
+        .stderr(stderr)
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
@@ -113,6 +119,61 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<RunState>> {
     Ok(linker)
 }
 
+/// A scenario compiled and matched against the world, ready to instantiate.
+pub(crate) struct Loaded {
+    pub engine: Engine,
+    pub component: wasmtime::component::Component,
+    pub pre: ScenarioPre<RunState>,
+    pub bytes: Vec<u8>,
+}
+
+/// Read, check, compile and link a scenario file; the error is the sentence to print.
+pub(crate) fn load_scenario(file: &std::path::Path) -> Result<Loaded, String> {
+    let bytes = load::read(file).map_err(|e| e.to_string())?;
+    let engine = engine().map_err(|e| format!("cannot set up WebAssembly: {e:#}"))?;
+    let linker = linker(&engine).map_err(|e| format!("cannot set up WebAssembly: {e:#}"))?;
+    let (component, pre) =
+        load::prepare(&engine, &linker, file, &bytes).map_err(|e| e.to_string())?;
+    Ok(Loaded {
+        engine,
+        component,
+        pre,
+        bytes,
+    })
+}
+
+/// The store for one instance of a scenario, with its limits and labeled output.
+pub(crate) fn new_store(
+    engine: &Engine,
+    file: &std::path::Path,
+    lab: Lab,
+    policy: Policy,
+    console: Console,
+    tripped: Arc<Tripped>,
+) -> (Store<RunState>, GuestOutput, GuestOutput) {
+    let label = file
+        .file_stem()
+        .map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
+    let quiet = console.verbosity == Verbosity::Silent;
+    let (stdout, stderr) =
+        GuestOutput::pair(&label, policy.guest_output_bytes, tripped.clone(), quiet);
+    let state = RunState {
+        wasi: sandboxed_wasi(stdout.clone(), stderr.clone()),
+        table: ResourceTable::new(),
+        lab,
+        memory: MemoryLimit {
+            bytes: policy.guest_memory,
+            tripped,
+        },
+        policy,
+        report: Report::default(),
+        console,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.memory);
+    (store, stdout, stderr)
+}
+
 /// Run a scenario file to the end and report. Errors the runner cannot put in a report (a bad
 /// file, no privilege) are printed here too: the caller only turns the outcome into a status.
 pub async fn run(cfg: RunConfig) -> Outcome {
@@ -124,16 +185,8 @@ pub async fn run(cfg: RunConfig) -> Outcome {
         }
         Outcome::CouldNotRun
     };
-    let bytes = match load::read(&cfg.file) {
-        Ok(b) => b,
-        Err(e) => return fail_load(&e),
-    };
-    let (engine, linker) = match engine().and_then(|e| Ok((linker(&e)?, e))) {
-        Ok((l, e)) => (e, l),
-        Err(e) => return fail_load(&format!("cannot set up WebAssembly: {e:#}")),
-    };
-    let pre = match load::prepare(&engine, &linker, &cfg.file, &bytes) {
-        Ok(p) => p,
+    let Loaded { engine, pre, .. } = match load_scenario(&cfg.file) {
+        Ok(l) => l,
         Err(e) => return fail_load(&e),
     };
     if let Some(why) = privilege::missing() {
@@ -151,19 +204,19 @@ pub async fn run(cfg: RunConfig) -> Outcome {
         }
         Err(e) => return fail_load(&format!("cannot make a run id: {e}")),
     };
-    let lab = match Lab::new(console, record) {
+    let lab = match Lab::new(console, record, cfg.helper.clone()) {
         Ok(l) => l,
         Err(e) => return fail_load(&format!("cannot start the lab: {e}")),
     };
-    let state = RunState {
-        wasi: sandboxed_wasi(),
-        table: ResourceTable::new(),
+    let tripped = Arc::new(Tripped::default());
+    let (mut store, stdout, stderr) = new_store(
+        &engine,
+        &cfg.file,
         lab,
-        policy: cfg.policy,
-        report: Report::default(),
+        cfg.policy,
         console,
-    };
-    let mut store = Store::new(&engine, state);
+        tripped.clone(),
+    );
     store.epoch_deadline_async_yield_and_update(1);
     let ticker = {
         let engine = engine.clone();
@@ -189,6 +242,16 @@ pub async fn run(cfg: RunConfig) -> Outcome {
             .await
             .map_err(Ended::Trapped)?;
         title = info.name.clone();
+        // Refuse before anything is created a scenario that declares what the policy forbids;
+        // from here on it may run only what it declared.
+        let policy = &mut store.data_mut().policy;
+        if let Some(why) = policy.undeclarable(&info.programs) {
+            return Err(Ended::Refused(format!(
+                "scenario {} declares programs the policy does not allow: {why}",
+                info.name
+            )));
+        }
+        policy.declared = Some(info.programs.iter().cloned().collect());
         console.line(
             Verbosity::Quiet,
             &format!("nslab: {}: {}", info.name, info.description),
@@ -212,12 +275,20 @@ pub async fn run(cfg: RunConfig) -> Outcome {
     let ended = tokio::select! {
         ended = guest => ended,
         _ = tokio::time::sleep(deadline) => Err(Ended::Deadline(deadline)),
+        reason = tripped.tripped() => Err(Ended::Limit(reason)),
         sig = signals.recv() => {
             console.warn(&format!("{}: stopping the scenario and removing its lab", signal_name(sig)));
             Err(Ended::Signal(sig))
         }
     };
     ticker.abort();
+    stdout.flush_line();
+    stderr.flush_line();
+    // A limit makes the guest trap where it hits it; say which limit, not just "crashed".
+    let ended = match (ended, tripped.reason()) {
+        (Err(Ended::Trapped(_)), Some(reason)) => Err(Ended::Limit(reason)),
+        (ended, _) => ended,
+    };
 
     let state = store.data_mut();
     let keep = cfg.keep && !matches!(ended, Err(Ended::Signal(_)));
@@ -322,6 +393,10 @@ enum Ended {
     Trapped(wasmtime::Error),
     Signal(i32),
     Deadline(std::time::Duration),
+    /// Stopped by one of its own limits (memory, output).
+    Limit(String),
+    /// Declared programs the policy does not allow: refused before anything was created.
+    Refused(String),
 }
 
 fn verdict(
@@ -341,14 +416,22 @@ fn verdict(
         report.failed()
     );
     let (outcome, line) = match ended {
+        Err(Ended::Refused(why)) => {
+            // Nothing was created and nothing ran: an error, not a verdict.
+            if console.verbosity > Verbosity::Silent {
+                eprintln!("runner: error: {why}");
+            }
+            return Outcome::CouldNotRun;
+        }
         Ok(()) if report.failed() == 0 => (Outcome::Passed, format!("PASS {title} ({counts})")),
-        Ok(()) => (
-            Outcome::Failed,
-            format!("FAIL {title}: a check failed ({counts})"),
-        ),
+        Ok(()) => (Outcome::Failed, format!("FAIL {title}: a check failed ({counts})")),
         Err(Ended::Returned(msg)) => (
             Outcome::Failed,
             format!("FAIL {title}: the scenario returned an error: {msg} ({counts})"),
+        ),
+        Err(Ended::Limit(reason)) => (
+            Outcome::Failed,
+            format!("FAIL {title}: the scenario was stopped: {reason} ({counts})"),
         ),
         Err(Ended::Deadline(limit)) => (
             Outcome::Failed,
@@ -360,16 +443,25 @@ fn verdict(
         ),
         Err(Ended::Signal(sig)) => (
             Outcome::Interrupted(sig),
-            format!("STOPPED {title}: interrupted by {}; its lab was removed ({counts})", signal_name(sig)),
+            format!(
+                "STOPPED {title}: interrupted by {}; its lab was removed ({counts})",
+                signal_name(sig)
+            ),
         ),
         Err(Ended::Trapped(trap)) => (
             Outcome::Failed,
-            format!(
-                "FAIL {title}: the scenario crashed: {} ({counts})",
-                describe_trap(&trap)
-            ),
+            format!("FAIL {title}: the scenario crashed: {} ({counts})", describe_trap(&trap)),
         ),
     };
+    if !report.refusals.is_empty() {
+        console.line(
+            Verbosity::Quiet,
+            &format!("refused by the policy ({}):", report.refusals.len()),
+        );
+        for r in &report.refusals {
+            console.line(Verbosity::Quiet, &format!("   - {r}"));
+        }
+    }
     console.line(Verbosity::Quiet, &line);
     outcome
 }

@@ -20,6 +20,12 @@ pub struct CleanupArgs {
     all: bool,
 }
 
+/// Every record, after removing half-written ones whose writer was killed.
+fn sweep_then_load_all() -> std::io::Result<Vec<RunRecord>> {
+    nslab_host::records::sweep_temp_files();
+    RunRecord::load_all()
+}
+
 pub fn main(a: CleanupArgs) -> ExitCode {
     let runs = match &a.run_id {
         Some(id) => {
@@ -32,10 +38,7 @@ pub fn main(a: CleanupArgs) -> ExitCode {
                 }
             }
         }
-        None => match {
-            nslab_host::records::sweep_temp_files();
-            RunRecord::load_all()
-        } {
+        None => match sweep_then_load_all() {
             Ok(all) => all
                 .into_iter()
                 .filter(|r| r.status() != RunStatus::Running)

@@ -1,7 +1,10 @@
 //! The command line: one module per subcommand.
 
 mod cleanup;
+mod inspect;
 mod ls;
+mod policy;
+mod policy_args;
 mod run;
 
 use std::process::ExitCode;
@@ -30,6 +33,8 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Run(run::RunArgs),
+    Inspect(inspect::InspectArgs),
+    Policy(policy::PolicyCmd),
     Ls(ls::LsArgs),
     Cleanup(cleanup::CleanupArgs),
 }
@@ -37,6 +42,8 @@ enum Command {
 pub fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run(args) => run::main(args),
+        Command::Inspect(args) => inspect::main(args),
+        Command::Policy(args) => policy::main(args),
         Command::Ls(args) => ls::main(args),
         Command::Cleanup(args) => cleanup::main(args),
     }

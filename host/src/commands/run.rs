@@ -1,9 +1,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::policy_args::PolicyArgs;
 use clap::Args;
 use nslab_host::console::{Console, Verbosity};
-use nslab_host::policy::Policy;
 use nslab_host::run::{self, RunConfig};
 
 /// Run a scenario: build its lab, run its checks, remove everything.
@@ -11,16 +11,6 @@ use nslab_host::run::{self, RunConfig};
 pub struct RunArgs {
     /// The scenario: a WebAssembly component of the world nslab:lab/scenario.
     file: PathBuf,
-
-    /// Also allow the scenario to run these programs (bare names, found in the system PATH).
-    /// Allowed by default: ping.
-    #[arg(long, value_name = "PROG[,PROG...]", value_delimiter = ',')]
-    allow_exec: Vec<String>,
-
-    /// Stop the scenario and remove its lab if the whole run takes longer than this
-    /// (e.g. 30s, 5m; default 10m).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    timeout: Option<std::time::Duration>,
 
     /// Keep the lab when the scenario ends: pin its namespaces under /run/netns (for `ip netns
     /// exec`) until `runner cleanup RUN-ID`.
@@ -35,6 +25,9 @@ pub struct RunArgs {
     #[arg(short, long)]
     verbose: bool,
 
+    #[command(flatten)]
+    policy: PolicyArgs,
+
     /// Arguments passed to the scenario's run(args), after `--`.
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
@@ -46,22 +39,26 @@ pub fn main(a: RunArgs) -> ExitCode {
         (_, true) => Verbosity::Verbose,
         _ => Verbosity::Normal,
     };
-    let mut policy = Policy::default();
-    policy.allow_exec(
-        a.allow_exec
-            .iter()
-            .map(|p| p.trim())
-            .filter(|p| !p.is_empty()),
-    );
-    if let Some(t) = a.timeout {
-        policy.run_timeout = t;
-    }
+    let policy = match a.policy.build() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("runner: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let cfg = RunConfig {
         file: a.file,
         args: a.args,
         policy,
         console: Console::new(verbosity),
         keep: a.keep,
+        helper: match std::env::current_exe() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("runner: error: cannot find the runner's own program: {e}");
+                return ExitCode::from(2);
+            }
+        },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -9,10 +9,19 @@ use super::LabView;
 
 impl Host for LabView<'_> {
     async fn run(&mut self, ns: Resource<NsId>, cmd: Command) -> Result<Output, LabError> {
-        self.policy.check(&Op::Exec {
+        let bytes = cmd.args.iter().map(String::len).sum::<usize>()
+            + cmd
+                .env
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + cmd.stdin.as_ref().map_or(0, Vec::len);
+        self.ask(Op::Exec {
             program: &cmd.program,
             env: &cmd.env,
             timeout_ms: cmd.timeout_ms,
+            live: self.lab.live_processes(),
+            bytes,
         })?;
         let ns = *self.table.get(&ns)?;
         let req = ExecRequest {

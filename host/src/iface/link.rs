@@ -1,5 +1,6 @@
 use wasmtime::component::Resource;
 
+use crate::addr::Cidr;
 use crate::bindings::link::{Host, HostLink, LinkInfo};
 use crate::error::LabError;
 use crate::lab::{LinkId, LinkInfoView, NsId};
@@ -37,7 +38,7 @@ impl HostLink for LabView<'_> {
         b_name: String,
         b_ns: Resource<NsId>,
     ) -> Result<(Resource<LinkId>, Resource<LinkId>), LabError> {
-        self.policy.check(&Op::CreateLinks {
+        self.ask(Op::CreateLinks {
             created: self.lab.links_created(),
             count: 2,
         })?;
@@ -47,13 +48,13 @@ impl HostLink for LabView<'_> {
     }
 
     async fn loopback(&mut self, ns: Resource<NsId>) -> Result<Resource<LinkId>, LabError> {
-        self.policy.check(&Op::Owned)?;
+        self.ask(Op::Owned)?;
         let id = self.lab.loopback(self.ns_id(&ns)?).await?;
         Ok(self.table.push(id)?)
     }
 
     async fn name(&mut self, link: Resource<LinkId>) -> wasmtime::Result<String> {
-        self.policy.check(&Op::Owned)?;
+        self.ask(Op::Owned)?;
         let id = self.link_id(&link)?;
         // A link whose namespace was deleted keeps the name it had.
         Ok(self
@@ -64,27 +65,27 @@ impl HostLink for LabView<'_> {
     }
 
     async fn info(&mut self, link: Resource<LinkId>) -> Result<LinkInfo, LabError> {
-        self.policy.check(&Op::Owned)?;
+        self.ask(Op::Owned)?;
         Ok(to_wit(self.lab.link_info(self.link_id(&link)?).await?))
     }
 
     async fn set_up(&mut self, link: Resource<LinkId>) -> Result<(), LabError> {
-        self.policy.check(&Op::Owned)?;
+        self.ask(Op::Owned)?;
         self.lab.set_up(self.link_id(&link)?, true).await
     }
 
     async fn set_down(&mut self, link: Resource<LinkId>) -> Result<(), LabError> {
-        self.policy.check(&Op::Owned)?;
+        self.ask(Op::Owned)?;
         self.lab.set_up(self.link_id(&link)?, false).await
     }
 
     async fn set_mtu(&mut self, link: Resource<LinkId>, mtu: u32) -> Result<(), LabError> {
-        self.policy.check(&Op::Owned)?;
+        self.ask(Op::Owned)?;
         self.lab.set_mtu(self.link_id(&link)?, mtu).await
     }
 
     async fn set_mac(&mut self, link: Resource<LinkId>, mac: String) -> Result<(), LabError> {
-        self.policy.check(&Op::Owned)?;
+        self.ask(Op::Owned)?;
         self.lab.set_mac(self.link_id(&link)?, &mac).await
     }
 
@@ -93,14 +94,15 @@ impl HostLink for LabView<'_> {
         link: Resource<LinkId>,
         ns: Resource<NsId>,
     ) -> Result<(), LabError> {
-        self.policy.check(&Op::Owned)?;
+        self.ask(Op::Owned)?;
         let (link, ns) = (self.link_id(&link)?, self.ns_id(&ns)?);
         self.lab.move_to(link, ns).await
     }
 
     async fn add_address(&mut self, link: Resource<LinkId>, cidr: String) -> Result<(), LabError> {
-        self.policy.check(&Op::Owned)?;
-        self.lab.add_address(self.link_id(&link)?, &cidr).await
+        let cidr: Cidr = cidr.parse()?;
+        self.ask(Op::Address { cidr: &cidr })?;
+        self.lab.add_address(self.link_id(&link)?, cidr).await
     }
 
     async fn remove_address(
@@ -108,7 +110,7 @@ impl HostLink for LabView<'_> {
         link: Resource<LinkId>,
         cidr: String,
     ) -> Result<(), LabError> {
-        self.policy.check(&Op::Owned)?;
+        self.ask(Op::Owned)?;
         self.lab.remove_address(self.link_id(&link)?, &cidr).await
     }
 
@@ -121,7 +123,7 @@ impl HostLink for LabView<'_> {
 
 impl Host for LabView<'_> {
     async fn links(&mut self, ns: Resource<NsId>) -> Result<Vec<LinkInfo>, LabError> {
-        self.policy.check(&Op::Owned)?;
+        self.ask(Op::Owned)?;
         let links = self.lab.links_in(self.ns_id(&ns)?).await?;
         Ok(links.into_iter().map(to_wit).collect())
     }

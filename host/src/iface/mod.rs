@@ -11,8 +11,9 @@ mod types;
 use wasmtime::component::{HasData, ResourceTable};
 
 use crate::console::Console;
+use crate::error::{LabError, LabResult};
 use crate::lab::Lab;
-use crate::policy::Policy;
+use crate::policy::{Op, Policy};
 use crate::report::Report;
 
 pub struct LabView<'a> {
@@ -21,6 +22,17 @@ pub struct LabView<'a> {
     pub policy: &'a Policy,
     pub report: &'a mut Report,
     pub console: Console,
+}
+
+impl LabView<'_> {
+    /// Ask the policy; a refusal is also kept for the run's summary.
+    pub fn ask(&mut self, op: Op<'_>) -> LabResult<()> {
+        let answer = self.policy.check(&op);
+        if let Err(LabError::Denied(why) | LabError::Limit(why)) = &answer {
+            self.report.refusals.push(why.clone());
+        }
+        answer
+    }
 }
 
 /// Names the [`LabView`] projection for the generated `add_to_linker`.

@@ -9,7 +9,7 @@ use super::LabView;
 
 impl HostNamespace for LabView<'_> {
     async fn create(&mut self, name: String) -> Result<Resource<NsId>, LabError> {
-        self.policy.check(&Op::CreateNamespace {
+        self.ask(Op::CreateNamespace {
             held: self.lab.namespace_count(),
         })?;
         let id = self.lab.create_namespace(&name).await?;
@@ -17,13 +17,13 @@ impl HostNamespace for LabView<'_> {
     }
 
     async fn name(&mut self, ns: Resource<NsId>) -> wasmtime::Result<String> {
-        self.policy.check(&Op::Owned)?;
+        self.ask(Op::Owned)?;
         let id = *self.table.get(&ns)?;
         Ok(self.lab.namespace_name(id).unwrap_or("").to_string())
     }
 
     async fn inode(&mut self, ns: Resource<NsId>) -> wasmtime::Result<u64> {
-        self.policy.check(&Op::Owned)?;
+        self.ask(Op::Owned)?;
         let id = *self.table.get(&ns)?;
         Ok(self.lab.namespace_inode(id).unwrap_or(0))
     }
@@ -38,12 +38,12 @@ impl HostNamespace for LabView<'_> {
 
 impl Host for LabView<'_> {
     async fn names(&mut self) -> wasmtime::Result<Vec<String>> {
-        self.policy.check(&Op::Owned)?;
+        self.ask(Op::Owned)?;
         Ok(self.lab.namespace_names())
     }
 
     async fn delete(&mut self, ns: Resource<NsId>) -> Result<(), LabError> {
-        self.policy.check(&Op::Owned)?;
+        self.ask(Op::Owned)?;
         let id = self.table.delete(ns)?;
         self.lab.delete_namespace(id).await
     }

@@ -1,9 +1,11 @@
-//! Programs run inside a namespace of the run, as `ip netns exec NS PROGRAM` does.
+//! Programs run inside a namespace of the run, as `ip netns exec NS PROGRAM` does, boxed by the
+//! kernel: as root of the run's user namespace (the host's `nobody`), in the lab's network
+//! namespace, as PID 1 of a PID namespace of its own with its own /proc, with no new privileges.
 //!
-//! The child enters the namespace itself, between fork and exec (`setns` on the tokio worker
-//! would move every task on it). It runs with an empty environment but for a fixed PATH and what
-//! the scenario passed (the policy has vetted the keys), in its own process group so a timeout
-//! kills everything it started, and with a parent-death signal so it dies with the runner.
+//! The child does all of this itself, between fork and exec (`setns` on a tokio worker would
+//! move every task on it). It runs with an empty environment but for a fixed PATH and what the
+//! scenario passed (the policy has vetted the keys), in its own process group so a timeout kills
+//! everything it started, and with a parent-death signal so it dies with the runner.
 
 use std::os::fd::RawFd;
 use std::os::unix::fs::PermissionsExt;
@@ -60,7 +62,12 @@ pub fn resolve(program: &str) -> LabResult<PathBuf> {
 }
 
 /// Run a program to completion (or its time limit) inside `ns`.
-pub async fn run(ns: &Namespace, req: ExecRequest, console: Console) -> LabResult<ExecOutput> {
+pub async fn run(
+    ns: &Namespace,
+    userns: RawFd,
+    req: ExecRequest,
+    console: Console,
+) -> LabResult<ExecOutput> {
     let path = resolve(&req.program)?;
     let what = format!("run {} in {}", req.program, ns.name);
     for arg in &req.args {
@@ -89,7 +96,7 @@ pub async fn run(ns: &Namespace, req: ExecRequest, console: Console) -> LabResul
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs between fork and exec and makes only async-signal-safe calls.
     unsafe {
-        cmd.pre_exec(move || enter_lab(ns_fd, parent));
+        cmd.pre_exec(move || enter_lab(userns, ns_fd, parent));
     }
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|e| LabError::from_io(&e, &what))?;
@@ -152,8 +159,9 @@ pub async fn run(ns: &Namespace, req: ExecRequest, console: Console) -> LabResul
     })
 }
 
-/// Between fork and exec, in the child: die with the runner, enter the namespace, and start the
-/// program as PID 1 of a PID namespace of its own, so that whatever it starts dies with it.
+/// Between fork and exec, in the child: enter the run's user namespace as its root, enter the
+/// lab's network namespace, and start the program as PID 1 of a PID namespace (and mount
+/// namespace, for its own /proc) of its own, so that whatever it starts dies with it.
 ///
 /// The forked child (C) cannot itself join a new PID namespace, only its children can. So C
 /// forks once more: the grandchild (G) returns from here and execs the program as that
@@ -164,8 +172,18 @@ pub async fn run(ns: &Namespace, req: ExecRequest, console: Console) -> LabResul
 ///
 /// # Safety
 /// Only async-signal-safe calls: this runs in a forked copy of a multi-threaded process.
-unsafe fn enter_lab(ns_fd: RawFd, runner: libc::pid_t) -> std::io::Result<()> {
+unsafe fn enter_lab(userns: RawFd, ns_fd: RawFd, runner: libc::pid_t) -> std::io::Result<()> {
     let fail = || Err(std::io::Error::last_os_error());
+    // Drop the host root's supplementary groups while we still may, then become root of the run's
+    // user namespace: host uid and gid `nobody`, with capabilities over the lab only.
+    if libc::setgroups(0, std::ptr::null()) != 0
+        || libc::setns(userns, libc::CLONE_NEWUSER) != 0
+        || libc::setresgid(0, 0, 0) != 0
+        || libc::setresuid(0, 0, 0) != 0
+    {
+        return fail();
+    }
+    // After the uid change: a credential change clears the parent-death signal.
     if libc::prctl(
         libc::PR_SET_PDEATHSIG,
         libc::SIGKILL as libc::c_ulong,
@@ -180,9 +198,17 @@ unsafe fn enter_lab(ns_fd: RawFd, runner: libc::pid_t) -> std::io::Result<()> {
     if libc::getppid() != runner {
         return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
     }
-    if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 || libc::unshare(libc::CLONE_NEWPID) != 0 {
+    if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0
+        || libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS) != 0
+        || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) != 0
+    {
         return fail();
     }
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    libc::setrlimit(libc::RLIMIT_CORE, &no_core);
     // G learns whether C died before G's own prctl: C holds the write end until it dies.
     let mut alive = [0 as libc::c_int; 2];
     if libc::pipe2(alive.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
@@ -206,6 +232,26 @@ unsafe fn enter_lab(ns_fd: RawFd, runner: libc::pid_t) -> std::io::Result<()> {
             let mut byte = 0u8;
             if libc::read(alive[0], (&mut byte as *mut u8).cast(), 1) == 0 {
                 libc::_exit(128 + libc::SIGKILL);
+            }
+            // Its own /proc: only the processes of its PID namespace are there. Mounts stay in
+            // its mount namespace (private, so nothing propagates back to the host).
+            let proc_ = c"/proc".as_ptr();
+            if libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+                || libc::mount(
+                    c"proc".as_ptr(),
+                    proc_,
+                    c"proc".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    std::ptr::null(),
+                ) != 0
+            {
+                return fail();
             }
             Ok(())
         }

@@ -5,6 +5,7 @@
 //! Teardown removes everything, newest first, and keeps going when one step fails.
 
 pub mod exec;
+pub mod helper;
 pub mod link;
 pub mod netns;
 pub mod pin;
@@ -43,9 +44,27 @@ pub struct Lab {
     next_id: u32,
     /// Links created by this run (veth ends), for the policy's count.
     links_created: usize,
+    /// Programs of this run running now, for the policy's count.
+    live: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     console: Console,
     /// The runner's record of this run, kept in step with `namespaces` (see records.rs).
     record: RunRecord,
+}
+
+/// One running program, counted for `max-processes` for as long as this lives.
+struct Live(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Live {
+    fn enter(count: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Live {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Live(count.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// What teardown removed and what went wrong on the way.
@@ -56,17 +75,18 @@ pub struct Teardown {
 }
 
 impl Lab {
-    pub fn new(console: Console, record: RunRecord) -> LabResult<Lab> {
+    /// `exe` is the runner program, re-executed as the lab helper (see helper.rs).
+    pub fn new(console: Console, record: RunRecord, exe: std::path::PathBuf) -> LabResult<Lab> {
         let lab = Lab {
-            factory: NsFactory::start()?,
+            factory: NsFactory::new(exe),
             namespaces: BTreeMap::new(),
             links: BTreeMap::new(),
             next_id: 0,
             links_created: 0,
+            live: Default::default(),
             console,
             record,
         };
-        lab.save_record();
         Ok(lab)
     }
 
@@ -112,6 +132,10 @@ impl Lab {
         self.links_created
     }
 
+    pub fn live_processes(&self) -> usize {
+        self.live.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn ns(&self, id: NsId) -> LabResult<&Namespace> {
         self.namespaces.get(&id).ok_or_else(|| {
             LabError::NotFound("that namespace was deleted: create a new one".to_string())
@@ -135,12 +159,14 @@ impl Lab {
                 "namespace {name} already exists in this run: pick another name or delete it first"
             )));
         }
-        let ns = self.factory.create(name).await?;
-        self.console
-            .action(&format!("netns add {name:<15}  net:[{}]", ns.inode));
+        let ns = self.factory.create(name)?;
+        let inode = ns.inode;
         let id = NsId(self.next());
         self.namespaces.insert(id, ns);
+        // On record before it is shown: whatever the user has seen, `runner ls` can find.
         self.sync_record();
+        self.console
+            .action(&format!("netns add {name:<15}  net:[{inode}]"));
         Ok(id)
     }
 
@@ -316,8 +342,7 @@ impl Lab {
         Ok(())
     }
 
-    pub async fn add_address(&self, id: LinkId, cidr: &str) -> LabResult<()> {
-        let cidr: Cidr = cidr.parse()?;
+    pub async fn add_address(&self, id: LinkId, cidr: Cidr) -> LabResult<()> {
         let (l, ns) = self.link(id)?;
         let what = format!("address add {cidr} dev {} ({})", l.name, ns.name);
         link::add_address(ns, l.index, cidr, &what).await?;
@@ -344,7 +369,14 @@ impl Lab {
             .join(" ");
         self.console
             .line(Verbosity::Normal, &format!("   $ {}: {shown}", ns.name));
-        let out = exec::run(ns, req, self.console).await?;
+        let userns = self.factory.userns_fd().ok_or_else(|| {
+            LabError::Trap(wasmtime::format_err!(
+                "a namespace exists but the run has no user namespace"
+            ))
+        })?;
+        // Counted while it runs, and uncounted however the call ends (even when dropped).
+        let _live = Live::enter(&self.live);
+        let out = exec::run(ns, userns, req, self.console).await?;
         if out.timed_out {
             self.console.action(&format!(
                 "killed after its time limit ({:.1?})",
