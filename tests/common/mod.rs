@@ -165,6 +165,15 @@ where
     S: AsRef<std::ffi::OsStr>,
 {
     let _labs = lab_lock();
+    run_checked(args)
+}
+
+/// [`run_clean`] for a caller that already holds [`lab_lock`].
+pub fn run_checked<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
     let before = host_state();
     let run = runner(args);
     assert_eq!(host_state(), before, "the host changed\n{}", run.all());

@@ -1,0 +1,295 @@
+//! A hostile scenario: from inside its lab it tries to reach beyond it, and checks that every
+//! attempt is refused. Modes (first argument):
+//!
+//! - `programs HOST-PID HOST-NETNS SECRET`: with `ip`, `sh`, `nsenter`, `cat`, `ls`, `kill` and
+//!   `touch` allowed, try to move or create links in the host's namespace or another one, enter
+//!   another namespace, read or write host files, see or signal a host process, and use
+//!   loader/PATH tricks; then show the lab itself still works (ping, ip, ss, iperf3).
+//! - `wasi`: try files, sockets and the environment through WASI.
+//! - `flood`, `alloc`, `hostloop`: write, allocate or call the host without end.
+//! - `bigcall`: pass more data in one call than the policy allows.
+//! - `bigoutput`: run a program that writes more than the policy keeps.
+//! - `undeclared`: run a program the policy allows but the scenario did not declare.
+//! - `many-ns`: create namespaces until refused.
+
+use nslab_sdk::prelude::*;
+
+struct Attacks;
+
+const PROGRAMS: &[&str] = &[
+    "ping", "ip", "ss", "iperf3", "cat", "sh", "nsenter", "ls", "kill", "touch",
+];
+
+/// Check that an attempt failed: refused by the host (policy) or by the kernel (non-zero exit).
+fn refused(name: &str, attempt: Result<Output, Error>) {
+    match attempt {
+        Err(e) => check(
+            name,
+            true,
+            &format!("refused by the runner: {}", e.describe()),
+        ),
+        Ok(out) => {
+            let why = out.stderr_text().lines().next().unwrap_or("").to_string();
+            check(
+                name,
+                out.status != 0,
+                &format!("exit {}: {why}", out.status),
+            );
+        }
+    }
+}
+
+fn programs(args: &[String]) -> Result<(), String> {
+    let [host_pid, host_ns, secret] = args else {
+        return Err("usage: programs HOST-PID HOST-NETNS SECRET".into());
+    };
+    let a = Netns::create("a")?;
+    let b = Netns::create("b")?;
+    let (va, vb) = Link::veth("v0", &a, "v1", &b)?;
+    va.add_address("10.9.0.1/24")?;
+    vb.add_address("10.9.0.2/24")?;
+    va.set_up()?;
+    vb.set_up()?;
+    Link::loopback(&a)?.set_up()?;
+
+    step("links cannot leave the lab");
+    let _ = a.exec("ip", ["link", "set", "v0", "netns", "1"]);
+    let still: Vec<String> = links(&a)?.into_iter().map(|l| l.name).collect();
+    check(
+        "`ip link set v0 netns 1` leaves v0 in the lab (pid 1 is the program itself)",
+        still.contains(&"v0".to_string()),
+        &still.join(","),
+    );
+    refused(
+        "`ip link set v0 netns HOST-PID` is refused",
+        a.exec("ip", ["link", "set", "v0", "netns", host_pid]),
+    );
+    refused(
+        "`ip link add ... netns HOST-PID` is refused",
+        a.exec(
+            "ip",
+            [
+                "link", "add", "evil0", "type", "veth", "peer", "name", "evil1", "netns", host_pid,
+            ],
+        ),
+    );
+    refused(
+        "`ip link set v0 netns HOST-NETNS` is refused",
+        a.exec("ip", ["link", "set", "v0", "netns", host_ns]),
+    );
+
+    step("no way into another namespace");
+    refused(
+        "`ip netns exec HOST-NETNS` is refused",
+        a.exec("ip", ["netns", "exec", host_ns, "ip", "link"]),
+    );
+    refused(
+        "`nsenter --net=/run/netns/HOST-NETNS` is refused",
+        a.exec(
+            "nsenter",
+            [format!("--net=/run/netns/{host_ns}").as_str(), "ip", "link"],
+        ),
+    );
+    refused(
+        "`nsenter -t HOST-PID -n` is refused",
+        a.exec("nsenter", ["-t", host_pid, "-n", "ip", "link"]),
+    );
+
+    step("host files are not root's to this program");
+    refused(
+        "reading /etc/shadow is refused",
+        a.exec("cat", ["/etc/shadow"]),
+    );
+    refused(
+        "reading the host's secret is refused",
+        a.exec("cat", [secret.as_str()]),
+    );
+    refused(
+        "writing the host's secret is refused",
+        a.exec("sh", ["-c", &format!("echo pwned > {secret}")]),
+    );
+    refused(
+        "creating a file under /root is refused",
+        a.exec("touch", ["/root/nslab-pwned"]),
+    );
+
+    step("host processes are out of sight and reach");
+    let out = a.exec("ls", ["/proc"])?;
+    let pids: Vec<String> = out
+        .stdout_text()
+        .lines()
+        .filter(|l| l.chars().all(|c| c.is_ascii_digit()))
+        .map(str::to_string)
+        .collect();
+    check(
+        "/proc shows only the program's own processes",
+        !pids.contains(host_pid) && pids.len() <= 3,
+        &pids.join(","),
+    );
+    refused(
+        "`kill -0 HOST-PID` is refused",
+        a.exec("kill", ["-0", host_pid]),
+    );
+
+    step("no tricks with the environment or the program path");
+    refused(
+        "LD_PRELOAD is refused",
+        a.run(Cmd::new("cat", ["/dev/null"]).env("LD_PRELOAD", "/tmp/evil.so")),
+    );
+    refused(
+        "PATH is refused",
+        a.run(Cmd::new("cat", ["/dev/null"]).env("PATH", "/tmp")),
+    );
+    refused(
+        "a program path /bin/sh is refused",
+        a.exec("/bin/sh", ["-c", "id"]),
+    );
+    refused(
+        "a program path ../../bin/sh is refused",
+        a.exec("../../bin/sh", ["-c", "id"]),
+    );
+
+    step("the lab itself works");
+    let out = a.exec("ping", ["-c", "1", "-W", "2", "10.9.0.2"])?;
+    check(
+        "ping across the lab",
+        out.success(),
+        &out.line_with("packets transmitted").unwrap_or_default(),
+    );
+    let out = a.exec("ip", ["-br", "address", "show", "v0"])?;
+    check(
+        "ip address shows the lab's own link",
+        out.success() && out.stdout_text().contains("10.9.0.1/24"),
+        out.stdout_text().trim(),
+    );
+    let out = a.exec("ip", ["link", "set", "v0", "mtu", "1400"])?;
+    check(
+        "ip may change the lab's own link",
+        out.success(),
+        out.stderr_text().trim(),
+    );
+    let out = a.exec("ss", ["-tan"])?;
+    check("ss works", out.success(), out.stderr_text().trim());
+    let out = a.exec(
+        "sh",
+        [
+            "-c",
+            "iperf3 -s -1 >/dev/null 2>&1 & sleep 0.5; iperf3 -c 127.0.0.1 -t 1 -f m | tail -3",
+        ],
+    )?;
+    check(
+        "iperf3 works inside",
+        out.success() && out.stdout_text().contains("receiver"),
+        &out.line_with("receiver")
+            .unwrap_or_else(|| out.stderr_text()),
+    );
+    Ok(())
+}
+
+fn wasi() -> Result<(), String> {
+    step("WASI gives no files, sockets or environment");
+    let read = std::fs::read_to_string("/etc/passwd");
+    check(
+        "reading /etc/passwd fails",
+        read.is_err(),
+        &format!("{:?}", read.err()),
+    );
+    let write = std::fs::write("/tmp/nslab-guest-was-here", b"x");
+    check(
+        "writing /tmp fails",
+        write.is_err(),
+        &format!("{:?}", write.err()),
+    );
+    let dir = std::fs::read_dir("/");
+    check("listing / fails", dir.is_err(), &format!("{:?}", dir.err()));
+    let tcp = std::net::TcpStream::connect("127.0.0.1:22");
+    check(
+        "a TCP connection fails",
+        tcp.is_err(),
+        &format!("{:?}", tcp.err()),
+    );
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0");
+    check(
+        "a UDP socket fails",
+        udp.is_err(),
+        &format!("{:?}", udp.err()),
+    );
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    check(
+        "the environment is empty",
+        vars.is_empty(),
+        &format!("{vars:?}"),
+    );
+    println!("a line from the scenario's stdout");
+    eprintln!("a line from the scenario's stderr");
+    Ok(())
+}
+
+impl Guest for Attacks {
+    fn describe() -> Info {
+        info(
+            "attacks",
+            "tries to reach beyond its lab and checks every attempt is refused",
+            PROGRAMS,
+        )
+    }
+
+    fn run(args: Vec<String>) -> Result<(), String> {
+        let mode = args.first().map(String::as_str).unwrap_or("");
+        // The runaway modes build a lab first, so their end also shows it is torn down.
+        let _lab = match mode {
+            "flood" | "alloc" | "hostloop" => Some(Netns::create("runaway")?),
+            _ => None,
+        };
+        match mode {
+            "programs" => programs(&args[1..]),
+            "wasi" => wasi(),
+            "flood" => loop {
+                println!("flooding the terminal with a line that never ends well");
+            },
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                }
+            }
+            "hostloop" => loop {
+                std::hint::black_box(names());
+            },
+            "bigcall" => {
+                let a = Netns::create("a")?;
+                let big = "x".repeat(64 << 10);
+                a.exec("cat", [big.as_str()])?;
+                Ok(())
+            }
+            "bigoutput" => {
+                let a = Netns::create("a")?;
+                let out = a.exec(
+                    "sh",
+                    ["-c", "head -c 100000 /dev/zero | tr '\\0' x; echo done >&2"],
+                )?;
+                let text = out.stdout_text();
+                check(
+                    "a program's output past the limit is cut and marked, and the program runs to its end",
+                    out.status == 0 && text.starts_with(&"x".repeat(4096)) && text.contains("[nslab: output cut here: 95904 more bytes") && out.stderr_text() == "done\n",
+                    &format!("status {}, {} bytes kept", out.status, out.stdout.len()),
+                );
+                Ok(())
+            }
+            "undeclared" => {
+                let a = Netns::create("a")?;
+                a.exec("env", [] as [&str; 0])?;
+                Ok(())
+            }
+            "many-ns" => {
+                for i in 0..100 {
+                    Netns::create(&format!("ns{i}"))?;
+                }
+                Ok(())
+            }
+            other => Err(format!("unknown mode {other:?}")),
+        }
+    }
+}
+
+export!(Attacks);

@@ -1,0 +1,134 @@
+//! `runner policy` and `runner inspect`: knowing what a scenario may do, before running it.
+
+mod common;
+use std::ffi::OsString;
+
+use common::*;
+
+#[test]
+fn policy_prints_every_key_with_its_source() {
+    let run = runner(["policy"]);
+    run.assert_code(0)
+        .assert_stdout("exec-allow           ip, iperf3, ping, ss")
+        .assert_stdout("max-namespaces       64")
+        .assert_stdout("run-timeout          10m")
+        .assert_stdout("guest-memory         256 MiB");
+    for key in nslab_host::policy::KEYS {
+        assert!(
+            run.stdout
+                .lines()
+                .any(|l| l.starts_with(key) && l.ends_with("default")),
+            "{key}\n{}",
+            run.all()
+        );
+    }
+}
+
+#[test]
+fn a_file_and_flags_combine_and_say_where_each_value_came_from() {
+    let file = Scratch::new(
+        "policy.toml",
+        b"exec-allow = [\"ping\", \"tcpdump\"]\nmax-namespaces = 8\nrun-timeout = \"90s\"\n",
+    );
+    let shown = file.0.display().to_string();
+    let run = runner([
+        OsString::from("policy"),
+        "--policy".into(),
+        file.0.clone().into(),
+        "--max-namespaces".into(),
+        "4".into(),
+        "--deny-exec".into(),
+        "tcpdump".into(),
+    ]);
+    run.assert_code(0)
+        .assert_stdout("exec-allow           ping, tcpdump")
+        .assert_stdout(&format!("file {shown}"))
+        .assert_stdout("max-namespaces       4")
+        .assert_stdout("flag --max-namespaces")
+        .assert_stdout("run-timeout          1m 30s")
+        .assert_stdout("exec-deny            tcpdump");
+}
+
+#[test]
+fn a_bad_policy_file_is_refused_naming_the_problem() {
+    let file = Scratch::new("bad.toml", b"max-namespaecs = 3\n");
+    let run = runner([
+        OsString::from("policy"),
+        "--policy".into(),
+        file.0.clone().into(),
+    ]);
+    run.assert_code(2)
+        .assert_stderr("is not valid: unknown field `max-namespaecs`");
+    let run = runner([
+        OsString::from("run"),
+        "--policy".into(),
+        file.0.clone().into(),
+        guest("seed").into(),
+    ]);
+    run.assert_code(2)
+        .assert_stderr("unknown field `max-namespaecs`");
+    runner(["policy", "--guest-memory", "lots"])
+        .assert_code(2)
+        .assert_stderr("not a size");
+}
+
+#[test]
+fn inspect_shows_the_scenario_without_touching_the_kernel() {
+    let _labs = lab_lock();
+    let before = host_state();
+    let seed = guest("seed");
+    let run = runner([OsString::from("inspect"), seed.clone().into()]);
+    run.assert_code(0)
+        .assert_stdout("scenario     seed")
+        .assert_stdout("description  the ip-netns tutorial")
+        .assert_stdout("programs     ping")
+        .assert_stdout("nslab:lab/netns@0.1.0")
+        .assert_stdout("nslab:lab/exec@0.1.0")
+        .assert_stdout("policy       allows everything it declares");
+    let sum = std::process::Command::new("sha256sum")
+        .arg(&seed)
+        .output()
+        .unwrap();
+    let sum = String::from_utf8_lossy(&sum.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    run.assert_stdout(&format!("sha256       {sum}"));
+    assert_eq!(host_state(), before);
+    // It needs no privilege at all.
+    let copy = Scratch::new("inspect-seed.wasm", &std::fs::read(&seed).unwrap());
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            RUNNER,
+            "inspect",
+        ])
+        .arg(&copy.0)
+        .output()
+        .unwrap();
+    Run::from_output(out)
+        .assert_code(0)
+        .assert_stdout("scenario     seed");
+}
+
+#[test]
+fn inspect_says_when_the_policy_would_refuse() {
+    let run = runner([OsString::from("inspect"), guest("conformance").into()]);
+    run.assert_code(1).assert_stdout(
+        "policy       would refuse it: cat, env, sleep are not on the exec allowlist (allow with --allow-exec cat,env,sleep)",
+    );
+    let run = runner([
+        OsString::from("inspect"),
+        "--allow-exec".into(),
+        "cat,env,sleep".into(),
+        guest("conformance").into(),
+    ]);
+    run.assert_code(0);
+    runner(["inspect", "/nonexistent.wasm"])
+        .assert_code(2)
+        .assert_stderr("cannot read /nonexistent.wasm");
+}
