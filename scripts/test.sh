@@ -9,4 +9,9 @@ cargo fmt --all -- --check
 (cd guests && cargo fmt --all -- --check)
 cargo clippy --quiet --release --all-targets -- -D warnings
 (cd guests && cargo clippy --quiet --release --target wasm32-wasip2 -- -D warnings)
+rm -f target/tmp/skipped.txt
 cargo test --release -p nslab-host
+if [[ -s target/tmp/skipped.txt ]]; then
+    echo "Skipped (this machine lacks what they need):"
+    sed 's/^/  SKIPPED: /' target/tmp/skipped.txt
+fi

@@ -9,11 +9,11 @@ fn every_function_of_the_contract_works() {
     let run = run_clean([
         std::ffi::OsStr::new("run"),
         std::ffi::OsStr::new("--allow-exec"),
-        std::ffi::OsStr::new("cat,env,sleep"),
+        std::ffi::OsStr::new("cat,env,sleep,sh"),
         guest("conformance").as_os_str(),
     ]);
     run.assert_code(0)
-        .assert_stdout("PASS conformance (7 steps, 30 checks passed, 0 failed");
+        .assert_stdout("PASS conformance (9 steps, 49 checks passed, 0 failed");
     assert!(!run.stdout.contains("   FAIL"), "{}", run.all());
 }
 
@@ -22,14 +22,20 @@ fn programs_it_declares_must_be_allowed_before_anything_is_made() {
     let run = run_clean([std::path::Path::new("run"), &guest("conformance")]);
     run.assert_code(2).assert_stderr(
         "runner: error: scenario conformance declares programs the policy does not allow: \
-         cat, env, sleep are not on the exec allowlist (allow with --allow-exec cat,env,sleep)",
+         cat, env, sleep, sh are not on the exec allowlist (allow with --allow-exec cat,env,sleep,sh)",
     );
     assert!(!run.stdout.contains("netns add"), "{}", run.all());
     let run = run_clean(
-        ["run", "--allow-exec", "cat,env,sleep", "--deny-exec", "env"]
-            .iter()
-            .map(std::ffi::OsString::from)
-            .chain([guest("conformance").into()]),
+        [
+            "run",
+            "--allow-exec",
+            "cat,env,sleep,sh",
+            "--deny-exec",
+            "env",
+        ]
+        .iter()
+        .map(std::ffi::OsString::from)
+        .chain([guest("conformance").into()]),
     );
     run.assert_code(2)
         .assert_stderr("env denied by exec-deny (default + flag --deny-exec)");

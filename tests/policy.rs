@@ -119,12 +119,12 @@ fn inspect_shows_the_scenario_without_touching_the_kernel() {
 fn inspect_says_when_the_policy_would_refuse() {
     let run = runner([OsString::from("inspect"), guest("conformance").into()]);
     run.assert_code(1).assert_stdout(
-        "policy       would refuse it: cat, env, sleep are not on the exec allowlist (allow with --allow-exec cat,env,sleep)",
+        "policy       would refuse it: cat, env, sleep, sh are not on the exec allowlist (allow with --allow-exec cat,env,sleep,sh)",
     );
     let run = runner([
         OsString::from("inspect"),
         "--allow-exec".into(),
-        "cat,env,sleep".into(),
+        "cat,env,sleep,sh".into(),
         guest("conformance").into(),
     ]);
     run.assert_code(0);

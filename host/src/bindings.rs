@@ -12,6 +12,7 @@ wasmtime::component::bindgen!({
     with: {
         "nslab:lab/netns.namespace": crate::lab::NsId,
         "nslab:lab/link.link": crate::lab::LinkId,
+        "nslab:lab/exec.process": crate::lab::ProcId,
     },
     // Host functions return `Result<T, LabError>`; `iface::types` turns it into the WIT error.
     trappable_error_type: {
@@ -19,4 +20,4 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use nslab::lab::{exec, link, netns, report, types};
+pub use nslab::lab::{exec, link, netns, report, route, types};

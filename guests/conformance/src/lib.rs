@@ -1,6 +1,6 @@
 //! Calls every function of the nslab:lab contract and checks what comes back against what the
-//! kernel should have done. Run with `--allow-exec cat,env,sleep` (it runs them to test stdin,
-//! the environment and time limits).
+//! kernel should have done. Run with `--allow-exec cat,env,sleep,sh` (it runs them to test
+//! stdin, the environment, time limits and background programs).
 
 use nslab_sdk::prelude::*;
 
@@ -15,7 +15,7 @@ impl Guest for Conformance {
         info(
             "conformance",
             "every function of nslab:lab, checked against the kernel",
-            &["ping", "cat", "env", "sleep"],
+            &["ping", "cat", "env", "sleep", "sh"],
         )
     }
 
@@ -214,6 +214,132 @@ impl Guest for Conformance {
             out.status == 1 && out.stderr_text().contains("No such file"),
             &out.stderr_text(),
         );
+
+        step("bridge, set-master, routes, shaping, forwarding");
+        let br = Link::bridge("br0", &a)?;
+        check(
+            "a bridge is a bridge",
+            br.info()?.kind == "bridge",
+            &br.info()?.kind,
+        );
+        let not_bridge = x.set_master(&va).err().map(|e| e.kind()).unwrap_or("none");
+        check(
+            "set-master to a veth is invalid",
+            not_bridge == "invalid",
+            not_bridge,
+        );
+        let elsewhere = y.set_master(&br).err().map(|e| e.kind()).unwrap_or("none");
+        check(
+            "set-master across namespaces is invalid",
+            elsewhere == "invalid",
+            elsewhere,
+        );
+        let dup = Link::bridge("br0", &a)
+            .err()
+            .map(|e| e.kind())
+            .unwrap_or("none");
+        check("a second br0 is exists", dup == "exists", dup);
+        a.add_route("10.66.0.0/16", Some("10.7.0.2"), None)?;
+        a.add_route("fd66::/64", None, Some("x0"))?;
+        let routes = a.routes()?;
+        let has = |d: &str| routes.iter().any(|r| r.destination == d);
+        check(
+            "routes() lists both",
+            has("10.66.0.0/16") && has("fd66::/64"),
+            &format!("{routes:?}"),
+        );
+        a.remove_route("10.66.0.0/16", Some("10.7.0.2"), None)?;
+        check(
+            "remove takes it away",
+            !a.routes()?.iter().any(|r| r.destination == "10.66.0.0/16"),
+            "",
+        );
+        let gone = a
+            .remove_route("10.66.0.0/16", Some("10.7.0.2"), None)
+            .err()
+            .map(|e| e.kind())
+            .unwrap_or("none");
+        check("removing it again is not-found", gone == "not-found", gone);
+        let bad = a
+            .add_route("10.66.0.1/16", None, Some("x0"))
+            .err()
+            .map(|e| e.kind())
+            .unwrap_or("none");
+        check(
+            "a destination with host bits is invalid",
+            bad == "invalid",
+            bad,
+        );
+        let nodev = a
+            .add_route("10.67.0.0/16", None, Some("nope"))
+            .err()
+            .map(|e| e.kind())
+            .unwrap_or("none");
+        check(
+            "a route via a device the namespace lacks is not-found",
+            nodev == "not-found",
+            nodev,
+        );
+        x.clear_shaping()?;
+        check("clear-shaping without shaping is fine", true, "");
+        x.set_shaping(Shaping {
+            delay_us: 0,
+            jitter_us: 0,
+            loss_ppm: 0,
+            rate_bps: 50_000_000,
+        })?;
+        x.clear_shaping()?;
+        check("a rate can be set and cleared", true, "");
+        let none = x
+            .set_shaping(Shaping {
+                delay_us: 0,
+                jitter_us: 0,
+                loss_ppm: 0,
+                rate_bps: 0,
+            })
+            .err()
+            .map(|e| e.kind())
+            .unwrap_or("none");
+        check(
+            "shaping with nothing in it is invalid",
+            none == "invalid",
+            none,
+        );
+        a.set_forwarding(true)?;
+        a.set_forwarding(false)?;
+        check("forwarding can be turned on and off", true, "");
+
+        step("exec: background programs");
+        let p = a.spawn("sleep", ["30"])?;
+        check(
+            "a background program has a pid",
+            p.id() > 1,
+            &p.id().to_string(),
+        );
+        let early = p.wait(Some(100)).err().map(|e| e.kind()).unwrap_or("none");
+        check(
+            "waiting less than it runs is timeout, and it keeps running",
+            early == "timeout",
+            early,
+        );
+        p.kill()?;
+        let out = p.wait(Some(2000))?;
+        check(
+            "kill stops it (sleep ignores SIGTERM as PID 1, so SIGKILL after a second)",
+            out.status == 128 + 9,
+            &out.status.to_string(),
+        );
+        let quick = a.run(Cmd::new("sh", ["-c", "echo from the background"]))?;
+        check("sh runs", quick.success(), "");
+        let q = a.spawn("sh", ["-c", "echo hello; exit 3"])?;
+        let out = q.wait(Some(5000))?;
+        check(
+            "wait returns its status and output",
+            out.status == 3 && out.stdout_text() == "hello\n",
+            &format!("{} {:?}", out.status, out.stdout_text()),
+        );
+        let again = q.wait(None)?;
+        check("waiting again returns the same", again.status == 3, "");
 
         step("deleting a namespace takes its links with it");
         delete(b)?;

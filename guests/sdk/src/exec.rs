@@ -1,5 +1,6 @@
-use crate::bindings::nslab::lab::exec::{run, Command, Output};
+use crate::bindings::nslab::lab::exec::{run, spawn, Command, Output, Process};
 use crate::bindings::nslab::lab::netns::Namespace;
+use crate::bindings::nslab::lab::route::{self, RouteInfo};
 use crate::bindings::nslab::lab::types::Error;
 
 /// A program to run, with the options `ip netns exec` does not have on its command line.
@@ -48,6 +49,35 @@ pub trait NetnsExt {
         I: IntoIterator<Item = S>,
         S: AsRef<str>;
     fn run(&self, cmd: Cmd) -> Result<Output, Error>;
+    /// Start a program in the background (`ip netns exec ns PROGRAM &`); see [`Process`].
+    fn spawn<I, S>(&self, program: &str, args: I) -> Result<Process, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>;
+    /// `ip route add DEST [via GATEWAY] [dev DEVICE]` inside this namespace.
+    fn add_route(
+        &self,
+        destination: &str,
+        gateway: Option<&str>,
+        device: Option<&str>,
+    ) -> Result<(), Error>;
+    /// `ip route del ...` inside this namespace.
+    fn remove_route(
+        &self,
+        destination: &str,
+        gateway: Option<&str>,
+        device: Option<&str>,
+    ) -> Result<(), Error>;
+    /// `ip route show` (IPv4 then IPv6) inside this namespace.
+    fn routes(&self) -> Result<Vec<RouteInfo>, Error>;
+}
+
+fn route_info(destination: &str, gateway: Option<&str>, device: Option<&str>) -> RouteInfo {
+    RouteInfo {
+        destination: destination.to_string(),
+        gateway: gateway.map(str::to_string),
+        device: device.map(str::to_string),
+    }
 }
 
 impl NetnsExt for Namespace {
@@ -61,6 +91,36 @@ impl NetnsExt for Namespace {
 
     fn run(&self, cmd: Cmd) -> Result<Output, Error> {
         run(self, &cmd.command)
+    }
+
+    fn spawn<I, S>(&self, program: &str, args: I) -> Result<Process, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        spawn(self, &Cmd::new(program, args).command)
+    }
+
+    fn add_route(
+        &self,
+        destination: &str,
+        gateway: Option<&str>,
+        device: Option<&str>,
+    ) -> Result<(), Error> {
+        route::add(self, &route_info(destination, gateway, device))
+    }
+
+    fn remove_route(
+        &self,
+        destination: &str,
+        gateway: Option<&str>,
+        device: Option<&str>,
+    ) -> Result<(), Error> {
+        route::remove(self, &route_info(destination, gateway, device))
+    }
+
+    fn routes(&self) -> Result<Vec<RouteInfo>, Error> {
+        route::routes(self)
     }
 }
 

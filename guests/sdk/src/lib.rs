@@ -32,14 +32,17 @@ pub mod bindings {
     });
 }
 
+mod args;
 mod error;
 mod exec;
 
+pub use args::Args;
 pub use bindings::export;
-pub use bindings::nslab::lab::exec::Output;
-pub use bindings::nslab::lab::link::{links, Link, LinkInfo};
+pub use bindings::nslab::lab::exec::{Output, Process};
+pub use bindings::nslab::lab::link::{links, Link, LinkInfo, Shaping};
 pub use bindings::nslab::lab::netns::{delete, names, Namespace};
 pub use bindings::nslab::lab::report::{check, step};
+pub use bindings::nslab::lab::route::RouteInfo;
 pub use bindings::nslab::lab::types::Error;
 pub use bindings::{Guest, Info};
 pub use exec::{Cmd, NetnsExt, OutputExt};
@@ -68,7 +71,7 @@ macro_rules! ensure {
 
 pub mod prelude {
     pub use crate::{
-        check, delete, ensure, export, info, links, names, step, Cmd, Error, Guest, Info, Link,
-        LinkInfo, Netns, NetnsExt, Output, OutputExt,
+        check, delete, ensure, export, info, links, names, step, Args, Cmd, Error, Guest, Info,
+        Link, LinkInfo, Netns, NetnsExt, Output, OutputExt, Process, RouteInfo, Shaping,
     };
 }

@@ -1,14 +1,15 @@
 use wasmtime::component::Resource;
 
-use crate::bindings::exec::{Command, Host, Output};
+use crate::bindings::exec::{Command, Host, HostProcess, Output};
 use crate::error::LabError;
-use crate::lab::{ExecRequest, NsId};
+use crate::lab::{ExecOutput, ExecRequest, NsId, ProcId};
 use crate::policy::Op;
 
 use super::LabView;
 
-impl Host for LabView<'_> {
-    async fn run(&mut self, ns: Resource<NsId>, cmd: Command) -> Result<Output, LabError> {
+impl LabView<'_> {
+    /// Ask the policy about a command and turn it into a request.
+    fn exec_request(&mut self, cmd: Command) -> Result<ExecRequest, LabError> {
         let bytes = cmd.args.iter().map(String::len).sum::<usize>()
             + cmd
                 .env
@@ -23,22 +24,76 @@ impl Host for LabView<'_> {
             live: self.lab.live_processes(),
             bytes,
         })?;
-        let ns = *self.table.get(&ns)?;
-        let req = ExecRequest {
+        Ok(ExecRequest {
             timeout: self.policy.exec_timeout(cmd.timeout_ms),
             output_limit: self.policy.exec_output_bytes,
             program: cmd.program,
             args: cmd.args,
             env: cmd.env,
             stdin: cmd.stdin,
-        };
-        let out = self.lab.exec(ns, req).await?;
-        Ok(Output {
-            status: out.status,
-            stdout: out.stdout,
-            stderr: out.stderr,
-            timed_out: out.timed_out,
-            duration_us: out.duration.as_micros().try_into().unwrap_or(u64::MAX),
         })
+    }
+}
+
+fn to_wit(out: ExecOutput) -> Output {
+    Output {
+        status: out.status,
+        stdout: out.stdout,
+        stderr: out.stderr,
+        timed_out: out.timed_out,
+        duration_us: out.duration.as_micros().try_into().unwrap_or(u64::MAX),
+    }
+}
+
+impl Host for LabView<'_> {
+    async fn run(&mut self, ns: Resource<NsId>, cmd: Command) -> Result<Output, LabError> {
+        let req = self.exec_request(cmd)?;
+        let ns = *self.table.get(&ns)?;
+        Ok(to_wit(self.lab.exec(ns, req).await?))
+    }
+
+    async fn spawn(
+        &mut self,
+        ns: Resource<NsId>,
+        cmd: Command,
+    ) -> Result<Resource<ProcId>, LabError> {
+        let req = self.exec_request(cmd)?;
+        let ns = *self.table.get(&ns)?;
+        let id = self.lab.spawn(ns, req)?;
+        Ok(self.table.push(id)?)
+    }
+}
+
+impl HostProcess for LabView<'_> {
+    async fn id(&mut self, p: Resource<ProcId>) -> wasmtime::Result<u32> {
+        self.ask(Op::Owned)?;
+        let id = *self.table.get(&p)?;
+        Ok(self.lab.process_id(id).unwrap_or(0))
+    }
+
+    async fn wait(
+        &mut self,
+        p: Resource<ProcId>,
+        timeout_ms: Option<u32>,
+    ) -> Result<Output, LabError> {
+        self.ask(Op::Owned)?;
+        let id = *self.table.get(&p)?;
+        let limit = self
+            .policy
+            .exec_timeout(timeout_ms)
+            .min(self.policy.exec_timeout_max);
+        Ok(to_wit(self.lab.process_wait(id, limit).await?))
+    }
+
+    async fn kill(&mut self, p: Resource<ProcId>) -> Result<(), LabError> {
+        self.ask(Op::Owned)?;
+        let id = *self.table.get(&p)?;
+        self.lab.process_kill(id).await
+    }
+
+    /// Dropping the handle does not stop the program: the end of the run does.
+    async fn drop(&mut self, p: Resource<ProcId>) -> wasmtime::Result<()> {
+        self.table.delete(p)?;
+        Ok(())
     }
 }

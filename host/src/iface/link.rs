@@ -1,9 +1,9 @@
 use wasmtime::component::Resource;
 
 use crate::addr::Cidr;
-use crate::bindings::link::{Host, HostLink, LinkInfo};
+use crate::bindings::link::{Host, HostLink, LinkInfo, Shaping as WitShaping};
 use crate::error::LabError;
-use crate::lab::{LinkId, LinkInfoView, NsId};
+use crate::lab::{LinkId, LinkInfoView, NsId, Shaping};
 use crate::policy::Op;
 
 use super::LabView;
@@ -112,6 +112,45 @@ impl HostLink for LabView<'_> {
     ) -> Result<(), LabError> {
         self.ask(Op::Owned)?;
         self.lab.remove_address(self.link_id(&link)?, &cidr).await
+    }
+
+    async fn bridge(
+        &mut self,
+        name: String,
+        ns: Resource<NsId>,
+    ) -> Result<Resource<LinkId>, LabError> {
+        self.ask(Op::CreateLinks {
+            created: self.lab.links_created(),
+            count: 1,
+        })?;
+        let id = self.lab.bridge(&name, self.ns_id(&ns)?).await?;
+        Ok(self.table.push(id)?)
+    }
+
+    async fn set_master(
+        &mut self,
+        link: Resource<LinkId>,
+        bridge: Resource<LinkId>,
+    ) -> Result<(), LabError> {
+        self.ask(Op::Owned)?;
+        let (link, bridge) = (self.link_id(&link)?, self.link_id(&bridge)?);
+        self.lab.set_master(link, bridge).await
+    }
+
+    async fn set_shaping(&mut self, link: Resource<LinkId>, s: WitShaping) -> Result<(), LabError> {
+        self.ask(Op::Owned)?;
+        let s = Shaping {
+            delay_us: s.delay_us,
+            jitter_us: s.jitter_us,
+            loss_ppm: s.loss_ppm,
+            rate_bps: s.rate_bps,
+        };
+        self.lab.set_shaping(self.link_id(&link)?, s).await
+    }
+
+    async fn clear_shaping(&mut self, link: Resource<LinkId>) -> Result<(), LabError> {
+        self.ask(Op::Owned)?;
+        self.lab.clear_shaping(self.link_id(&link)?).await
     }
 
     /// Dropping the handle leaves the interface where it is.

@@ -6,6 +6,7 @@ mod exec;
 mod link;
 mod netns;
 mod report;
+mod route;
 mod types;
 
 use wasmtime::component::{HasData, ResourceTable};

@@ -28,6 +28,12 @@ impl HostNamespace for LabView<'_> {
         Ok(self.lab.namespace_inode(id).unwrap_or(0))
     }
 
+    async fn set_forwarding(&mut self, ns: Resource<NsId>, on: bool) -> Result<(), LabError> {
+        self.ask(Op::Owned)?;
+        let id = *self.table.get(&ns)?;
+        self.lab.set_forwarding(id, on)
+    }
+
     /// Dropping the handle does not delete the namespace: it lives until `delete` or the end of
     /// the run, and `names()` still lists it.
     async fn drop(&mut self, ns: Resource<NsId>) -> wasmtime::Result<()> {

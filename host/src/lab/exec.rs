@@ -32,7 +32,7 @@ pub struct ExecRequest {
     pub output_limit: usize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ExecOutput {
     /// Exit code, or 128 + signal number when it was killed.
     pub status: i32,
@@ -61,13 +61,31 @@ pub fn resolve(program: &str) -> LabResult<PathBuf> {
         })
 }
 
-/// Run a program to completion (or its time limit) inside `ns`.
-pub async fn run(
+/// A program started inside a namespace, until it has been waited for.
+pub struct Running {
+    child: tokio::process::Child,
+    /// The program's process group (its own, so a kill reaches all it started).
+    pgid: Option<libc::pid_t>,
+    /// The program itself: PID 1 of its namespace, a child of the process we spawned.
+    program_pid: u32,
+    feeder: Option<tokio::task::JoinHandle<()>>,
+    out: Option<tokio::task::JoinHandle<Vec<u8>>>,
+    err: Option<tokio::task::JoinHandle<Vec<u8>>>,
+    started: Instant,
+    what: String,
+    /// Its output, once it has ended.
+    done: Option<ExecOutput>,
+}
+
+/// Start a program inside `ns`. Its output is echoed (tagged with `tag`, for background
+/// programs) and captured as it comes.
+pub fn start(
     ns: &Namespace,
     userns: RawFd,
     req: ExecRequest,
     console: Console,
-) -> LabResult<ExecOutput> {
+    tag: Option<String>,
+) -> LabResult<Running> {
     let path = resolve(&req.program)?;
     let what = format!("run {} in {}", req.program, ns.name);
     for arg in &req.args {
@@ -101,7 +119,12 @@ pub async fn run(
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|e| LabError::from_io(&e, &what))?;
     let pgid = child.id().map(|p| p as libc::pid_t);
-
+    // The spawned process forked the program before it let go of the exec-error pipe, so by
+    // now the program is its child.
+    let program_pid = pgid
+        .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).ok())
+        .and_then(|c| c.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| pgid.unwrap_or(0) as u32);
     let feeder = match (child.stdin.take(), req.stdin) {
         (Some(mut pipe), Some(data)) => Some(tokio::spawn(async move {
             // A program that exits without reading its input closes the pipe: not an error.
@@ -114,49 +137,122 @@ pub async fn run(
         req.output_limit,
         console,
         false,
+        tag.clone(),
     ));
     let err = tokio::spawn(capture(
         child.stderr.take(),
         req.output_limit,
         console,
         true,
+        tag,
     ));
-
-    let (status, timed_out) = match tokio::time::timeout(req.timeout, child.wait()).await {
-        Ok(status) => (status.map_err(|e| LabError::from_io(&e, &what))?, false),
-        Err(_) => {
-            kill_group(pgid);
-            (
-                child
-                    .wait()
-                    .await
-                    .map_err(|e| LabError::from_io(&e, &what))?,
-                true,
-            )
-        }
-    };
-    // Whatever the program left running in its group would hold the pipes open: end it.
-    kill_group(pgid);
-    if let Some(f) = feeder {
-        f.abort();
-    }
-    let stdout = out
-        .await
-        .map_err(|e| LabError::Trap(wasmtime::Error::new(e)))?;
-    let stderr = err
-        .await
-        .map_err(|e| LabError::Trap(wasmtime::Error::new(e)))?;
-    use std::os::unix::process::ExitStatusExt;
-    let status = status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    Ok(ExecOutput {
-        status,
-        stdout,
-        stderr,
-        timed_out,
-        duration: started.elapsed(),
+    Ok(Running {
+        child,
+        pgid,
+        program_pid,
+        feeder,
+        out: Some(out),
+        err: Some(err),
+        started,
+        what,
+        done: None,
     })
+}
+
+impl Running {
+    pub fn id(&self) -> u32 {
+        self.program_pid
+    }
+
+    pub fn has_ended(&self) -> bool {
+        self.done.is_some()
+    }
+
+    /// Wait up to `limit` for it to end: its output, or None if it is still running.
+    pub async fn wait(&mut self, limit: Duration) -> LabResult<Option<&ExecOutput>> {
+        if self.done.is_none() {
+            match tokio::time::timeout(limit, self.child.wait()).await {
+                Ok(status) => {
+                    let status = status.map_err(|e| LabError::from_io(&e, &self.what))?;
+                    self.finish(status, false).await?;
+                }
+                Err(_) => return Ok(None),
+            }
+        }
+        Ok(self.done.as_ref())
+    }
+
+    /// Stop it now: SIGKILL to everything it started. `timed_out` marks its output.
+    pub async fn kill_now(&mut self, timed_out: bool) -> LabResult<&ExecOutput> {
+        if self.done.is_none() {
+            kill_group(self.pgid);
+            let status = self
+                .child
+                .wait()
+                .await
+                .map_err(|e| LabError::from_io(&e, &self.what))?;
+            self.finish(status, timed_out).await?;
+        }
+        Ok(self.done.as_ref().expect("finished above"))
+    }
+
+    /// Stop it cleanly: SIGTERM to the program, and if it has not ended within `grace`, SIGKILL
+    /// to everything it started.
+    pub async fn terminate(&mut self, grace: Duration) -> LabResult<&ExecOutput> {
+        if self.done.is_none() {
+            // SAFETY: plain syscall; the pid is our grandchild, alive until its parent reaps it.
+            unsafe {
+                libc::kill(self.program_pid as libc::pid_t, libc::SIGTERM);
+            }
+            if self.wait(grace).await?.is_none() {
+                return self.kill_now(false).await;
+            }
+        }
+        Ok(self.done.as_ref().expect("finished above"))
+    }
+
+    async fn finish(&mut self, status: std::process::ExitStatus, timed_out: bool) -> LabResult<()> {
+        // Whatever the program left running in its group would hold the pipes open: end it.
+        kill_group(self.pgid);
+        if let Some(f) = self.feeder.take() {
+            f.abort();
+        }
+        let collect = |h: Option<tokio::task::JoinHandle<Vec<u8>>>| async move {
+            match h {
+                Some(h) => h.await.map_err(|e| LabError::Trap(wasmtime::Error::new(e))),
+                None => Ok(Vec::new()),
+            }
+        };
+        let stdout = collect(self.out.take()).await?;
+        let stderr = collect(self.err.take()).await?;
+        use std::os::unix::process::ExitStatusExt;
+        let status = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        self.done = Some(ExecOutput {
+            status,
+            stdout,
+            stderr,
+            timed_out,
+            duration: self.started.elapsed(),
+        });
+        Ok(())
+    }
+}
+
+/// Run a program to completion (or its time limit) inside `ns`.
+pub async fn run(
+    ns: &Namespace,
+    userns: RawFd,
+    req: ExecRequest,
+    console: Console,
+) -> LabResult<ExecOutput> {
+    let limit = req.timeout;
+    let mut running = start(ns, userns, req, console, None)?;
+    if let Some(out) = running.wait(limit).await? {
+        return Ok(out.clone());
+    }
+    Ok(running.kill_now(true).await?.clone())
 }
 
 /// Between fork and exec, in the child: enter the run's user namespace as its root, enter the
@@ -298,6 +394,7 @@ async fn capture(
     limit: usize,
     console: Console,
     is_stderr: bool,
+    tag: Option<String>,
 ) -> Vec<u8> {
     let Some(mut stream) = stream else {
         return Vec::new();
@@ -308,7 +405,11 @@ async fn capture(
     let mut buf = [0u8; 8192];
     let echo = |line: &[u8]| {
         let text = String::from_utf8_lossy(line);
-        console.program_output(text.trim_end_matches(['\n', '\r']), is_stderr);
+        let text = text.trim_end_matches(['\n', '\r']);
+        match &tag {
+            Some(t) => console.program_output(&format!("{t}: {text}"), is_stderr),
+            None => console.program_output(text, is_stderr),
+        }
     };
     loop {
         let n = match stream.read(&mut buf).await {

@@ -137,6 +137,32 @@ pub fn mac(index: u32, mac: [u8; 6]) -> LinkMessage {
         .build()
 }
 
+pub fn master(index: u32, bridge: u32) -> LinkMessage {
+    LinkUnspec::new_with_index(index).controller(bridge).build()
+}
+
+/// Create a bridge in `ns` and return its index.
+pub async fn add_bridge(ns: &Namespace, name: &str) -> LabResult<u32> {
+    if find(ns, name).await?.is_some() {
+        return Err(LabError::Exists(format!(
+            "link {name} already exists in namespace {}: pick another name or remove it first",
+            ns.name
+        )));
+    }
+    let what = format!("create bridge {name} in {}", ns.name);
+    ns.netlink
+        .link()
+        .add(rtnetlink::LinkBridge::new(name).build())
+        .execute()
+        .await
+        .map_err(|e| LabError::from_netlink(e, &what))?;
+    Ok(find(ns, name)
+        .await?
+        .ok_or_else(|| LabError::Os(format!("{what}: the kernel made it but it is not there")))?
+        .header
+        .index)
+}
+
 pub fn move_to(index: u32, target: &Namespace) -> LinkMessage {
     LinkUnspec::new_with_index(index)
         .setns_by_fd(target.raw_fd())

@@ -9,6 +9,9 @@ pub mod helper;
 pub mod link;
 pub mod netns;
 pub mod pin;
+pub mod route;
+pub mod shaping;
+mod sysctl;
 
 use std::collections::BTreeMap;
 
@@ -20,6 +23,8 @@ use crate::records::{NsRecord, RunRecord};
 pub use exec::{ExecOutput, ExecRequest};
 pub use link::LinkInfoView;
 use netns::{Namespace, NsFactory};
+pub use route::Route;
+pub use shaping::Shaping;
 
 /// A namespace of this run. Ids grow, so their order is the order of creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -28,6 +33,18 @@ pub struct NsId(u32);
 /// A link of this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LinkId(u32);
+
+/// A background program of this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProcId(u32);
+
+struct ProcEntry {
+    ns: NsId,
+    program: String,
+    running: exec::Running,
+    /// Counted for `max-processes` until it has ended.
+    live: Option<Live>,
+}
 
 /// Where a link lives now (it moves with `move-to`).
 #[derive(Debug, Clone)]
@@ -41,6 +58,7 @@ pub struct Lab {
     factory: NsFactory,
     namespaces: BTreeMap<NsId, Namespace>,
     links: BTreeMap<LinkId, LinkEntry>,
+    processes: BTreeMap<ProcId, ProcEntry>,
     next_id: u32,
     /// Links created by this run (veth ends), for the policy's count.
     links_created: usize,
@@ -81,6 +99,7 @@ impl Lab {
             factory: NsFactory::new(exe),
             namespaces: BTreeMap::new(),
             links: BTreeMap::new(),
+            processes: BTreeMap::new(),
             next_id: 0,
             links_created: 0,
             live: Default::default(),
@@ -189,6 +208,7 @@ impl Lab {
             .namespaces
             .remove(&id)
             .ok_or_else(|| LabError::NotFound("that namespace was already deleted".to_string()))?;
+        self.kill_processes(Some(id)).await;
         let (_, problems) = link::delete_all(&ns).await;
         self.links.retain(|_, l| l.ns != id);
         self.console.action(&format!("netns delete {}", ns.name));
@@ -386,6 +406,291 @@ impl Lab {
         Ok(out)
     }
 
+    pub fn set_forwarding(&self, id: NsId, on: bool) -> LabResult<()> {
+        let ns = self.ns(id)?;
+        let what = format!(
+            "sysctl net.ipv4.ip_forward={} net.ipv6.conf.all.forwarding={} ({})",
+            u8::from(on),
+            u8::from(on),
+            ns.name
+        );
+        sysctl::set_forwarding(ns.fd(), on, &what)?;
+        self.console.action(&what);
+        Ok(())
+    }
+
+    pub async fn bridge(&mut self, name: &str, ns_id: NsId) -> LabResult<LinkId> {
+        names::validate("link", name)?;
+        let ns = self.ns(ns_id)?;
+        let index = link::add_bridge(ns, name).await?;
+        self.console
+            .action(&format!("link add {name} ({}) type bridge", ns.name));
+        self.links_created += 1;
+        Ok(self.add_link(ns_id, index, name))
+    }
+
+    pub async fn set_master(&self, id: LinkId, bridge: LinkId) -> LabResult<()> {
+        let (l, ns) = self.link(id)?;
+        let (b, bns) = self.link(bridge)?;
+        if l.ns != b.ns {
+            return Err(LabError::Invalid(format!(
+                "{} ({}) and {} ({}) are in different namespaces: a link joins a bridge of its own namespace",
+                l.name, ns.name, b.name, bns.name
+            )));
+        }
+        let kind = link::describe(bns, Some(b.index), &b.name)
+            .await?
+            .pop()
+            .map(|v| v.kind)
+            .unwrap_or_default();
+        if kind != "bridge" {
+            return Err(LabError::Invalid(format!(
+                "{} is a {kind} link, not a bridge: create one with link.bridge",
+                b.name
+            )));
+        }
+        let what = format!("link set {} master {} ({})", l.name, b.name, ns.name);
+        link::set(ns, link::master(l.index, b.index), &what).await?;
+        self.console.action(&what);
+        Ok(())
+    }
+
+    pub async fn set_shaping(&self, id: LinkId, s: Shaping) -> LabResult<()> {
+        let (l, ns) = self.link(id)?;
+        let what = format!(
+            "qdisc replace dev {} root {} ({})",
+            l.name,
+            s.describe(),
+            ns.name
+        );
+        shaping::set(ns, l.index, &s, &what).await?;
+        self.console.action(&what);
+        Ok(())
+    }
+
+    pub async fn clear_shaping(&self, id: LinkId) -> LabResult<()> {
+        let (l, ns) = self.link(id)?;
+        let what = format!("qdisc del dev {} root ({})", l.name, ns.name);
+        shaping::clear(ns, l.index, &what).await?;
+        self.console.action(&what);
+        Ok(())
+    }
+
+    /// Parse a route as the scenario wrote it, resolving the device name in the namespace.
+    pub async fn parse_route(
+        &self,
+        ns_id: NsId,
+        dest: &str,
+        gateway: Option<&str>,
+        device: Option<&str>,
+    ) -> LabResult<Route> {
+        let ns = self.ns(ns_id)?;
+        let gateway = gateway
+            .map(|g| {
+                g.parse().map_err(|_| {
+                    LabError::Invalid(format!("route gateway {g:?} is not an IP address"))
+                })
+            })
+            .transpose()?;
+        let destination = route::parse_destination(dest, gateway)?;
+        let device = match device {
+            None => None,
+            Some(name) => {
+                let found = link::find(ns, name).await?.ok_or_else(|| {
+                    LabError::NotFound(format!(
+                        "route via device {name}: namespace {} has no such link",
+                        ns.name
+                    ))
+                })?;
+                Some((name.to_string(), found.header.index))
+            }
+        };
+        Ok(Route {
+            destination,
+            gateway,
+            device,
+        })
+    }
+
+    fn describe_route(r: &Route) -> String {
+        let mut text = if r.destination.prefix == 0 {
+            "default".to_string()
+        } else {
+            r.destination.to_string()
+        };
+        if let Some(g) = r.gateway {
+            text.push_str(&format!(" via {g}"));
+        }
+        if let Some((d, _)) = &r.device {
+            text.push_str(&format!(" dev {d}"));
+        }
+        text
+    }
+
+    pub async fn add_route(&self, ns_id: NsId, r: &Route) -> LabResult<()> {
+        let ns = self.ns(ns_id)?;
+        let what = format!("route add {} ({})", Self::describe_route(r), ns.name);
+        route::add(ns, r, &what).await?;
+        self.console.action(&what);
+        Ok(())
+    }
+
+    pub async fn remove_route(&self, ns_id: NsId, r: &Route) -> LabResult<()> {
+        let ns = self.ns(ns_id)?;
+        let what = format!("route del {} ({})", Self::describe_route(r), ns.name);
+        route::remove(ns, r, &what).await?;
+        self.console.action(&what);
+        Ok(())
+    }
+
+    /// The namespace's routes as (destination, gateway, device name).
+    pub async fn routes(
+        &self,
+        ns_id: NsId,
+    ) -> LabResult<Vec<(String, Option<String>, Option<String>)>> {
+        let ns = self.ns(ns_id)?;
+        let names: BTreeMap<u32, String> = link::describe(ns, None, "")
+            .await?
+            .into_iter()
+            .map(|l| (l.index, l.name))
+            .collect();
+        Ok(route::list(ns)
+            .await?
+            .into_iter()
+            .map(|(dst, gw, oif)| {
+                let dest = if dst.prefix == 0 && dst.addr.is_ipv4() {
+                    "default".to_string()
+                } else {
+                    dst.to_string()
+                };
+                (
+                    dest,
+                    gw.map(|g| g.to_string()),
+                    oif.and_then(|i| names.get(&i).cloned()),
+                )
+            })
+            .collect())
+    }
+
+    /// Start a program in the background; the lab owns it until it ends or the run does.
+    pub fn spawn(&mut self, ns_id: NsId, req: ExecRequest) -> LabResult<ProcId> {
+        let ns = self.ns(ns_id)?;
+        let userns = self.factory.userns_fd().ok_or_else(|| {
+            LabError::Trap(wasmtime::format_err!(
+                "a namespace exists but the run has no user namespace"
+            ))
+        })?;
+        let program = req.program.clone();
+        let shown = std::iter::once(req.program.as_str())
+            .chain(req.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let live = Live::enter(&self.live);
+        let running = exec::start(ns, userns, req, self.console, Some(program.clone()))?;
+        self.console.line(
+            Verbosity::Normal,
+            &format!(
+                "   $ {}: {shown} &   (background, pid {})",
+                ns.name,
+                running.id()
+            ),
+        );
+        let id = ProcId(self.next());
+        self.processes.insert(
+            id,
+            ProcEntry {
+                ns: ns_id,
+                program,
+                running,
+                live: Some(live),
+            },
+        );
+        Ok(id)
+    }
+
+    fn process(&mut self, id: ProcId) -> LabResult<&mut ProcEntry> {
+        self.processes.get_mut(&id).ok_or_else(|| {
+            LabError::NotFound("that program is gone: its namespace was deleted".into())
+        })
+    }
+
+    pub fn process_id(&mut self, id: ProcId) -> LabResult<u32> {
+        Ok(self.process(id)?.running.id())
+    }
+
+    /// Wait up to `limit` for a background program; error.timeout if it is still running.
+    pub async fn process_wait(
+        &mut self,
+        id: ProcId,
+        limit: std::time::Duration,
+    ) -> LabResult<ExecOutput> {
+        let console = self.console;
+        let entry = self.process(id)?;
+        let ended_before = entry.running.has_ended();
+        match entry.running.wait(limit).await? {
+            Some(out) => {
+                let out = out.clone();
+                entry.live = None;
+                if !ended_before {
+                    console.action(&format!(
+                        "{} (pid {}) ended with status {}",
+                        entry.program,
+                        entry.running.id(),
+                        out.status
+                    ));
+                }
+                Ok(out)
+            }
+            None => Err(LabError::Timeout(format!(
+                "{} (pid {}) is still running after {} ms: wait again, or kill it",
+                entry.program,
+                entry.running.id(),
+                limit.as_millis()
+            ))),
+        }
+    }
+
+    /// Stop a background program: SIGTERM, then SIGKILL after a second.
+    pub async fn process_kill(&mut self, id: ProcId) -> LabResult<()> {
+        let console = self.console;
+        let entry = self.process(id)?;
+        if entry.running.has_ended() {
+            return Ok(());
+        }
+        let out = entry
+            .running
+            .terminate(std::time::Duration::from_secs(1))
+            .await?;
+        let status = out.status;
+        entry.live = None;
+        console.action(&format!(
+            "kill {} (pid {}): ended with status {status}",
+            entry.program,
+            entry.running.id()
+        ));
+        Ok(())
+    }
+
+    /// Kill the background programs still running (in one namespace, or all), for teardown.
+    async fn kill_processes(&mut self, only: Option<NsId>) -> Vec<String> {
+        let ids: Vec<ProcId> = self
+            .processes
+            .iter()
+            .filter(|(_, p)| only.is_none_or(|n| p.ns == n))
+            .map(|(id, _)| *id)
+            .collect();
+        let mut killed = Vec::new();
+        for id in ids.into_iter().rev() {
+            if let Some(mut p) = self.processes.remove(&id) {
+                if !p.running.has_ended() {
+                    let _ = p.running.kill_now(false).await;
+                    killed.push(format!("program {} (pid {})", p.program, p.running.id()));
+                }
+            }
+        }
+        killed
+    }
+
     // ---- the end ----
 
     /// Remove everything the run created, newest first. Closing a namespace's fd and its netlink
@@ -393,6 +698,7 @@ impl Lab {
     /// that fails is recorded and the rest goes on.
     pub async fn teardown(&mut self) -> Teardown {
         let mut report = Teardown::default();
+        report.removed.extend(self.kill_processes(None).await);
         self.links.clear();
         while let Some((_, ns)) = self.namespaces.pop_last() {
             let (links, problems) = link::delete_all(&ns).await;
@@ -447,6 +753,7 @@ impl Lab {
         }
         self.record.kept = true;
         self.save_record();
+        self.processes.clear();
         self.links.clear();
         self.namespaces.clear();
         Ok(kept)
