@@ -81,21 +81,7 @@ fn wasi_command_component_of_another_world() {
 
 #[test]
 fn without_privilege_it_says_so_before_creating_anything() {
-    // A copy readable by everyone, run as nobody with no capabilities.
-    let f = Scratch::new("seed-copy.wasm", &std::fs::read(guest("seed")).unwrap());
-    let out = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            RUNNER,
-            "run",
-        ])
-        .arg(&f.0)
-        .output()
-        .expect("setpriv (util-linux)");
-    let run = Run::from_output(out);
+    let run = runner_as_nobody("run", &guest("seed"));
     run.assert_code(2).assert_stderr(
         "runner: error: the runner lacks CAP_SYS_ADMIN and CAP_NET_ADMIN needed to create network namespaces: run it as root",
     );

@@ -97,20 +97,7 @@ fn inspect_shows_the_scenario_without_touching_the_kernel() {
     run.assert_stdout(&format!("sha256       {sum}"));
     assert_eq!(host_state(), before);
     // It needs no privilege at all.
-    let copy = Scratch::new("inspect-seed.wasm", &std::fs::read(&seed).unwrap());
-    let out = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            RUNNER,
-            "inspect",
-        ])
-        .arg(&copy.0)
-        .output()
-        .unwrap();
-    Run::from_output(out)
+    runner_as_nobody("inspect", &seed)
         .assert_code(0)
         .assert_stdout("scenario     seed");
 }

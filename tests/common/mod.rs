@@ -102,6 +102,27 @@ where
     Run::from_output(out)
 }
 
+/// Run the runner as `nobody` with no capabilities at all, on a world-readable copy of `file`.
+pub fn runner_as_nobody(command: &str, file: &Path) -> Run {
+    let copy = Scratch::new(
+        &format!("nobody-{command}.wasm"),
+        &std::fs::read(file).expect("read the scenario"),
+    );
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            RUNNER,
+            command,
+        ])
+        .arg(&copy.0)
+        .output()
+        .expect("setpriv (util-linux)");
+    Run::from_output(out)
+}
+
 /// What of the host a run must leave unchanged.
 #[derive(Debug, PartialEq, Eq)]
 pub struct HostState {

@@ -18,29 +18,14 @@ pub struct InspectArgs {
 }
 
 pub fn main(a: InspectArgs) -> ExitCode {
-    let policy = match a.policy.build() {
+    let policy = match a.policy.build_or_exit() {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("runner: error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("runner: error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let found = match runtime.block_on(inspect(&a.file, policy)) {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("runner: error: {e}");
-            return ExitCode::from(2);
-        }
+    let found = match super::block_on(inspect(&a.file, policy)) {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => return super::fail(e),
+        Err(code) => return code,
     };
     println!("scenario     {}", found.name);
     println!("description  {}", found.description);

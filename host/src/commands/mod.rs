@@ -39,6 +39,21 @@ enum Command {
     Cleanup(cleanup::CleanupArgs),
 }
 
+/// Print a failure to run at all, and the exit status for it (2).
+pub fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("runner: error: {message}");
+    ExitCode::from(2)
+}
+
+/// Run a future on a multi-threaded tokio runtime, or say why there is none.
+pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map(|rt| rt.block_on(f))
+        .map_err(|e| fail(format!("cannot start the async runtime: {e}")))
+}
+
 pub fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run(args) => run::main(args),

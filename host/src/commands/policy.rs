@@ -12,12 +12,9 @@ pub struct PolicyCmd {
 }
 
 pub fn main(a: PolicyCmd) -> ExitCode {
-    let policy = match a.policy.build() {
+    let policy = match a.policy.build_or_exit() {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("runner: error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     println!("{:<20} {:<50} FROM", "KEY", "VALUE");
     for (key, value, from) in policy.describe() {

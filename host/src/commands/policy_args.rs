@@ -64,6 +64,11 @@ pub struct PolicyArgs {
 }
 
 impl PolicyArgs {
+    /// The effective policy, or (printed) why it cannot be built and the exit status for that.
+    pub fn build_or_exit(&self) -> Result<Policy, std::process::ExitCode> {
+        self.build().map_err(super::fail)
+    }
+
     /// The effective policy, or the sentence saying why it cannot be built.
     pub fn build(&self) -> Result<Policy, String> {
         let trim = |v: &[String]| {

@@ -39,12 +39,13 @@ pub fn main(a: RunArgs) -> ExitCode {
         (_, true) => Verbosity::Verbose,
         _ => Verbosity::Normal,
     };
-    let policy = match a.policy.build() {
+    let policy = match a.policy.build_or_exit() {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("runner: error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
+    };
+    let helper = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return super::fail(format!("cannot find the runner's own program: {e}")),
     };
     let cfg = RunConfig {
         file: a.file,
@@ -52,24 +53,10 @@ pub fn main(a: RunArgs) -> ExitCode {
         policy,
         console: Console::new(verbosity),
         keep: a.keep,
-        helper: match std::env::current_exe() {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("runner: error: cannot find the runner's own program: {e}");
-                return ExitCode::from(2);
-            }
-        },
+        helper,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("runner: error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let outcome = runtime.block_on(run::run(cfg));
-    ExitCode::from(outcome.exit_code())
+    match super::block_on(run::run(cfg)) {
+        Ok(outcome) => ExitCode::from(outcome.exit_code()),
+        Err(code) => code,
+    }
 }
