@@ -101,3 +101,13 @@ fn shaped_link_measures_its_rate_and_netem_where_the_kernel_has_it() {
             .assert_stdout("ok   10% loss over 200 pings");
     }
 }
+
+#[test]
+fn chain_builds_the_benchmark_lab() {
+    run_scenario("chain", &["--n", "5"])
+        .assert_code(0)
+        .assert_stdout("+ netns add c4")
+        .assert_stdout("+ address add 10.0.16.2/30 dev left (c4)")
+        .assert_stdout("ok   the chain is built: 5 namespaces")
+        .assert_stdout("PASS chain");
+}

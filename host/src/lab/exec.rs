@@ -32,6 +32,16 @@ pub struct ExecRequest {
     pub output_limit: usize,
 }
 
+impl ExecRequest {
+    /// The program and its arguments as one line, for the narration.
+    pub fn command_line(&self) -> String {
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ExecOutput {
     /// Exit code, or 128 + signal number when it was killed.

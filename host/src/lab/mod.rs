@@ -383,10 +383,7 @@ impl Lab {
 
     pub async fn exec(&self, ns: NsId, req: ExecRequest) -> LabResult<ExecOutput> {
         let ns = self.ns(ns)?;
-        let shown = std::iter::once(req.program.as_str())
-            .chain(req.args.iter().map(String::as_str))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let shown = req.command_line();
         self.console
             .line(Verbosity::Normal, &format!("   $ {}: {shown}", ns.name));
         let userns = self.factory.userns_fd().ok_or_else(|| {
@@ -581,10 +578,7 @@ impl Lab {
             ))
         })?;
         let program = req.program.clone();
-        let shown = std::iter::once(req.program.as_str())
-            .chain(req.args.iter().map(String::as_str))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let shown = req.command_line();
         let live = Live::enter(&self.live);
         let running = exec::start(ns, userns, req, self.console, Some(program.clone()))?;
         self.console.line(
