@@ -26,15 +26,6 @@ impl Drop for TestPin {
     }
 }
 
-/// Removes a kept run if the test fails before its own cleanup.
-struct KeptRun(String);
-
-impl Drop for KeptRun {
-    fn drop(&mut self) {
-        runner(["cleanup", &self.0]);
-    }
-}
-
 #[test]
 fn keep_pins_the_lab_and_cleanup_removes_exactly_it() {
     let _labs = lab_lock();

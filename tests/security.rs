@@ -223,3 +223,44 @@ fn a_guest_spinning_without_host_calls_is_stopped_at_the_deadline() {
         .assert_stdout("== spinning without calling the host")
         .assert_stdout("FAIL lifecycle: the run passed its deadline of 1s and was stopped; its lab was removed");
 }
+
+/// Another run's lab is as far out of reach as the host: its namespaces belong to that run's
+/// user namespace, over which this run's programs have no capability.
+#[test]
+fn programs_cannot_reach_another_runs_lab() {
+    let _labs = lab_lock();
+    let kept = runner(
+        ["run", "-q", "--keep"]
+            .iter()
+            .map(OsString::from)
+            .chain([guest("seed").into()]),
+    );
+    kept.assert_code(0);
+    let id = run_id(&kept.stdout[kept.stdout.find("kept: run").unwrap()..]);
+    let _cleanup = KeptRun(id.clone());
+    let theirs = format!("nslab-{id}-ns01");
+    let their_links = || {
+        Command::new("ip")
+            .args(["-n", &theirs, "-o", "link"])
+            .output()
+            .unwrap()
+            .stdout
+    };
+    let before = their_links();
+    let pid = std::process::id().to_string();
+    let run = runner(attacks_args(
+        "programs",
+        &[],
+        &[&pid, &theirs, "/etc/shadow"],
+    ));
+    run.assert_code(0)
+        .assert_stdout("ok   `ip link set v0 netns HOST-NETNS` is refused: exit 2: RTNETLINK answers: Operation not permitted")
+        .assert_stdout("ok   `ip netns exec HOST-NETNS` is refused")
+        .assert_stdout("ok   `nsenter --net=/run/netns/HOST-NETNS` is refused")
+        .assert_stdout("PASS attacks (6 steps, 22 checks passed, 0 failed");
+    assert_eq!(
+        String::from_utf8_lossy(&their_links()),
+        String::from_utf8_lossy(&before),
+        "the other run's lab changed"
+    );
+}

@@ -348,3 +348,12 @@ pub fn within(limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> boo
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Removes a kept run (`runner cleanup ID`) when dropped, so a failing test leaves no pins.
+pub struct KeptRun(pub String);
+
+impl Drop for KeptRun {
+    fn drop(&mut self) {
+        runner(["cleanup", &self.0]);
+    }
+}
