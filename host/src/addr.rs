@@ -17,35 +17,44 @@ impl std::fmt::Display for Cidr {
     }
 }
 
-impl std::str::FromStr for Cidr {
-    type Err = LabError;
-
-    fn from_str(s: &str) -> LabResult<Cidr> {
+impl Cidr {
+    /// Parse "ADDRESS/PREFIX" with the prefix in range for the address family; `what` names the
+    /// value in messages ("address", "route destination"). Interface addresses and route
+    /// destinations add their own rules on top.
+    pub fn parse_prefixed(s: &str, what: &str, example: &str) -> LabResult<Cidr> {
         let Some((addr, prefix)) = s.split_once('/') else {
             return Err(LabError::Invalid(format!(
-                "address {s:?} has no prefix length: write it as ADDRESS/PREFIX, e.g. 192.168.0.1/24 or fd00::1/64"
+                "{what} {s:?} has no prefix length: write it as ADDRESS/PREFIX, e.g. {example}"
             )));
         };
         let addr: IpAddr = addr.parse().map_err(|_| {
             LabError::Invalid(format!(
-                "address {s:?}: {addr:?} is not an IPv4 or IPv6 address"
+                "{what} {s:?}: {addr:?} is not an IPv4 or IPv6 address"
             ))
         })?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix: u8 = match prefix.parse() {
-            Ok(p) if p <= max && !prefix.starts_with('+') => p,
-            _ => {
-                return Err(LabError::Invalid(format!(
-                    "address {s:?}: prefix length {prefix:?} must be a number from 0 to {max}"
-                )))
-            }
-        };
-        if addr.is_unspecified() || addr.is_multicast() {
+        match prefix.parse() {
+            Ok(p) if p <= max && !prefix.starts_with('+') => Ok(Cidr { addr, prefix: p }),
+            _ => Err(LabError::Invalid(format!(
+                "{what} {s:?}: prefix length {prefix:?} must be a number from 0 to {max}"
+            ))),
+        }
+    }
+}
+
+/// An interface address, as `ip address add` takes it.
+impl std::str::FromStr for Cidr {
+    type Err = LabError;
+
+    fn from_str(s: &str) -> LabResult<Cidr> {
+        let cidr = Cidr::parse_prefixed(s, "address", "192.168.0.1/24 or fd00::1/64")?;
+        if cidr.addr.is_unspecified() || cidr.addr.is_multicast() {
             return Err(LabError::Invalid(format!(
-                "address {s:?}: {addr} cannot be assigned to an interface (unspecified or multicast)"
+                "address {s:?}: {} cannot be assigned to an interface (unspecified or multicast)",
+                cidr.addr
             )));
         }
-        Ok(Cidr { addr, prefix })
+        Ok(cidr)
     }
 }
 

@@ -34,22 +34,8 @@ pub fn parse_destination(dest: &str, gateway: Option<IpAddr>) -> LabResult<Cidr>
         };
         return Ok(Cidr { addr, prefix: 0 });
     }
-    let Some((addr, prefix)) = dest.split_once('/') else {
-        return Err(LabError::Invalid(format!(
-            "route destination {dest:?} needs a prefix length (10.0.2.0/24) or is \"default\""
-        )));
-    };
-    let addr: IpAddr = addr.parse().map_err(|_| {
-        LabError::Invalid(format!(
-            "route destination {dest:?}: {addr:?} is not an IP address"
-        ))
-    })?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    let prefix: u8 = prefix.parse().ok().filter(|p| *p <= max).ok_or_else(|| {
-        LabError::Invalid(format!(
-            "route destination {dest:?}: prefix must be 0 to {max}"
-        ))
-    })?;
+    let Cidr { addr, prefix } =
+        Cidr::parse_prefixed(dest, "route destination", "10.0.2.0/24, or \"default\"")?;
     let net = ipnet::IpNet::new(addr, prefix)
         .map_err(|e| LabError::Invalid(format!("route destination {dest:?}: {e}")))?;
     if net.trunc().addr() != addr {
