@@ -34,8 +34,12 @@ pub fn parse_destination(dest: &str, gateway: Option<IpAddr>) -> LabResult<Cidr>
         };
         return Ok(Cidr { addr, prefix: 0 });
     }
-    let Cidr { addr, prefix } =
-        Cidr::parse_prefixed(dest, "route destination", "10.0.2.0/24, or \"default\"")?;
+    if !dest.contains('/') {
+        return Err(LabError::Invalid(format!(
+            "route destination {dest:?} needs a prefix length (10.0.2.0/24) or is \"default\""
+        )));
+    }
+    let Cidr { addr, prefix } = Cidr::parse_prefixed(dest, "route destination", "10.0.2.0/24")?;
     let net = ipnet::IpNet::new(addr, prefix)
         .map_err(|e| LabError::Invalid(format!("route destination {dest:?}: {e}")))?;
     if net.trunc().addr() != addr {
