@@ -93,9 +93,11 @@ mod tests {
     use super::*;
 
     fn check(bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
-        let dir = std::env::temp_dir().join(format!("nslab-load-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join(format!("{}.wasm", bytes.len()));
+        let file = std::env::temp_dir().join(format!(
+            "nslab-load-{}-{}.wasm",
+            std::process::id(),
+            bytes.len()
+        ));
         std::fs::write(&file, bytes).unwrap();
         let r = read(&file);
         std::fs::remove_file(&file).unwrap();
