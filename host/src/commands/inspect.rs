@@ -6,9 +6,14 @@ use nslab_host::inspect::inspect;
 
 use super::policy_args::PolicyArgs;
 
-/// Show what a scenario is and what it will ask for, without running it or touching the kernel.
-/// Exit status: 0 the policy allows what it declares, 1 it does not, 2 the file cannot be run.
+/// Show what a scenario is and what it will ask for, without running it or touching the kernel
 #[derive(Args)]
+#[command(
+    long_about = "Show what a scenario is and what it will ask for, without running it or \
+    touching the kernel: its describe(), the interfaces it imports, its sha256, and whether the \
+    policy allows the programs it declares. Needs no privilege.\n\n\
+    Exit status: 0 the policy allows what it declares, 1 it does not, 2 the file cannot be run."
+)]
 pub struct InspectArgs {
     /// The scenario: a WebAssembly component of the world nslab:lab/scenario.
     file: PathBuf,

@@ -17,13 +17,14 @@ use clap::{Parser, Subcommand};
     version,
     about = "Run network labs written as WebAssembly components",
     long_about = "Run network labs written as WebAssembly components.\n\n\
-        A scenario creates network namespaces, veth pairs and addresses and runs programs \
-        such as ping inside them, only through the nslab:lab interface; the runner does the \
-        privileged work, lets the scenario touch only what it created, and removes everything \
-        when the run ends.\n\n\
-        Exit status: 0 every check passed; 1 a check failed or the scenario returned an error \
-        or crashed; 2 the runner could not run the file (unreadable, not a component, not a \
-        scenario, no privilege); 130 / 143 stopped by SIGINT / SIGTERM (the lab is removed)."
+        A scenario creates network namespaces, veth pairs, bridges, addresses, routes and link \
+        shaping, and runs programs such as ping and iperf3 inside them, only through the \
+        nslab:lab interface; the runner does the privileged work, lets the scenario touch only \
+        what it created, and removes everything when the run ends.\n\n\
+        Exit status of run: 0 every check passed; 1 a check failed, the scenario returned an \
+        error, crashed, or was stopped by a limit or its deadline; 2 the runner could not run \
+        the file (unreadable, not a component, not a scenario, refused by the policy, no \
+        privilege); 130 / 143 stopped by SIGINT / SIGTERM (the lab is removed)."
 )]
 pub struct Cli {
     #[command(subcommand)]
