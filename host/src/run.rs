@@ -204,10 +204,7 @@ pub async fn run(cfg: RunConfig) -> Outcome {
         }
         Err(e) => return fail_load(&format!("cannot make a run id: {e}")),
     };
-    let lab = match Lab::new(console, record, cfg.helper.clone()) {
-        Ok(l) => l,
-        Err(e) => return fail_load(&format!("cannot start the lab: {e}")),
-    };
+    let lab = Lab::new(console, record, cfg.helper.clone());
     let tripped = Arc::new(Tripped::default());
     let (mut store, stdout, stderr) = new_store(
         &engine,

@@ -12,7 +12,7 @@ impl HostNamespace for LabView<'_> {
         self.ask(Op::CreateNamespace {
             held: self.lab.namespace_count(),
         })?;
-        let id = self.lab.create_namespace(&name).await?;
+        let id = self.lab.create_namespace(&name)?;
         Ok(self.table.push(id)?)
     }
 

@@ -36,12 +36,7 @@ pub async fn add_veth(
     b_ns: &Namespace,
 ) -> LabResult<(u32, u32)> {
     for (name, ns) in [(a, a_ns), (b, b_ns)] {
-        if find(ns, name).await?.is_some() {
-            return Err(LabError::Exists(format!(
-                "link {name} already exists in namespace {}: pick another name or remove it first",
-                ns.name
-            )));
-        }
+        ensure_free(ns, name).await?;
     }
     let peer = LinkMessageBuilder::<LinkUnspec>::new()
         .name(b.to_string())
@@ -77,6 +72,18 @@ pub async fn add_veth(
         .header
         .index;
     Ok((a_index, b_index))
+}
+
+/// `exists` naming the namespace if `ns` already has a link called `name`; the kernel's bare
+/// EEXIST would not say which end of a pair collided.
+async fn ensure_free(ns: &Namespace, name: &str) -> LabResult<()> {
+    match find(ns, name).await? {
+        Some(_) => Err(LabError::Exists(format!(
+            "link {name} already exists in namespace {}: pick another name or remove it first",
+            ns.name
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The link called `name` in `ns`, if there is one.
@@ -143,12 +150,7 @@ pub fn master(index: u32, bridge: u32) -> LinkMessage {
 
 /// Create a bridge in `ns` and return its index.
 pub async fn add_bridge(ns: &Namespace, name: &str) -> LabResult<u32> {
-    if find(ns, name).await?.is_some() {
-        return Err(LabError::Exists(format!(
-            "link {name} already exists in namespace {}: pick another name or remove it first",
-            ns.name
-        )));
-    }
+    ensure_free(ns, name).await?;
     let what = format!("create bridge {name} in {}", ns.name);
     ns.netlink
         .link()

@@ -94,8 +94,8 @@ pub struct Teardown {
 
 impl Lab {
     /// `exe` is the runner program, re-executed as the lab helper (see helper.rs).
-    pub fn new(console: Console, record: RunRecord, exe: std::path::PathBuf) -> LabResult<Lab> {
-        let lab = Lab {
+    pub fn new(console: Console, record: RunRecord, exe: std::path::PathBuf) -> Lab {
+        Lab {
             factory: NsFactory::new(exe),
             namespaces: BTreeMap::new(),
             links: BTreeMap::new(),
@@ -105,8 +105,7 @@ impl Lab {
             live: Default::default(),
             console,
             record,
-        };
-        Ok(lab)
+        }
     }
 
     pub fn run_id(&self) -> &str {
@@ -171,7 +170,7 @@ impl Lab {
 
     // ---- namespaces ----
 
-    pub async fn create_namespace(&mut self, name: &str) -> LabResult<NsId> {
+    pub fn create_namespace(&mut self, name: &str) -> LabResult<NsId> {
         names::validate("namespace", name)?;
         if self.namespaces.values().any(|n| n.name == name) {
             return Err(LabError::Exists(format!(
@@ -381,16 +380,21 @@ impl Lab {
 
     // ---- programs ----
 
+    /// The run's user namespace, which every program joins. It exists once any namespace does.
+    fn userns(&self) -> LabResult<std::os::fd::RawFd> {
+        self.factory.userns_fd().ok_or_else(|| {
+            LabError::Trap(wasmtime::format_err!(
+                "a namespace exists but the run has no user namespace"
+            ))
+        })
+    }
+
     pub async fn exec(&self, ns: NsId, req: ExecRequest) -> LabResult<ExecOutput> {
         let ns = self.ns(ns)?;
         let shown = req.command_line();
         self.console
             .line(Verbosity::Normal, &format!("   $ {}: {shown}", ns.name));
-        let userns = self.factory.userns_fd().ok_or_else(|| {
-            LabError::Trap(wasmtime::format_err!(
-                "a namespace exists but the run has no user namespace"
-            ))
-        })?;
+        let userns = self.userns()?;
         // Counted while it runs, and uncounted however the call ends (even when dropped).
         let _live = Live::enter(&self.live);
         let out = exec::run(ns, userns, req, self.console).await?;
@@ -572,11 +576,7 @@ impl Lab {
     /// Start a program in the background; the lab owns it until it ends or the run does.
     pub fn spawn(&mut self, ns_id: NsId, req: ExecRequest) -> LabResult<ProcId> {
         let ns = self.ns(ns_id)?;
-        let userns = self.factory.userns_fd().ok_or_else(|| {
-            LabError::Trap(wasmtime::format_err!(
-                "a namespace exists but the run has no user namespace"
-            ))
-        })?;
+        let userns = self.userns()?;
         let program = req.program.clone();
         let shown = req.command_line();
         let live = Live::enter(&self.live);
