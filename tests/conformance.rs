@@ -10,6 +10,9 @@ fn every_function_of_the_contract_works() {
         std::ffi::OsStr::new("run"),
         std::ffi::OsStr::new("--allow-exec"),
         std::ffi::OsStr::new("cat,env,sleep,sh"),
+        // The scenario sets one variable of its own for a program (exec-env-allow).
+        std::ffi::OsStr::new("--allow-env"),
+        std::ffi::OsStr::new("LAB_ROLE"),
         guest("conformance").as_os_str(),
     ]);
     run.assert_code(0)

@@ -138,3 +138,28 @@ fn cleanup_of_an_unknown_run_says_how_to_find_runs() {
         .assert_stderr("there is no run");
     runner(["cleanup"]).assert_code(2).assert_stderr("required");
 }
+
+#[test]
+fn keep_keeps_what_programs_wrote_until_cleanup() {
+    let _labs = lab_lock();
+    let run = runner(attacks_args(
+        &["--keep"],
+        "shell",
+        &["echo kept-file > /tmp/note"],
+    ));
+    run.assert_code(0);
+    let id = run_id(&run.stdout[run.stdout.find("kept: run").unwrap()..]);
+    let _guard = KeptRun(id.clone());
+    let files = format!("/run/nslab/boxes/nslab-{id}-a");
+    run.assert_stdout(&format!("its files:  nsenter --mount={files} ls /tmp /run"));
+    let read = Command::new("nsenter")
+        .args([&format!("--mount={files}"), "cat", "/tmp/note"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&read.stdout), "kept-file\n");
+    let clean = runner(["cleanup", &id]);
+    clean
+        .assert_code(0)
+        .assert_stdout(&format!("{files} (the files of a)"));
+    assert!(!std::path::Path::new(&files).exists());
+}

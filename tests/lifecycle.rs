@@ -131,6 +131,13 @@ fn sigkill_at_any_moment_leaves_nothing_within_two_seconds() {
             namespace_holders(&inodes)
         );
         assert_eq!(host_state(), before, "killed at {moment:?}");
+        // Its cgroup (made once a program started) goes too: its janitor removes it.
+        let cgroup_gone = within(Duration::from_secs(2), || run_cgroups(&id).is_empty());
+        assert!(
+            cgroup_gone,
+            "killed at {moment:?}: {:?} left",
+            run_cgroups(&id)
+        );
         // Its record says it died; cleanup forgets it.
         let ls = runner(["ls"]);
         assert!(ls.stdout.contains(&format!("{id}  dead")), "{}", ls.all());

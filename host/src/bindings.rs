@@ -21,3 +21,16 @@ wasmtime::component::bindgen!({
 });
 
 pub use nslab::lab::{exec, link, netns, report, route, types};
+
+impl Info {
+    /// The scenario's own words about itself, made safe to print on one line each
+    /// (console::printable): a name cannot erase lines or pass for the runner's output.
+    pub fn printable(self) -> Info {
+        let clean = |s: String| crate::console::printable(&s).into_owned();
+        Info {
+            name: clean(self.name),
+            description: clean(self.description),
+            programs: self.programs.into_iter().map(clean).collect(),
+        }
+    }
+}

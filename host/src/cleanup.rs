@@ -27,6 +27,13 @@ pub fn cleanup(rec: &RunRecord) -> Result<Cleaned, String> {
     let mut done = Cleaned::default();
     for ns in &rec.namespaces {
         let Some(pinned) = &ns.pinned else { continue };
+        if !is_our_pin(&rec.id, pinned) {
+            done.notes.push(format!(
+                "left {pinned:?} alone: the record names a pin this runner never makes (nslab-{}-NAME)",
+                rec.id
+            ));
+            continue;
+        }
         match pin::unpin(pinned, ns.inode) {
             Ok(Unpinned::Removed) => done.removed.push(format!(
                 "/run/netns/{pinned} ({}, net:[{}])",
@@ -39,10 +46,62 @@ pub fn cleanup(rec: &RunRecord) -> Result<Cleaned, String> {
             )),
             Err(e) => done.problems.push(format!("cannot remove /run/netns/{pinned}: {e}")),
         }
+        let Some((files, inode)) = &ns.files else {
+            continue;
+        };
+        let at = format!("{}/{files}", pin::BOX_DIR);
+        if !is_our_pin(&rec.id, files) {
+            done.notes.push(format!(
+                "left {files:?} alone: not a name this runner makes"
+            ));
+            continue;
+        }
+        match pin::unpin_box(files, *inode) {
+            Ok(Unpinned::Removed) => done
+                .removed
+                .push(format!("{at} (the files of {})", ns.name)),
+            Ok(Unpinned::AlreadyGone) => done.notes.push(format!("{at} was already gone")),
+            Ok(Unpinned::NotOurs { found }) => done.notes.push(format!(
+                "left {at} alone: it now holds mnt:[{found}], not the box run {} pinned",
+                rec.id
+            )),
+            Err(e) => done.problems.push(format!("cannot remove {at}: {e}")),
+        }
     }
+    crate::lab::cgroup::sweep_all();
     if done.problems.is_empty() {
         rec.remove()
             .map_err(|e| format!("cannot remove the record of run {}: {e}", rec.id))?;
     }
     Ok(done)
+}
+
+/// Whether a recorded pin is one `--keep` makes for run `id`: `nslab-ID-NAME`, a plain file
+/// name (a record could have been edited to point `cleanup` elsewhere under /run/netns, or out
+/// of it).
+fn is_our_pin(id: &str, pinned: &str) -> bool {
+    pinned
+        .strip_prefix(&format!("nslab-{id}-"))
+        .is_some_and(|name| crate::names::validate("namespace", name).is_ok())
+        && !pinned.contains('/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_our_pin;
+
+    #[test]
+    fn only_pins_of_the_run_itself_are_touched() {
+        assert!(is_our_pin("1a2b3c4d", "nslab-1a2b3c4d-ns01"));
+        for bad in [
+            "../../etc/passwd",
+            "nslab-1a2b3c4d-../x",
+            "nslab-1a2b3c4d-",
+            "nslab-99999999-ns01",
+            "other",
+            "nslab-1a2b3c4d-a/b",
+        ] {
+            assert!(!is_our_pin("1a2b3c4d", bad), "{bad}");
+        }
+    }
 }

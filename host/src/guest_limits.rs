@@ -46,37 +46,81 @@ impl Tripped {
     }
 }
 
-/// Caps the guest's linear memory (and table growth) at `guest-memory`.
+/// How many core instances, memories and tables one scenario may have: far more than any
+/// toolchain's component needs (a componentize-py scenario has a few dozen instances), and few
+/// enough that the runner's own bookkeeping for them stays small.
+pub const MAX_INSTANCES: usize = 256;
+pub const MAX_MEMORIES: usize = 32;
+pub const MAX_TABLES: usize = 64;
+/// What one table element costs the host (a pointer).
+const TABLE_ELEMENT_BYTES: usize = 8;
+
+/// Caps the guest's memory at `guest-memory`: every linear memory and table of every instance
+/// of the scenario together, not each one alone.
 pub struct MemoryLimit {
-    pub bytes: usize,
-    pub tripped: Arc<Tripped>,
+    bytes: usize,
+    tripped: Arc<Tripped>,
+    /// What all its memories and tables hold now.
+    used: usize,
 }
 
-impl wasmtime::ResourceLimiter for MemoryLimit {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.bytes {
+impl MemoryLimit {
+    pub fn new(bytes: usize, tripped: Arc<Tripped>) -> MemoryLimit {
+        MemoryLimit {
+            bytes,
+            tripped,
+            used: 0,
+        }
+    }
+
+    /// Grow the total from `current` to `desired` bytes for one memory or table, or refuse.
+    fn grow(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {
+        let after = (self.used - current.min(self.used)).saturating_add(desired);
+        if after > self.bytes {
             let why = format!(
-                "it asked for {desired} bytes of memory, more than the policy allows ({} bytes, policy limit guest-memory; raise it with --guest-memory)",
+                "it asked for {after} bytes of memory in all, more than the policy allows ({} bytes, policy limit guest-memory; raise it with --guest-memory)",
                 self.bytes
             );
             self.tripped.trip(why.clone());
             return Err(wasmtime::format_err!("{why}"));
         }
+        self.used = after;
         Ok(true)
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimit {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.grow(current, desired)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+        self.grow(
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+        )
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
     }
 }
 
@@ -88,7 +132,7 @@ pub struct GuestOutput {
     label: Arc<str>,
     is_stderr: bool,
     shared: Arc<OutputBudget>,
-    line: Arc<Mutex<Vec<u8>>>,
+    line: Arc<Mutex<crate::console::LineSplitter>>,
     quiet: bool,
 }
 
@@ -114,11 +158,12 @@ impl GuestOutput {
             over: AtomicBool::new(false),
             tripped,
         });
+        let label = crate::console::printable(label).into_owned();
         let make = |is_stderr| GuestOutput {
-            label: label.into(),
+            label: label.as_str().into(),
             is_stderr,
             shared: shared.clone(),
-            line: Arc::default(),
+            line: Arc::new(Mutex::new(crate::console::LineSplitter::new(8192))),
             quiet,
         };
         (make(false), make(true))
@@ -129,7 +174,7 @@ impl GuestOutput {
             return;
         }
         let text = String::from_utf8_lossy(line);
-        let text = text.trim_end_matches(['\n', '\r']);
+        let text = crate::console::printable(text.trim_end_matches(['\n', '\r'])).into_owned();
         let out = format!("   [{}] {text}\n", self.label);
         if self.is_stderr {
             let _ = std::io::stdout().flush();
@@ -142,35 +187,34 @@ impl GuestOutput {
     /// Print what is left of an unfinished line (at the end of the run).
     pub fn flush_line(&self) {
         let mut line = self.line.lock().unwrap_or_else(|e| e.into_inner());
-        if !line.is_empty() {
-            self.emit(&line);
-            line.clear();
+        line.finish(|l| self.emit(l));
+    }
+
+    /// Count `bytes` of what the guest prints against its budget: its streams and its report
+    /// text share one. Past it, the guest is stopped.
+    pub fn charge(&self, bytes: usize) -> Result<(), String> {
+        let b = &self.shared;
+        let used = b
+            .used
+            .fetch_add(bytes, Ordering::SeqCst)
+            .saturating_add(bytes);
+        if used > b.limit {
+            let why = format!(
+                "it wrote more than {} bytes to its stdout, stderr and report (policy limit guest-output-bytes; raise it with --guest-output)",
+                b.limit
+            );
+            if !b.over.swap(true, Ordering::SeqCst) {
+                b.tripped.trip(why.clone());
+            }
+            return Err(why);
         }
+        Ok(())
     }
 
     fn write(&self, buf: &[u8]) -> std::io::Result<usize> {
-        let b = &self.shared;
-        let used = b.used.fetch_add(buf.len(), Ordering::SeqCst) + buf.len();
-        if used > b.limit {
-            if !b.over.swap(true, Ordering::SeqCst) {
-                b.tripped.trip(format!(
-                    "it wrote more than {} bytes to its stdout and stderr (policy limit guest-output-bytes; raise it with --guest-output)",
-                    b.limit
-                ));
-            }
-            return Err(std::io::Error::other("guest output limit reached"));
-        }
+        self.charge(buf.len()).map_err(std::io::Error::other)?;
         let mut line = self.line.lock().unwrap_or_else(|e| e.into_inner());
-        line.extend_from_slice(buf);
-        while let Some(pos) = line.iter().position(|&c| c == b'\n') {
-            let rest = line.split_off(pos + 1);
-            self.emit(&line);
-            *line = rest;
-        }
-        if line.len() > 8192 {
-            self.emit(&line);
-            line.clear();
-        }
+        line.push(buf, |l| self.emit(l));
         Ok(buf.len())
     }
 }
@@ -202,5 +246,31 @@ impl AsyncWrite for GuestOutput {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn memory_is_limited_in_total_not_per_memory() {
+        let tripped = Arc::new(Tripped::default());
+        let mut limit = MemoryLimit::new(100, tripped.clone());
+        // Three memories of 40 bytes: each alone is allowed, all three are not.
+        assert!(limit.memory_growing(0, 40, None).unwrap());
+        assert!(limit.memory_growing(0, 40, None).unwrap());
+        assert!(limit.memory_growing(0, 40, None).is_err());
+        assert!(tripped
+            .reason()
+            .unwrap()
+            .contains("120 bytes of memory in all"));
+        // Growing one memory counts only what it adds; tables count too.
+        let mut limit = MemoryLimit::new(100, Arc::default());
+        assert!(limit.memory_growing(0, 40, None).unwrap());
+        assert!(limit.memory_growing(40, 90, None).unwrap());
+        assert!(limit.table_growing(0, 2, None).is_err());
+        assert_eq!(limit.instances(), MAX_INSTANCES);
     }
 }

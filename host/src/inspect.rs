@@ -12,7 +12,7 @@ use crate::guest_limits::Tripped;
 use crate::lab::Lab;
 use crate::policy::Policy;
 use crate::records::RunRecord;
-use crate::run::{load_scenario, new_store};
+use crate::run::{describe, epoch_ticker, load_scenario, new_store, program_limits, Described};
 
 pub struct Inspection {
     pub name: String,
@@ -38,32 +38,29 @@ pub async fn inspect(file: &Path, policy: Policy) -> Result<Inspection, String> 
         .map(|(name, _)| name.to_string())
         .collect();
     let refusal_check = policy.clone();
-    // A lab that is never used: with `declared` unset, the policy refuses every host call.
+    let describe_limit = policy.describe_timeout;
+    // A lab that is never used: with `declared` unset, the policy refuses every host call, so
+    // nothing can be created (and the helper is never started).
     let console = Console::new(Verbosity::Silent);
+    let tripped = Arc::new(Tripped::default());
     let lab = Lab::new(
         console,
         RunRecord::new("inspect0".into(), file.display().to_string()),
-        // Never started: with no host call allowed, nothing can be created.
-        "/nonexistent".into(),
+        std::env::current_exe().unwrap_or_default(),
+        program_limits(&policy, tripped.clone()),
     );
-    let (mut store, ..) = new_store(
-        &loaded.engine,
-        file,
-        lab,
-        policy,
-        console,
-        Arc::new(Tripped::default()),
-    );
+    let (mut store, ..) = new_store(&loaded.engine, file, lab, policy, console, tripped);
     store.epoch_deadline_async_yield_and_update(1);
-    let scenario = loaded
-        .pre
-        .instantiate_async(&mut store)
-        .await
-        .map_err(|e| format!("{} could not be started: {e:#}", file.display()))?;
-    let info = scenario
-        .call_describe(&mut store)
-        .await
-        .map_err(|e| format!("{}'s describe() failed: {e:#}", file.display()))?;
+    let ticker = epoch_ticker(&loaded.engine);
+    let described = describe(&loaded.pre, &mut store, describe_limit).await;
+    ticker.abort();
+    let info = match described {
+        Ok((_, info)) => info.printable(),
+        Err(Described::TooSlow(why)) => return Err(format!("{}: {why}", file.display())),
+        Err(Described::Trapped(e)) => {
+            return Err(format!("{} could not be described: {e:#}", file.display()))
+        }
+    };
     Ok(Inspection {
         refused: refusal_check.undeclarable(&info.programs),
         name: info.name,

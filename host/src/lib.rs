@@ -5,6 +5,7 @@ pub mod addr;
 pub mod bindings;
 pub mod cleanup;
 pub mod console;
+pub mod enforcement;
 pub mod error;
 pub mod guest_limits;
 pub mod iface;

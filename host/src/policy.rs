@@ -36,10 +36,57 @@ pub const DEFAULT_ADDRESS_RANGES: &[&str] = &[
     "::1/128",
 ];
 
-/// Environment variables a scenario may not set for a program it runs: they would change which
-/// code the program loads or which program a name resolves to.
-fn env_key_refused(key: &str) -> bool {
-    key.starts_with("LD_") || key == "PATH" || key.starts_with("GCONV_") || key == "HOSTALIASES"
+/// Environment variables a scenario may set for a program when nothing else is said: the ones
+/// that only change how a program formats what it prints. Anything else must be allowed by name
+/// (`exec-env-allow`), for a variable like LOCPATH, GLIBC_TUNABLES or RES_OPTIONS changes which
+/// files or code a program loads.
+pub const DEFAULT_ENV_ALLOW: &[&str] = &[
+    "TERM",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "LC_NUMERIC",
+    "LC_TIME",
+    "LC_COLLATE",
+    "TZ",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "COLUMNS",
+    "LINES",
+    "NO_COLOR",
+];
+
+/// Variables no policy may allow: they change which code a program loads or which program a
+/// name resolves to, whatever the operator meant.
+fn env_key_never(key: &str) -> bool {
+    key.starts_with("LD_")
+        || key.starts_with("GCONV_")
+        || key.starts_with("GLIBC_")
+        || matches!(
+            key,
+            "PATH"
+                | "HOSTALIASES"
+                | "LOCPATH"
+                | "NLSPATH"
+                | "RES_OPTIONS"
+                | "LOCALDOMAIN"
+                | "TZDIR"
+                | "MALLOC_TRACE"
+                | "TMPDIR"
+                | "BASH_ENV"
+                | "ENV"
+                | "IFS"
+                | "PERL5LIB"
+                | "PERL5OPT"
+                | "PYTHONPATH"
+                | "PYTHONSTARTUP"
+                | "PYTHONHOME"
+                | "RUBYLIB"
+                | "RUBYOPT"
+                | "NODE_OPTIONS"
+        )
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +104,11 @@ pub struct Policy {
     pub guest_memory: usize,
     pub guest_output_bytes: usize,
     pub call_bytes: usize,
+    pub exec_env_allow: BTreeSet<String>,
+    pub program_memory: usize,
+    pub scratch_bytes: usize,
+    pub echo_bytes: usize,
+    pub describe_timeout: Duration,
     /// The programs the scenario declared in `describe()`; None while `describe` itself runs,
     /// when no host call is allowed at all.
     pub declared: Option<BTreeSet<String>>,
@@ -79,6 +131,11 @@ pub const KEYS: &[&str] = &[
     "guest-memory",
     "guest-output-bytes",
     "call-bytes",
+    "exec-env-allow",
+    "program-memory",
+    "scratch-bytes",
+    "echo-bytes",
+    "describe-timeout",
 ];
 
 impl Default for Policy {
@@ -88,7 +145,7 @@ impl Default for Policy {
             exec_deny: BTreeSet::new(),
             max_namespaces: 64,
             max_links: 256,
-            max_processes: 16,
+            max_processes: 64,
             address_ranges: DEFAULT_ADDRESS_RANGES
                 .iter()
                 .map(|r| r.parse().expect("valid default range"))
@@ -100,6 +157,11 @@ impl Default for Policy {
             guest_memory: 256 << 20,
             guest_output_bytes: 1 << 20,
             call_bytes: 1 << 20,
+            exec_env_allow: DEFAULT_ENV_ALLOW.iter().map(|s| s.to_string()).collect(),
+            program_memory: 1 << 30,
+            scratch_bytes: 64 << 20,
+            echo_bytes: 1 << 20,
+            describe_timeout: Duration::from_secs(5),
             declared: None,
             sources: KEYS.iter().map(|k| (*k, "default".to_string())).collect(),
         }
@@ -123,6 +185,11 @@ pub struct PolicyFile {
     pub guest_memory: Option<ByteSize>,
     pub guest_output_bytes: Option<ByteSize>,
     pub call_bytes: Option<ByteSize>,
+    pub exec_env_allow: Option<Vec<String>>,
+    pub program_memory: Option<ByteSize>,
+    pub scratch_bytes: Option<ByteSize>,
+    pub echo_bytes: Option<ByteSize>,
+    pub describe_timeout: Option<String>,
 }
 
 /// A size: a whole number of bytes, or a string with a unit ("64KiB", "256MiB", "1GiB").
@@ -189,6 +256,11 @@ pub struct PolicyFlags {
     pub guest_memory: Option<usize>,
     pub guest_output_bytes: Option<usize>,
     pub call_bytes: Option<usize>,
+    pub allow_env: Vec<String>,
+    pub program_memory: Option<usize>,
+    pub scratch_bytes: Option<usize>,
+    pub echo_bytes: Option<usize>,
+    pub describe_timeout: Option<Duration>,
 }
 
 /// Everything a guest can ask of the host, as the policy sees it.
@@ -232,6 +304,11 @@ impl Policy {
             p.apply_file(parsed, &format!("file {}", path.display()))?;
         }
         p.apply_flags(flags);
+        if let Some(key) = p.exec_env_allow.iter().find(|k| env_key_never(k)) {
+            return Err(format!(
+                "--allow-env {key} refused: no policy may allow {key}, for it changes which code or program runs"
+            ));
+        }
         if p.exec_timeout > p.exec_timeout_max {
             return Err(format!(
                 "exec-timeout ({}) is longer than exec-timeout-max ({}): raise exec-timeout-max in the policy file",
@@ -294,6 +371,20 @@ impl Policy {
             v.0
         ));
         take!(call_bytes, "call-bytes", |v: ByteSize| ok(v.0));
+        take!(exec_env_allow, "exec-env-allow", |v: Vec<String>| ok(v
+            .into_iter()
+            .collect()));
+        take!(program_memory, "program-memory", |v: ByteSize| ok(v.0));
+        take!(scratch_bytes, "scratch-bytes", |v: ByteSize| ok(v.0));
+        take!(echo_bytes, "echo-bytes", |v: ByteSize| ok(v.0));
+        take!(describe_timeout, "describe-timeout", |v: String| {
+            parse_duration("describe-timeout", &v)
+        });
+        if let Some(key) = self.exec_env_allow.iter().find(|k| env_key_never(k)) {
+            return Err(format!(
+                "exec-env-allow in {src} lists {key}, which no policy may allow: it changes which code or program runs"
+            ));
+        }
         Ok(())
     }
 
@@ -348,6 +439,24 @@ impl Policy {
             "--guest-output"
         );
         flag!(call_bytes, call_bytes, "call-bytes", "--max-call-data");
+        flag!(
+            program_memory,
+            program_memory,
+            "program-memory",
+            "--program-memory"
+        );
+        flag!(scratch_bytes, scratch_bytes, "scratch-bytes", "--scratch");
+        flag!(echo_bytes, echo_bytes, "echo-bytes", "--echo-output");
+        flag!(
+            describe_timeout,
+            describe_timeout,
+            "describe-timeout",
+            "--describe-timeout"
+        );
+        if !f.allow_env.is_empty() {
+            self.exec_env_allow.extend(f.allow_env.iter().cloned());
+            self.add_source("exec-env-allow", "flag --allow-env");
+        }
     }
 
     /// Allow more programs (as `--allow-exec` does).
@@ -398,15 +507,18 @@ impl Policy {
                 "host calls are not allowed during describe(): it only says what the scenario is and needs".into(),
             ));
         }
+        // Every operation is named: a new one cannot be allowed by default.
         match *op {
             Op::CreateNamespace { held } if held >= self.max_namespaces => Err(LabError::Limit(format!(
                 "namespace limit reached: this run already holds {held} (policy limit max-namespaces = {}; raise it with --max-namespaces)",
                 self.max_namespaces
             ))),
+            Op::CreateNamespace { .. } => Ok(()),
             Op::CreateLinks { created, count } if created + count > self.max_links => Err(LabError::Limit(format!(
                 "link limit reached: this run has created {created} links and asked for {count} more (policy limit max-links = {}; raise it with --max-links)",
                 self.max_links
             ))),
+            Op::CreateLinks { .. } => Ok(()),
             Op::Address { cidr } if !self.address_ranges.iter().any(|r| r.contains(&cidr.addr)) => {
                 Err(LabError::Denied(format!(
                     "address {cidr} refused: it is outside the ranges a scenario may assign (policy key address-ranges); \
@@ -414,9 +526,10 @@ impl Policy {
                     IpNet::new(cidr.addr, cidr.prefix).map(|n| n.trunc().to_string()).unwrap_or_else(|_| cidr.to_string())
                 )))
             }
+            Op::Address { .. } => Ok(()),
+            Op::Owned => Ok(()),
             Op::Exec { program, env, timeout_ms, live, bytes } => self.check_exec(program, env, timeout_ms, live, bytes),
             Op::Report { bytes } => self.check_bytes("report text", bytes),
-            _ => Ok(()),
         }
     }
 
@@ -470,7 +583,7 @@ impl Policy {
                 )));
             }
         }
-        if let Some((key, _)) = env.iter().find(|(k, _)| env_key_refused(k)) {
+        if let Some((key, _)) = env.iter().find(|(k, _)| env_key_never(k)) {
             return Err(LabError::Denied(format!(
                 "exec of {program:?} refused: the scenario may not set {key} (it changes which code or program runs)"
             )));
@@ -481,6 +594,15 @@ impl Policy {
         {
             return Err(LabError::Invalid(format!(
                 "environment variable name {key:?} is not valid: it must be non-empty, without '=' or NUL"
+            )));
+        }
+        if let Some((key, _)) = env
+            .iter()
+            .find(|(k, _)| !self.exec_env_allow.contains(k.as_str()))
+        {
+            return Err(LabError::Denied(format!(
+                "exec of {program:?} refused: the scenario may not set {key}: it is not on the environment allowlist \
+                 (policy key exec-env-allow); allow it with --allow-env {key}"
             )));
         }
         if let Some(ms) = timeout_ms {
@@ -519,6 +641,7 @@ impl Policy {
         };
         let dur = |d: Duration| humantime::format_duration(d).to_string();
         let size = |b: usize| match b {
+            b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
             b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
             b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
             b => format!("{b} B"),
@@ -544,6 +667,11 @@ impl Policy {
                     "guest-memory" => size(self.guest_memory),
                     "guest-output-bytes" => size(self.guest_output_bytes),
                     "call-bytes" => size(self.call_bytes),
+                    "exec-env-allow" => list(&self.exec_env_allow),
+                    "program-memory" => size(self.program_memory),
+                    "scratch-bytes" => size(self.scratch_bytes),
+                    "echo-bytes" => size(self.echo_bytes),
+                    "describe-timeout" => dur(self.describe_timeout),
                     _ => unreachable!("every key is listed"),
                 };
                 (k, v, self.sources[k].clone())
@@ -650,6 +778,43 @@ mod tests {
     }
 
     #[test]
+    fn only_allowed_environment_variables_may_be_set() {
+        let mut p = running();
+        for key in [
+            "LOCPATH",
+            "NLSPATH",
+            "GLIBC_TUNABLES",
+            "RES_OPTIONS",
+            "TZDIR",
+            "FOO",
+        ] {
+            let env = [(key.to_string(), "/tmp/x".to_string())];
+            let err = p.check(&exec("ping", &env)).unwrap_err();
+            assert!(matches!(err, LabError::Denied(_)), "{key}");
+        }
+        let err = p
+            .check(&exec("ping", &[("FOO".into(), "1".into())]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("allow it with --allow-env FOO"),
+            "{err}"
+        );
+        p.exec_env_allow.insert("FOO".into());
+        p.check(&exec("ping", &[("FOO".into(), "1".into())]))
+            .unwrap();
+        // What changes the code a program loads can never be allowed, by file or flag.
+        let flags = PolicyFlags {
+            allow_env: vec!["GLIBC_TUNABLES".into()],
+            ..Default::default()
+        };
+        let err = Policy::build(None, &flags).unwrap_err();
+        assert!(err.contains("no policy may allow GLIBC_TUNABLES"), "{err}");
+        p.exec_env_allow.insert("LOCPATH".into());
+        let env = [("LOCPATH".to_string(), "/tmp".to_string())];
+        assert!(p.check(&exec("ping", &env)).is_err());
+    }
+
+    #[test]
     fn counts_sizes_and_timeouts_are_limited() {
         let p = running();
         p.check(&Op::CreateNamespace { held: 63 }).unwrap();
@@ -685,14 +850,14 @@ mod tests {
             program: "ping",
             env: &[],
             timeout_ms: None,
-            live: 16,
+            live: 64,
             bytes: 0,
         };
         assert!(p
             .check(&op)
             .unwrap_err()
             .to_string()
-            .contains("max-processes = 16"));
+            .contains("max-processes = 64"));
         let op = Op::Exec {
             program: "ping",
             env: &[],

@@ -19,6 +19,10 @@ pub struct NsRecord {
     pub inode: u64,
     /// The name under /run/netns, once pinned by `--keep`.
     pub pinned: Option<String>,
+    /// The name under /run/nslab/boxes of its programs' files, once pinned by `--keep`, and
+    /// that box's inode.
+    #[serde(default)]
+    pub files: Option<(String, u64)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -61,6 +65,15 @@ pub fn new_run_id() -> std::io::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Whether `id` is a run id as [`new_run_id`] makes them: 8 lowercase hex digits, and so a
+/// plain file name.
+pub fn is_run_id(id: &str) -> bool {
+    id.len() == 8
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// When process `pid` started, in clock ticks since boot; None if there is no such process.
 pub fn process_start(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -93,12 +106,32 @@ impl RunRecord {
         PathBuf::from(RUN_DIR).join(format!("{id}.json"))
     }
 
-    /// Write the record whole (write then rename), so a reader never sees half of it.
+    /// Write the record whole (write then rename), so a reader never sees half of it. The
+    /// directory and file are made with exact modes (whatever the umask), never through a
+    /// symlink someone planted, and only in a directory this user owns.
     pub fn save(&self) -> std::io::Result<()> {
-        std::fs::create_dir_all(RUN_DIR)?;
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+        let dir = std::path::Path::new(RUN_DIR);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)?;
+        let meta = std::fs::symlink_metadata(dir)?;
+        if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() {
+            return Err(std::io::Error::other(format!(
+                "{RUN_DIR} is not a directory of this user's (a symlink, or made by someone else): remove it"
+            )));
+        }
         let path = Self::path(&self.id);
         let tmp = temp_path(&self.id, std::process::id());
-        let mut f = std::fs::File::create(&tmp)?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
         f.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)
@@ -128,6 +161,12 @@ impl RunRecord {
     }
 
     pub fn load(id: &str) -> std::io::Result<RunRecord> {
+        if !is_run_id(id) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{id:?} is not a run id (8 hex digits, as `runner ls` shows)"),
+            ));
+        }
         let bytes = std::fs::read(Self::path(id))?;
         serde_json::from_slice(&bytes)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
@@ -200,8 +239,11 @@ mod tests {
     #[test]
     fn run_ids_are_eight_hex_digits() {
         let id = new_run_id().unwrap();
-        assert_eq!(id.len(), 8);
-        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(is_run_id(&id), "{id}");
+        for bad in ["../../etc/passwd", "0000000", "0000000g", "ABCDEF01", ""] {
+            assert!(!is_run_id(bad), "{bad}");
+            assert!(RunRecord::load(bad).is_err());
+        }
         assert_ne!(id, new_run_id().unwrap());
     }
 }

@@ -1,6 +1,6 @@
 //! The run's report: the scenario's steps and checks, and the verdict printed at the end.
 
-use crate::console::{Console, Verbosity};
+use crate::console::{printable, Console, Verbosity};
 
 #[derive(Debug, Clone)]
 pub struct Check {
@@ -19,14 +19,17 @@ pub struct Report {
 
 impl Report {
     pub fn step(&mut self, console: &Console, name: String) {
-        console.line(Verbosity::Quiet, &format!("== {name}"));
+        console.line(Verbosity::Quiet, &format!("== {}", printable(&name)));
         self.steps.push(name);
     }
 
     pub fn check(&mut self, console: &Console, name: String, passed: bool, detail: String) {
         let mark = if passed { "ok  " } else { "FAIL" };
         let sep = if detail.is_empty() { "" } else { ": " };
-        console.line(Verbosity::Quiet, &format!("   {mark} {name}{sep}{detail}"));
+        console.line(
+            Verbosity::Quiet,
+            &format!("   {mark} {}{sep}{}", printable(&name), printable(&detail)),
+        );
         self.checks.push(Check {
             name,
             passed,

@@ -12,7 +12,7 @@ use crate::bindings::{Scenario, ScenarioPre};
 use crate::console::{Console, Verbosity};
 use crate::guest_limits::{GuestOutput, MemoryLimit, Tripped};
 use crate::iface::{LabCtx, LabView};
-use crate::lab::Lab;
+use crate::lab::{Lab, ProgramLimits};
 use crate::load;
 use crate::policy::Policy;
 use crate::privilege;
@@ -66,6 +66,8 @@ pub struct RunState {
     report: Report,
     console: Console,
     memory: MemoryLimit,
+    /// The guest's stdout, whose budget its report text shares.
+    output: GuestOutput,
 }
 
 impl WasiView for RunState {
@@ -85,6 +87,7 @@ impl RunState {
             policy: &self.policy,
             report: &mut self.report,
             console: self.console,
+            output: &self.output,
         }
     }
 }
@@ -161,10 +164,8 @@ pub(crate) fn new_store(
         wasi: sandboxed_wasi(stdout.clone(), stderr.clone()),
         table: ResourceTable::new(),
         lab,
-        memory: MemoryLimit {
-            bytes: policy.guest_memory,
-            tripped,
-        },
+        memory: MemoryLimit::new(policy.guest_memory, tripped),
+        output: stdout.clone(),
         policy,
         report: Report::default(),
         console,
@@ -204,8 +205,13 @@ pub async fn run(cfg: RunConfig) -> Outcome {
         }
         Err(e) => return fail_load(&format!("cannot make a run id: {e}")),
     };
-    let lab = Lab::new(console, record, cfg.helper.clone());
     let tripped = Arc::new(Tripped::default());
+    let lab = Lab::new(
+        console,
+        record,
+        cfg.helper.clone(),
+        program_limits(&cfg.policy, tripped.clone()),
+    );
     let (mut store, stdout, stderr) = new_store(
         &engine,
         &cfg.file,
@@ -215,29 +221,21 @@ pub async fn run(cfg: RunConfig) -> Outcome {
         tripped.clone(),
     );
     store.epoch_deadline_async_yield_and_update(1);
-    let ticker = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(EPOCH_TICK);
-            loop {
-                tick.tick().await;
-                engine.increment_epoch();
-            }
-        })
-    };
+    let ticker = epoch_ticker(&engine);
 
     let mut title = cfg.file.display().to_string();
     let run_id = store.data().lab.run_id().to_string();
     let deadline = store.data().policy.run_timeout;
+    let describe_limit = store.data().policy.describe_timeout;
     let guest = async {
-        let scenario = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(Ended::Trapped)?;
-        let info = scenario
-            .call_describe(&mut store)
-            .await
-            .map_err(Ended::Trapped)?;
+        let (scenario, info) =
+            describe(&pre, &mut store, describe_limit)
+                .await
+                .map_err(|e| match e {
+                    Described::Trapped(t) => Ended::Trapped(t),
+                    Described::TooSlow(why) => Ended::Refused(why),
+                })?;
+        let info = info.printable();
         title = info.name.clone();
         // Refuse before anything is created a scenario that declares what the policy forbids;
         // from here on it may run only what it declared.
@@ -261,6 +259,9 @@ pub async fn run(cfg: RunConfig) -> Outcome {
             Verbosity::Normal,
             &format!("       run {run_id}; programs it runs: {programs}"),
         );
+        for gap in crate::enforcement::gaps() {
+            console.warn(&format!("on this machine, {gap}"));
+        }
         match scenario.call_run(&mut store, &cfg.args).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(msg)) => Err(Ended::Returned(msg)),
@@ -317,6 +318,64 @@ pub async fn run(cfg: RunConfig) -> Outcome {
     verdict(&title, &state.report, ended, started, console)
 }
 
+/// Why `describe()` did not answer.
+pub(crate) enum Described {
+    Trapped(wasmtime::Error),
+    /// It did not return within `describe-timeout`: the sentence to print.
+    TooSlow(String),
+}
+
+/// Instantiate the scenario and call its `describe()`, both within `limit` (a scenario from a
+/// stranger may spin there forever; epoch interruption lets the deadline in).
+pub(crate) async fn describe(
+    pre: &ScenarioPre<RunState>,
+    store: &mut Store<RunState>,
+    limit: std::time::Duration,
+) -> Result<(Scenario, crate::bindings::Info), Described> {
+    let call = async {
+        let scenario = pre
+            .instantiate_async(&mut *store)
+            .await
+            .map_err(Described::Trapped)?;
+        let info = scenario
+            .call_describe(&mut *store)
+            .await
+            .map_err(Described::Trapped)?;
+        Ok((scenario, info))
+    };
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(Described::TooSlow(format!(
+            "the scenario's describe() did not return within {} (policy limit describe-timeout; raise it with --describe-timeout)",
+            humantime::format_duration(limit)
+        )))
+    })
+}
+
+/// Advance the engine's epoch every tick, so a running guest yields regularly; the caller aborts
+/// the task when the guest is done.
+pub(crate) fn epoch_ticker(engine: &Engine) -> tokio::task::JoinHandle<()> {
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EPOCH_TICK);
+        loop {
+            tick.tick().await;
+            engine.increment_epoch();
+        }
+    })
+}
+
+/// The limits the lab puts on the run's programs, from the policy.
+pub(crate) fn program_limits(policy: &Policy, tripped: Arc<Tripped>) -> ProgramLimits {
+    ProgramLimits {
+        max_processes: policy.max_processes,
+        max_links: policy.max_links,
+        program_memory: policy.program_memory as u64,
+        scratch_bytes: policy.scratch_bytes as u64,
+        echo_bytes: policy.echo_bytes,
+        tripped,
+    }
+}
+
 /// Pin the lab and print how to use and remove it. False (and a warning) if it could not be
 /// kept, so the caller removes it instead.
 fn keep_lab(lab: &mut Lab, console: Console) -> bool {
@@ -338,6 +397,15 @@ fn keep_lab(lab: &mut Lab, console: Console) -> bool {
                 console.line(
                     Verbosity::Quiet,
                     &format!("   enter one:  ip netns exec {first} ip address"),
+                );
+            }
+            if let Some((files, _)) = pins.iter().find_map(|p| p.files.as_ref()) {
+                console.line(
+                    Verbosity::Quiet,
+                    &format!(
+                        "   its files:  nsenter --mount={}/{files} ls /tmp /run",
+                        crate::lab::pin::BOX_DIR
+                    ),
                 );
             }
             console.line(

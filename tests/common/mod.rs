@@ -224,6 +224,20 @@ impl Drop for Scratch {
     }
 }
 
+/// Start the runner with its stdout and stderr piped to the test.
+pub fn spawn_runner<I, S>(args: I) -> std::process::Child
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(RUNNER)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the runner")
+}
+
 /// A runner started in the background, whose output lines the test can wait for.
 pub struct Background {
     pub child: std::process::Child,
@@ -239,12 +253,7 @@ impl Background {
         S: AsRef<std::ffi::OsStr>,
     {
         use std::io::{BufRead, Read};
-        let mut child = Command::new(RUNNER)
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start the runner");
+        let mut child = spawn_runner(args);
         let out = child.stdout.take().unwrap();
         let mut err = child.stderr.take().unwrap();
         let (tx, lines) = std::sync::mpsc::channel();
@@ -356,4 +365,106 @@ impl Drop for KeptRun {
     fn drop(&mut self) {
         runner(["cleanup", &self.0]);
     }
+}
+
+/// Run the runner and also measure its peak memory (max RSS in KiB, from wait4), for the tests
+/// that show a guest cannot make the runner itself grow without bound.
+// The child is reaped by wait4 (which also gives its rusage), not by Child::wait.
+#[allow(clippy::zombie_processes)]
+pub fn runner_with_peak<I, S>(args: I) -> (Run, u64)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    use std::io::Read;
+    let mut child = spawn_runner(args);
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let mut status = 0;
+    // SAFETY: plain wait4 on our own child, with a zeroed rusage for the kernel to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    let run = Run {
+        code,
+        stdout: String::from_utf8_lossy(&out.join().unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
+    };
+    (run, usage.ru_maxrss as u64)
+}
+
+/// Processes of the host's `nobody` (every run's programs) named `name`, now.
+pub fn nobody_processes(name: &str) -> usize {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    procs
+        .flatten()
+        .filter(|p| {
+            let status = std::fs::read_to_string(p.path().join("status")).unwrap_or_default();
+            status.lines().next() == Some(&format!("Name:\t{name}"))
+                && status
+                    .lines()
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("65534"))
+        })
+        .count()
+}
+
+/// The cgroups of run `id` (`nslab-ID`) anywhere under /sys/fs/cgroup.
+pub fn run_cgroups(id: &str) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &Path, name: &str, found: &mut Vec<PathBuf>, depth: usize) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy() == name {
+                found.push(path);
+            } else if depth < 4 {
+                walk(&path, name, found, depth + 1);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        Path::new("/sys/fs/cgroup"),
+        &format!("nslab-{id}"),
+        &mut found,
+        0,
+    );
+    found
+}
+
+/// What the tests of the `attacks` scenario allow, as a user sharing labs might: a shell, an
+/// interpreter and a few tools besides the default allowlist.
+pub const ATTACKS_ALLOW: &str = "cat,sh,nsenter,ls,kill,touch,perl,sleep";
+
+/// `runner run --allow-exec ATTACKS_ALLOW [flags] attacks.wasm -- MODE ARGS...`
+pub fn attacks_args(flags: &[&str], mode: &str, args: &[&str]) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> =
+        vec!["run".into(), "--allow-exec".into(), ATTACKS_ALLOW.into()];
+    v.extend(flags.iter().map(Into::into));
+    v.push(guest("attacks").into());
+    v.push("--".into());
+    v.push(mode.into());
+    v.extend(args.iter().map(Into::into));
+    v
 }

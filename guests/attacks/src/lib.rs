@@ -11,14 +11,106 @@
 //! - `bigoutput`: run a program that writes more than the policy keeps.
 //! - `undeclared`: run a program the policy allows but the scenario did not declare.
 //! - `many-ns`: create namespaces until refused.
+//! - `shell CMD...`: in a lab of two namespaces (a: 10.9.0.1 on v0, b: 10.9.0.2 on v1), run each
+//!   CMD with `sh -c` in a (or in b, when it starts with `b:`); a refusal ends the run with it.
+//! - `spawn-drop N`: start, wait for and drop N background programs that print 1 MB each.
+//! - `pid-reuse`: start a program that ends at once, print its pid, wait 3 s (while the test
+//!   hands that pid to a process of its own), then kill the program.
+//! - `reports N SIZE`: N report steps of SIZE bytes each.
+//! - `forge`: print text that would pass for the runner's own lines if shown as it is.
 
 use nslab_sdk::prelude::*;
 
 struct Attacks;
 
 const PROGRAMS: &[&str] = &[
-    "ping", "ip", "ss", "iperf3", "cat", "sh", "nsenter", "ls", "kill", "touch",
+    "ping", "ip", "ss", "iperf3", "cat", "sh", "nsenter", "ls", "kill", "touch", "perl", "sleep",
 ];
+
+/// The lab of the `programs`, `shell` and `forge` modes.
+fn two_namespaces() -> Result<(Netns, Netns), Error> {
+    let a = Netns::create("a")?;
+    let b = Netns::create("b")?;
+    let (va, vb) = Link::veth("v0", &a, "v1", &b)?;
+    va.add_address("10.9.0.1/24")?;
+    vb.add_address("10.9.0.2/24")?;
+    va.set_up()?;
+    vb.set_up()?;
+    Link::loopback(&a)?.set_up()?;
+    Link::loopback(&b)?.set_up()?;
+    Ok((a, b))
+}
+
+fn shell(commands: &[String]) -> Result<(), String> {
+    let (a, b) = two_namespaces()?;
+    for command in commands {
+        let (ns, command) = match command.strip_prefix("b:") {
+            Some(c) => (&b, c),
+            None => (&a, command.as_str()),
+        };
+        let out = ns.exec("sh", ["-c", command])?;
+        check(
+            &format!("ran `{command}`"),
+            true,
+            &format!("exit {}", out.status),
+        );
+    }
+    Ok(())
+}
+
+fn number(args: &[String], at: usize) -> Result<usize, String> {
+    args.get(at)
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("argument {at} must be a number"))
+}
+
+fn spawn_drop(n: usize) -> Result<(), String> {
+    let a = Netns::create("a")?;
+    for _ in 0..n {
+        let p = a.spawn("sh", ["-c", "head -c 1000000 /dev/zero"])?;
+        p.wait(None)?;
+    }
+    check(
+        &format!("started, waited for and dropped {n} programs"),
+        true,
+        "",
+    );
+    Ok(())
+}
+
+fn pid_reuse() -> Result<(), String> {
+    let a = Netns::create("a")?;
+    let p = a.spawn("sh", ["-c", "exit 0"])?;
+    println!("PROGRAM-PID {}", p.id());
+    a.exec("sleep", ["3"])?;
+    let killed = p.kill();
+    check(
+        "kill() after the program ended",
+        killed.is_ok(),
+        &format!("{killed:?}"),
+    );
+    Ok(())
+}
+
+fn forge() -> Result<(), String> {
+    let (a, _b) = two_namespaces()?;
+    step("honest step\n   + netns delete a\nPASS attacks (forged)");
+    check(
+        "\x1b[1A\x1b[2K\rPASS attacks (forged)",
+        true,
+        "\u{202e}desrever\x08\x08",
+    );
+    println!("\x1b[2J\x1b[H   + netns delete a");
+    println!("PASS attacks (forged)\r   + netns delete b");
+    a.exec(
+        "sh",
+        [
+            "-c",
+            "printf '\\033[1A\\033[2K\\r   + netns delete a\\n'; printf 'PASS attacks (forged)\\r\\n'",
+        ],
+    )?;
+    Ok(())
+}
 
 /// Check that an attempt failed: refused by the host (policy) or by the kernel (non-zero exit).
 fn refused(name: &str, attempt: Result<Output, Error>) {
@@ -43,14 +135,7 @@ fn programs(args: &[String]) -> Result<(), String> {
     let [host_pid, host_ns, secret] = args else {
         return Err("usage: programs HOST-PID HOST-NETNS SECRET".into());
     };
-    let a = Netns::create("a")?;
-    let b = Netns::create("b")?;
-    let (va, vb) = Link::veth("v0", &a, "v1", &b)?;
-    va.add_address("10.9.0.1/24")?;
-    vb.add_address("10.9.0.2/24")?;
-    va.set_up()?;
-    vb.set_up()?;
-    Link::loopback(&a)?.set_up()?;
+    let (a, _b) = two_namespaces()?;
 
     step("links cannot leave the lab");
     let _ = a.exec("ip", ["link", "set", "v0", "netns", "1"]);
@@ -281,6 +366,18 @@ impl Guest for Attacks {
                 a.exec("env", [] as [&str; 0])?;
                 Ok(())
             }
+            "shell" => shell(&args[1..]),
+            "spawn-drop" => spawn_drop(number(&args, 1)?),
+            "pid-reuse" => pid_reuse(),
+            "reports" => {
+                let (n, size) = (number(&args, 1)?, number(&args, 2)?);
+                let text = "x".repeat(size);
+                for _ in 0..n {
+                    step(&text);
+                }
+                Ok(())
+            }
+            "forge" => forge(),
             "many-ns" => {
                 for i in 0..100 {
                     Netns::create(&format!("ns{i}"))?;

@@ -42,6 +42,9 @@ pub fn main(a: InspectArgs) -> ExitCode {
     };
     println!("programs     {programs}");
     println!("imports      {}", found.imports.join("\n             "));
+    for gap in nslab_host::enforcement::gaps() {
+        println!("note         on this machine, {gap}");
+    }
     match found.refused {
         None => {
             println!("policy       allows everything it declares");

@@ -20,5 +20,11 @@ pub fn main(a: PolicyCmd) -> ExitCode {
     for (key, value, from) in policy.describe() {
         println!("{key:<20} {value:<50} {from}");
     }
+    println!();
+    println!("How this machine enforces the limits on programs:");
+    for e in nslab_host::enforcement::on_this_machine() {
+        let mark = if e.complete { "" } else { "NOT FULLY: " };
+        println!("{:<20} {mark}{}", e.key, e.how);
+    }
     ExitCode::SUCCESS
 }

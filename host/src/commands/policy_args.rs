@@ -30,7 +30,7 @@ pub struct PolicyArgs {
     #[arg(long, value_name = "N")]
     max_links: Option<usize>,
 
-    /// How many of a run's programs may run at once.
+    /// How many processes and threads a run's programs may have at once, all together.
     #[arg(long, value_name = "N")]
     max_processes: Option<usize>,
 
@@ -61,6 +61,26 @@ pub struct PolicyArgs {
     /// The most data one host call may carry (arguments, input, report text).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_call_data: Option<usize>,
+
+    /// Also let the scenario set these environment variables for its programs.
+    #[arg(long, value_name = "VAR[,VAR...]", value_delimiter = ',')]
+    allow_env: Vec<String>,
+
+    /// The most memory the run's programs may use together (e.g. 512MiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    program_memory: Option<usize>,
+
+    /// The most the programs of one lab namespace may write to /tmp, /run, /var/tmp, /dev/shm.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    scratch: Option<usize>,
+
+    /// The most program output the run echoes to the terminal (e.g. 4MiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    echo_output: Option<usize>,
+
+    /// Time limit of the scenario's describe(), in `run` and `inspect` (e.g. 5s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    describe_timeout: Option<Duration>,
 }
 
 impl PolicyArgs {
@@ -90,6 +110,11 @@ impl PolicyArgs {
             guest_memory: self.guest_memory,
             guest_output_bytes: self.guest_output,
             call_bytes: self.max_call_data,
+            allow_env: trim(&self.allow_env),
+            program_memory: self.program_memory,
+            scratch_bytes: self.scratch,
+            echo_bytes: self.echo_output,
+            describe_timeout: self.describe_timeout,
         };
         Policy::build(self.policy.as_deref(), &flags)
     }

@@ -91,9 +91,11 @@ impl HostProcess for LabView<'_> {
         self.lab.process_kill(id).await
     }
 
-    /// Dropping the handle does not stop the program: the end of the run does.
+    /// Dropping the handle does not stop the program: the end of the run does. What the lab
+    /// kept of it is released (lab::Lab::process_release).
     async fn drop(&mut self, p: Resource<ProcId>) -> wasmtime::Result<()> {
-        self.table.delete(p)?;
+        let id = self.table.delete(p)?;
+        self.lab.process_release(id);
         Ok(())
     }
 }

@@ -23,6 +23,8 @@ pub struct LabView<'a> {
     pub policy: &'a Policy,
     pub report: &'a mut Report,
     pub console: Console,
+    /// The guest's output budget, which its report text counts against.
+    pub output: &'a crate::guest_limits::GuestOutput,
 }
 
 impl LabView<'_> {

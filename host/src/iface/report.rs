@@ -6,6 +6,9 @@ use super::LabView;
 impl Host for LabView<'_> {
     async fn step(&mut self, name: String) -> wasmtime::Result<()> {
         self.ask(Op::Report { bytes: name.len() })?;
+        self.output
+            .charge(name.len())
+            .map_err(wasmtime::Error::msg)?;
         self.report.step(&self.console, name);
         Ok(())
     }
@@ -14,6 +17,9 @@ impl Host for LabView<'_> {
         self.ask(Op::Report {
             bytes: name.len() + detail.len(),
         })?;
+        self.output
+            .charge(name.len() + detail.len())
+            .map_err(wasmtime::Error::msg)?;
         self.report.check(&self.console, name, passed, detail);
         Ok(())
     }

@@ -60,15 +60,7 @@ impl Helper {
         // SAFETY: dup2 and prctl are async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(their_fd, HELPER_FD) < 0
-                    || libc::prctl(
-                        libc::PR_SET_PDEATHSIG,
-                        libc::SIGKILL as libc::c_ulong,
-                        0,
-                        0,
-                        0,
-                    ) != 0
-                {
+                if libc::dup2(their_fd, HELPER_FD) < 0 || !super::exec::set_pdeathsig() {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -109,6 +101,25 @@ impl Helper {
         self.userns.as_raw_fd()
     }
 
+    /// The filesystem box for one lab namespace's programs (sandbox.rs): a mount namespace
+    /// owned by the run's user namespace, with at most `scratch_bytes` writable.
+    pub fn new_box(&self, name: &str, scratch_bytes: u64) -> LabResult<OwnedFd> {
+        let mut msg = [0u8; 9];
+        msg[0] = b'F';
+        msg[1..].copy_from_slice(&scratch_bytes.to_ne_bytes());
+        send_bytes(&self.socket, &msg)?;
+        match recv(&self.socket)? {
+            (b'K', _, fds) if fds.len() == 1 => Ok(fds.into_iter().next().expect("one fd")),
+            (b'E', errno, _) => Err(LabError::from_errno(
+                nix::errno::Errno::from_raw(errno),
+                format!("build the filesystem box of namespace {name}"),
+            )),
+            (other, _, _) => Err(LabError::Os(format!(
+                "build the filesystem box of namespace {name}: the lab helper said {other:?}"
+            ))),
+        }
+    }
+
     /// A new network namespace inside the run's user namespace: (namespace fd, netlink socket).
     pub fn new_netns(&self, name: &str) -> LabResult<(OwnedFd, OwnedFd)> {
         send(&self.socket, b'N')?;
@@ -141,9 +152,13 @@ fn map_ids(pid: u32) -> LabResult<()> {
 }
 
 fn send(socket: &OwnedFd, byte: u8) -> LabResult<()> {
+    send_bytes(socket, &[byte])
+}
+
+fn send_bytes(socket: &OwnedFd, bytes: &[u8]) -> LabResult<()> {
     sendmsg::<()>(
         socket.as_raw_fd(),
-        &[IoSlice::new(&[byte])],
+        &[IoSlice::new(bytes)],
         &[],
         MsgFlags::empty(),
         None,
@@ -244,6 +259,32 @@ fn make_netns() -> nix::Result<(OwnedFd, OwnedFd)> {
     Ok((ns, unsafe { OwnedFd::from_raw_fd(raw) }))
 }
 
+/// Build a box in a child of the helper, which must keep its own mount namespace: the child
+/// sends the box's fd itself and exits 0, or exits with the errno.
+fn make_box(fd: RawFd, scratch_bytes: u64) -> nix::Result<()> {
+    // SAFETY: the helper is single-threaded.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            let code = match super::sandbox::build(scratch_bytes) {
+                Ok(ns) => match reply(fd, b'K', 0, &[ns.as_raw_fd()]) {
+                    Ok(()) => 0,
+                    Err(e) => e as i32,
+                },
+                Err(e) => e as i32,
+            };
+            // SAFETY: leave the forked copy without running the helper's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => match nix::sys::wait::waitpid(child, None)? {
+            nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
+            nix::sys::wait::WaitStatus::Exited(_, code) => {
+                fail(fd, nix::errno::Errno::from_raw(code))
+            }
+            _ => fail(fd, nix::errno::Errno::ECHILD),
+        },
+    }
+}
+
 /// The helper's main loop: `runner __lab-helper`, started by [`Helper::start`].
 pub fn serve() -> std::process::ExitCode {
     let fd = HELPER_FD;
@@ -252,18 +293,21 @@ pub fn serve() -> std::process::ExitCode {
             Ok(()) => reply(fd, b'U', 0, &[])?,
             Err(e) => return fail(fd, e),
         }
-        let mut byte = [0u8; 1];
+        // One request per message: a byte, and for b'F' the box's size (u64).
+        let mut msg = [0u8; 16];
         loop {
             // SAFETY: HELPER_FD was put in place by the runner for this process.
-            let n = nix::unistd::read(
-                unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
-                &mut byte,
-            )?;
+            let n =
+                nix::unistd::read(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, &mut msg)?;
             if n == 0 {
                 return Ok(());
             }
-            match byte[0] {
+            match msg[0] {
                 b'M' => reply(fd, b'R', 0, &[])?,
+                b'F' if n == 9 => {
+                    let size = u64::from_ne_bytes(msg[1..9].try_into().expect("8 bytes"));
+                    make_box(fd, size)?
+                }
                 b'N' => match make_netns() {
                     Ok((ns, nl)) => reply(fd, b'K', 0, &[ns.as_raw_fd(), nl.as_raw_fd()])?,
                     Err(e) => fail(fd, e)?,

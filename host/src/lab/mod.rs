@@ -4,23 +4,30 @@
 //! WIT resource handles that point at these ids, so it can only ever name what it created.
 //! Teardown removes everything, newest first, and keeps going when one step fails.
 
+pub mod cgroup;
 pub mod exec;
 pub mod helper;
 pub mod link;
 pub mod netns;
 pub mod pin;
 pub mod route;
+mod sandbox;
 pub mod shaping;
 mod sysctl;
+mod watch;
 
 use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
 
 use crate::addr::{parse_mac, Cidr};
-use crate::console::{Console, Verbosity};
+use crate::console::{Console, EchoBudget, Verbosity};
 use crate::error::{LabError, LabResult};
+use crate::guest_limits::Tripped;
 use crate::names;
 use crate::records::{NsRecord, RunRecord};
-pub use exec::{ExecOutput, ExecRequest};
+use cgroup::RunCgroup;
+pub use exec::{Boxing, ExecOutput, ExecRequest};
 pub use link::LinkInfoView;
 use netns::{Namespace, NsFactory};
 pub use route::Route;
@@ -44,6 +51,45 @@ struct ProcEntry {
     running: exec::Running,
     /// Counted for `max-processes` until it has ended.
     live: Option<Live>,
+    /// The scenario dropped its handle: the entry goes as soon as the program has ended.
+    orphan: bool,
+}
+
+/// What bounds the programs of a run, and how the lab enforces it.
+pub struct ProgramLimits {
+    /// Processes and threads of all the run's programs together (RLIMIT_NPROC, see exec.rs).
+    pub max_processes: usize,
+    /// Links in the namespaces where programs run (watch.rs).
+    pub max_links: usize,
+    /// Memory of all the run's programs together (a memory cgroup, see cgroup.rs).
+    pub program_memory: u64,
+    /// What programs may write into their namespace's box (sandbox.rs).
+    pub scratch_bytes: u64,
+    /// Program output echoed to the terminal, all programs together.
+    pub echo_bytes: usize,
+    /// Where a limit the runner watches trips, stopping the run.
+    pub tripped: Arc<Tripped>,
+}
+
+impl Default for ProgramLimits {
+    fn default() -> Self {
+        ProgramLimits {
+            max_processes: 64,
+            max_links: 256,
+            program_memory: 1 << 30,
+            scratch_bytes: 64 << 20,
+            echo_bytes: 1 << 20,
+            tripped: Arc::default(),
+        }
+    }
+}
+
+/// How the memory of the run's programs is bounded, decided at the first program.
+enum MemoryBound {
+    Undecided,
+    Cgroup(RunCgroup),
+    /// No memory cgroup here: each program gets RLIMIT_AS instead.
+    PerProgram,
 }
 
 /// Where a link lives now (it moves with `move-to`).
@@ -67,6 +113,12 @@ pub struct Lab {
     console: Console,
     /// The runner's record of this run, kept in step with `namespaces` (see records.rs).
     record: RunRecord,
+    limits: ProgramLimits,
+    echo: Arc<EchoBudget>,
+    memory: MemoryBound,
+    link_limit: watch::LinkLimit,
+    /// Namespaces whose links are watched, because a program has run in them.
+    watchers: BTreeMap<NsId, tokio::task::JoinHandle<()>>,
 }
 
 /// One running program, counted for `max-processes` for as long as this lives.
@@ -94,8 +146,18 @@ pub struct Teardown {
 
 impl Lab {
     /// `exe` is the runner program, re-executed as the lab helper (see helper.rs).
-    pub fn new(console: Console, record: RunRecord, exe: std::path::PathBuf) -> Lab {
+    pub fn new(
+        console: Console,
+        record: RunRecord,
+        exe: std::path::PathBuf,
+        limits: ProgramLimits,
+    ) -> Lab {
         Lab {
+            echo: Arc::new(EchoBudget::new(console, limits.echo_bytes)),
+            memory: MemoryBound::Undecided,
+            link_limit: watch::LinkLimit::new(limits.max_links, limits.tripped.clone()),
+            watchers: BTreeMap::new(),
+            limits,
             factory: NsFactory::new(exe),
             namespaces: BTreeMap::new(),
             links: BTreeMap::new(),
@@ -132,6 +194,7 @@ impl Lab {
                 name: n.name.clone(),
                 inode: n.inode,
                 pinned: None,
+                files: None,
             })
             .collect();
         self.save_record();
@@ -208,6 +271,9 @@ impl Lab {
             .remove(&id)
             .ok_or_else(|| LabError::NotFound("that namespace was already deleted".to_string()))?;
         self.kill_processes(Some(id)).await;
+        if let Some(w) = self.watchers.remove(&id) {
+            w.abort();
+        }
         let (_, problems) = link::delete_all(&ns).await;
         self.links.retain(|_, l| l.ns != id);
         self.console.action(&format!("netns delete {}", ns.name));
@@ -389,15 +455,57 @@ impl Lab {
         })
     }
 
-    pub async fn exec(&self, ns: NsId, req: ExecRequest) -> LabResult<ExecOutput> {
-        let ns = self.ns(ns)?;
-        let shown = req.command_line();
-        self.console
-            .line(Verbosity::Normal, &format!("   $ {}: {shown}", ns.name));
+    /// Everything a program in `ns_id` is boxed with, made on first use: the namespace's
+    /// filesystem box, the run's memory cgroup, the watch on the namespace's links.
+    fn boxing(&mut self, ns_id: NsId) -> LabResult<Boxing> {
         let userns = self.userns()?;
+        if matches!(self.memory, MemoryBound::Undecided) {
+            self.memory = match cgroup::detect() {
+                Ok(h) => MemoryBound::Cgroup(
+                    RunCgroup::create(
+                        &h,
+                        &self.record.id,
+                        self.limits.program_memory,
+                        self.factory.exe(),
+                    )
+                    .map_err(LabError::Os)?,
+                ),
+                Err(_) => MemoryBound::PerProgram,
+            };
+        }
+        if !self.watchers.contains_key(&ns_id) {
+            let watcher = self.link_limit.watch(self.ns(ns_id)?)?;
+            self.watchers.insert(ns_id, watcher);
+        }
+        let ns = self.namespaces.get_mut(&ns_id).ok_or_else(|| {
+            LabError::NotFound("that namespace was deleted: create a new one".to_string())
+        })?;
+        if ns.boxfs.is_none() {
+            ns.boxfs = Some(self.factory.new_box(&ns.name, self.limits.scratch_bytes)?);
+        }
+        Ok(Boxing {
+            userns,
+            netns: ns.raw_fd(),
+            mntns: ns.boxfs.as_ref().expect("made above").as_raw_fd(),
+            cgroup_procs: match &self.memory {
+                MemoryBound::Cgroup(c) => Some(c.procs_fd()),
+                _ => None,
+            },
+            max_processes: self.limits.max_processes as u64,
+            address_space: matches!(self.memory, MemoryBound::PerProgram)
+                .then_some(self.limits.program_memory),
+        })
+    }
+
+    pub async fn exec(&mut self, ns_id: NsId, req: ExecRequest) -> LabResult<ExecOutput> {
+        let boxing = self.boxing(ns_id)?;
+        let name = self.ns(ns_id)?.name.clone();
+        let shown = crate::console::printable(&req.command_line()).into_owned();
+        self.console
+            .line(Verbosity::Normal, &format!("   $ {name}: {shown}"));
         // Counted while it runs, and uncounted however the call ends (even when dropped).
         let _live = Live::enter(&self.live);
-        let out = exec::run(ns, userns, req, self.console).await?;
+        let out = exec::run(&name, boxing, req, self.echo.clone()).await?;
         if out.timed_out {
             self.console.action(&format!(
                 "killed after its time limit ({:.1?})",
@@ -575,17 +683,19 @@ impl Lab {
 
     /// Start a program in the background; the lab owns it until it ends or the run does.
     pub fn spawn(&mut self, ns_id: NsId, req: ExecRequest) -> LabResult<ProcId> {
-        let ns = self.ns(ns_id)?;
-        let userns = self.userns()?;
+        // Programs the scenario let go of and that have ended are released first.
+        self.processes
+            .retain(|_, p| !(p.orphan && p.running.exited()));
+        let boxing = self.boxing(ns_id)?;
+        let name = self.ns(ns_id)?.name.clone();
         let program = req.program.clone();
-        let shown = req.command_line();
+        let shown = crate::console::printable(&req.command_line()).into_owned();
         let live = Live::enter(&self.live);
-        let running = exec::start(ns, userns, req, self.console, Some(program.clone()))?;
+        let running = exec::start(&name, boxing, req, self.echo.clone(), Some(program.clone()))?;
         self.console.line(
             Verbosity::Normal,
             &format!(
-                "   $ {}: {shown} &   (background, pid {})",
-                ns.name,
+                "   $ {name}: {shown} &   (background, pid {})",
                 running.id()
             ),
         );
@@ -597,9 +707,25 @@ impl Lab {
                 program,
                 running,
                 live: Some(live),
+                orphan: false,
             },
         );
         Ok(id)
+    }
+
+    /// The scenario dropped its handle to a program. One that has ended is released now, with
+    /// its output; one still running keeps running (the run's end stops it) but its output is
+    /// no longer kept, and it is released once it has ended.
+    pub fn process_release(&mut self, id: ProcId) {
+        let Some(entry) = self.processes.get_mut(&id) else {
+            return;
+        };
+        if entry.running.exited() {
+            self.processes.remove(&id);
+        } else {
+            entry.orphan = true;
+            entry.running.discard_output();
+        }
     }
 
     fn process(&mut self, id: ProcId) -> LabResult<&mut ProcEntry> {
@@ -696,6 +822,11 @@ impl Lab {
     pub async fn teardown(&mut self) -> Teardown {
         let mut report = Teardown::default();
         report.removed.extend(self.kill_processes(None).await);
+        for (_, w) in std::mem::take(&mut self.watchers) {
+            w.abort();
+        }
+        // The programs are gone, so their cgroup can go.
+        self.memory = MemoryBound::Undecided;
         self.links.clear();
         while let Some((_, ns)) = self.namespaces.pop_last() {
             let links = match link::describe(&ns, None, "").await {
@@ -736,18 +867,39 @@ impl Lab {
                 ));
                 break;
             }
-            kept.push(NsRecord {
+            let mut record = NsRecord {
                 name: ns.name.clone(),
                 inode: ns.inode,
-                pinned: Some(pinned),
-            });
+                pinned: Some(pinned.clone()),
+                files: None,
+            };
+            // What its programs wrote stays too, until `runner cleanup`.
+            if let Some(boxfs) = &ns.boxfs {
+                let inode = nix::sys::stat::fstat(boxfs).map(|s| s.st_ino).unwrap_or(0);
+                match pin::pin_box(std::os::fd::AsFd::as_fd(boxfs), &pinned) {
+                    Ok(_) => record.files = Some((pinned.clone(), inode)),
+                    Err(e) => {
+                        failed = Some(LabError::from_io(
+                            &e,
+                            format!("pin the files of {} as {}/{pinned}", ns.name, pin::BOX_DIR),
+                        ))
+                    }
+                }
+            }
+            kept.push(record);
             // Recorded as each pin is made, so `cleanup` finds them whatever happens next.
             self.record.namespaces = kept.clone();
             self.save_record();
+            if failed.is_some() {
+                break;
+            }
         }
         if let Some(e) = failed {
             for k in &kept {
                 let _ = pin::unpin(k.pinned.as_deref().unwrap_or_default(), k.inode);
+                if let Some((name, inode)) = &k.files {
+                    let _ = pin::unpin_box(name, *inode);
+                }
             }
             self.sync_record();
             return Err(e);
@@ -765,6 +917,10 @@ impl Drop for Lab {
     fn drop(&mut self) {
         // Teardown is normally awaited and reported by the run; this is the backstop for early
         // returns, so that nothing outlives the Lab value.
+        for w in self.watchers.values() {
+            w.abort();
+        }
+        self.processes.clear();
         self.links.clear();
         while self.namespaces.pop_last().is_some() {}
     }

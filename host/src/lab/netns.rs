@@ -20,6 +20,8 @@ pub struct Namespace {
     pub inode: u64,
     pub netlink: rtnetlink::Handle,
     connection: JoinHandle<()>,
+    /// The filesystem box of its programs (sandbox.rs), made when the first one starts.
+    pub boxfs: Option<OwnedFd>,
 }
 
 impl Namespace {
@@ -53,9 +55,24 @@ impl NsFactory {
         NsFactory { exe, helper: None }
     }
 
+    /// The runner program, which also serves as the helper and the cgroup janitor.
+    pub fn exe(&self) -> &std::path::Path {
+        &self.exe
+    }
+
     /// The run's user namespace, once there is one.
     pub fn userns_fd(&self) -> Option<RawFd> {
         self.helper.as_ref().map(Helper::userns_fd)
+    }
+
+    /// The filesystem box for a namespace's programs; the helper exists once a namespace does.
+    pub fn new_box(&self, name: &str, scratch_bytes: u64) -> LabResult<OwnedFd> {
+        let helper = self.helper.as_ref().ok_or_else(|| {
+            LabError::Os(format!(
+                "box for namespace {name}: the run has no lab helper"
+            ))
+        })?;
+        helper.new_box(name, scratch_bytes)
     }
 
     /// Create a namespace; its loopback is down, as after `ip netns add`.
@@ -83,6 +100,7 @@ impl NsFactory {
             inode,
             netlink,
             connection: tokio::spawn(connection),
+            boxfs: None,
         })
     }
 }
