@@ -23,6 +23,23 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo is not on PATH: install Rust (rustup) first" >&2
     exit 1
 fi
+
+# The Rust the project is tested with is pinned in rust-toolchain.toml. Where the machine's
+# stable toolchain is that very version, it serves under the pinned name (nothing to download);
+# otherwise rustup installs the pinned one.
+cd "$(dirname "$0")/.."
+pinned=$(sed -n 's/^channel = "\(.*\)"$/\1/p' rust-toolchain.toml)
+if ! RUSTUP_TOOLCHAIN=stable rustup toolchain list | grep -q "^$pinned-"; then
+    host=$(RUSTUP_TOOLCHAIN=stable rustc -vV | sed -n 's/^host: //p')
+    if [[ $(RUSTUP_TOOLCHAIN=stable rustc --version | awk '{print $2}') == "$pinned" ]]; then
+        ln -s "$(RUSTUP_TOOLCHAIN=stable rustc --print sysroot)" \
+            "$(rustup show home)/toolchains/$pinned-$host"
+    else
+        echo "setup: installing Rust $pinned (rust-toolchain.toml)"
+        RUSTUP_TOOLCHAIN=stable rustup toolchain install "$pinned" --profile minimal \
+            -c rustfmt,clippy >/dev/null 2>&1
+    fi
+fi
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     echo "setup: adding the wasm32-wasip2 Rust target"
     rustup target add wasm32-wasip2 >/dev/null 2>&1

@@ -1,8 +1,7 @@
 //! Files the runner cannot run: each is exit status 2 with one sentence that says what the file
 //! is and what to do, no panic, and nothing created.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 fn refuse(path: &std::path::Path, message: &str) {
     let run = run_clean([std::path::Path::new("run"), path]);

@@ -1,7 +1,6 @@
 //! The command line itself: help, version, and refusing bad usage with status 2.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn help_and_version() {

@@ -1,8 +1,7 @@
 //! Every function of the nslab:lab contract, called from a real scenario and checked against the
 //! kernel (guests/conformance).
 
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn every_function_of_the_contract_works() {

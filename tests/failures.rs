@@ -1,8 +1,7 @@
 //! Scenarios that fail on purpose: each gets exit status 1, a verdict that says why, and the lab
 //! it built is torn down all the same.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 fn faults(mode: &str) -> Run {
     let guest = guest("faults");

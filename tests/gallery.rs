@@ -2,10 +2,9 @@
 //! Parts that need a kernel feature this machine lacks (netem) are reported skipped, visibly:
 //! in the scenario's own report, and in the list scripts/test.sh prints at the end.
 
-mod common;
 use std::ffi::OsString;
 
-use common::*;
+use crate::common::*;
 
 fn run_scenario(name: &str, args: &[&str]) -> Run {
     let mut v: Vec<OsString> = vec!["run".into(), guest(name).into()];

@@ -1,10 +1,9 @@
 //! `--keep`, `runner ls` and `runner cleanup`: a kept lab is pinned where `ip netns` sees it,
 //! and cleanup removes exactly what the run pinned, found by its record, never by name pattern.
 
-mod common;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn ip(args: &[&str]) -> std::process::Output {
     Command::new("ip").args(args).output().expect("run ip")

@@ -1,11 +1,10 @@
 //! The ends of a run: Ctrl-C, SIGTERM, a second Ctrl-C, and SIGKILL at several moments; runs
 //! side by side; many runs in one process. Whatever happens, the lab is gone afterwards.
 
-mod common;
 use std::ffi::OsStr;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// `runner run [extra] --allow-exec sleep,sh lifecycle.wasm -- MODE`
 fn lifecycle_args(mode: &str, extra: &[&str]) -> Vec<std::ffi::OsString> {

@@ -1,9 +1,8 @@
 //! `runner policy` and `runner inspect`: knowing what a scenario may do, before running it.
 
-mod common;
 use std::ffi::OsString;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn policy_prints_every_key_with_its_source() {

@@ -2,11 +2,10 @@
 //! from inside, with `ip`, `sh`, `nsenter` and friends allowed; every attempt must be refused,
 //! and the host is checked from outside too: its links, its pinned namespaces, its files.
 
-mod common;
 use std::ffi::OsString;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn attacks(mode: &str, extra: &[&str], args: &[&str]) -> Run {
     run_clean(attacks_args(extra, mode, args))

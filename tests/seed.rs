@@ -1,8 +1,7 @@
 //! The seed scenario, end to end: the tutorial's steps as they happen, the real ping output,
 //! the verdict, exit 0, and nothing left behind.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn seed_runs_the_tutorial_and_leaves_nothing() {

@@ -82,7 +82,7 @@ pub fn cleanup(rec: &RunRecord) -> Result<Cleaned, String> {
 fn is_our_pin(id: &str, pinned: &str) -> bool {
     pinned
         .strip_prefix(&format!("nslab-{id}-"))
-        .is_some_and(|name| crate::names::validate("namespace", name).is_ok())
+        .is_some_and(|name| crate::input::Name::parse("namespace", name).is_ok())
         && !pinned.contains('/')
 }
 

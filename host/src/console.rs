@@ -46,6 +46,15 @@ impl Console {
         self.line(Verbosity::Normal, &format!("   {bar} {line}"));
     }
 
+    /// Why the runner could not run the file: one sentence on stderr, whatever the verbosity
+    /// but silent.
+    pub fn error(&self, text: &str) {
+        if self.verbosity > Verbosity::Silent {
+            let _ = std::io::stdout().flush();
+            eprintln!("runner: error: {text}");
+        }
+    }
+
     /// Something the user should see whatever the verbosity: a teardown problem, a warning.
     pub fn warn(&self, text: &str) {
         if self.verbosity > Verbosity::Silent {

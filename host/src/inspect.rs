@@ -8,11 +8,9 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::console::{Console, Verbosity};
+use crate::engine::{describe, epoch_ticker, load_scenario, new_store, Described};
 use crate::guest_limits::Tripped;
-use crate::lab::Lab;
 use crate::policy::Policy;
-use crate::records::RunRecord;
-use crate::run::{describe, epoch_ticker, load_scenario, new_store, program_limits, Described};
 
 pub struct Inspection {
     pub name: String,
@@ -39,17 +37,10 @@ pub async fn inspect(file: &Path, policy: Policy) -> Result<Inspection, String> 
         .collect();
     let refusal_check = policy.clone();
     let describe_limit = policy.describe_timeout;
-    // A lab that is never used: with `declared` unset, the policy refuses every host call, so
-    // nothing can be created (and the helper is never started).
+    // No lab at all: `describe()` may not call the host, and nothing may be created.
     let console = Console::new(Verbosity::Silent);
     let tripped = Arc::new(Tripped::default());
-    let lab = Lab::new(
-        console,
-        RunRecord::new("inspect0".into(), file.display().to_string()),
-        std::env::current_exe().unwrap_or_default(),
-        program_limits(&policy, tripped.clone()),
-    );
-    let (mut store, ..) = new_store(&loaded.engine, file, lab, policy, console, tripped);
+    let (mut store, ..) = new_store(&loaded.engine, file, None, policy, console, tripped);
     store.epoch_deadline_async_yield_and_update(1);
     let ticker = epoch_ticker(&loaded.engine);
     let described = describe(&loaded.pre, &mut store, describe_limit).await;

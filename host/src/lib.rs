@@ -1,18 +1,18 @@
 //! nslab's runner: runs network labs written as WebAssembly components (world
 //! `nslab:lab/scenario`), with the host doing every privileged step on the scenario's behalf.
 
-pub mod addr;
 pub mod bindings;
 pub mod cleanup;
 pub mod console;
 pub mod enforcement;
+pub mod engine;
 pub mod error;
 pub mod guest_limits;
 pub mod iface;
+pub mod input;
 pub mod inspect;
 pub mod lab;
 pub mod load;
-pub mod names;
 pub mod policy;
 pub mod privilege;
 pub mod records;

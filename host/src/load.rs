@@ -4,16 +4,10 @@
 
 use std::path::Path;
 
-use wasmtime::component::{Component, Linker};
-use wasmtime::Engine;
-
-use crate::bindings::ScenarioPre;
-use crate::run::RunState;
-
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 /// The version/layer field of a core module (version 1, layer 0).
 const CORE_MODULE: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
-const WORLD: &str = "nslab:lab/scenario@0.1.0";
+pub(crate) const WORLD: &str = "nslab:lab/scenario@0.1.0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -57,35 +51,6 @@ pub fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
         return Err(LoadError::CoreModule { path: shown });
     }
     Ok(bytes)
-}
-
-/// Compile the component and match it against the scenario world.
-pub fn prepare(
-    engine: &Engine,
-    linker: &Linker<RunState>,
-    path: &Path,
-    bytes: &[u8],
-) -> Result<(Component, ScenarioPre<RunState>), LoadError> {
-    let shown = path.display().to_string();
-    let component = Component::from_binary(engine, bytes).map_err(|e| LoadError::Invalid {
-        path: shown.clone(),
-        reason: root_cause(&e),
-    })?;
-    let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
-        path: shown.clone(),
-        reason: root_cause(&e),
-    };
-    let pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
-    Ok((
-        component.clone(),
-        ScenarioPre::new(pre).map_err(wrong_world)?,
-    ))
-}
-
-/// wasmtime's errors carry a chain whose innermost line says the actual problem.
-fn root_cause(e: &wasmtime::Error) -> String {
-    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-    chain.join(": ")
 }
 
 #[cfg(test)]

@@ -4,16 +4,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-
-use crate::bindings::{Scenario, ScenarioPre};
 use crate::console::{Console, Verbosity};
-use crate::guest_limits::{GuestOutput, MemoryLimit, Tripped};
-use crate::iface::{LabCtx, LabView};
+use crate::engine::{describe, epoch_ticker, load_scenario, new_store, Described, Loaded};
+use crate::guest_limits::Tripped;
 use crate::lab::{Lab, ProgramLimits};
-use crate::load;
 use crate::policy::Policy;
 use crate::privilege;
 use crate::records::{self, RunRecord};
@@ -57,133 +51,13 @@ impl Outcome {
     }
 }
 
-/// The store's data: WASI (with no ambient authority), the lab, and what the run reports.
-pub struct RunState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    lab: Lab,
-    policy: Policy,
-    report: Report,
-    console: Console,
-    memory: MemoryLimit,
-    /// The guest's stdout, whose budget its report text shares.
-    output: GuestOutput,
-}
-
-impl WasiView for RunState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl RunState {
-    fn view(&mut self) -> LabView<'_> {
-        LabView {
-            lab: &mut self.lab,
-            table: &mut self.table,
-            policy: &self.policy,
-            report: &mut self.report,
-            console: self.console,
-            output: &self.output,
-        }
-    }
-}
-
-/// WASI for a scenario: stdout and stderr reach the terminal, labeled and counted; no files
-/// (no preopens), no sockets, no name lookups, no environment, no arguments.
-fn sandboxed_wasi(stdout: GuestOutput, stderr: GuestOutput) -> WasiCtx {
-    WasiCtx::builder()
-        .stdout(stdout)
-        .stderr(stderr)
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .build()
-}
-
-fn engine() -> wasmtime::Result<Engine> {
-    let mut config = Config::new();
-    // Epoch interruption makes a guest yield to the runtime regularly even when it never calls
-    // the host, so Ctrl-C is handled at once whatever the guest is doing.
-    config.wasm_component_model(true).epoch_interruption(true);
-    Engine::new(&config)
-}
-
-/// How often a running guest yields to the runtime.
-const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
-
-pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<RunState>> {
-    let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    Scenario::add_to_linker::<RunState, LabCtx>(&mut linker, RunState::view)?;
-    Ok(linker)
-}
-
-/// A scenario compiled and matched against the world, ready to instantiate.
-pub(crate) struct Loaded {
-    pub engine: Engine,
-    pub component: wasmtime::component::Component,
-    pub pre: ScenarioPre<RunState>,
-    pub bytes: Vec<u8>,
-}
-
-/// Read, check, compile and link a scenario file; the error is the sentence to print.
-pub(crate) fn load_scenario(file: &std::path::Path) -> Result<Loaded, String> {
-    let bytes = load::read(file).map_err(|e| e.to_string())?;
-    let engine = engine().map_err(|e| format!("cannot set up WebAssembly: {e:#}"))?;
-    let linker = linker(&engine).map_err(|e| format!("cannot set up WebAssembly: {e:#}"))?;
-    let (component, pre) =
-        load::prepare(&engine, &linker, file, &bytes).map_err(|e| e.to_string())?;
-    Ok(Loaded {
-        engine,
-        component,
-        pre,
-        bytes,
-    })
-}
-
-/// The store for one instance of a scenario, with its limits and labeled output.
-pub(crate) fn new_store(
-    engine: &Engine,
-    file: &std::path::Path,
-    lab: Lab,
-    policy: Policy,
-    console: Console,
-    tripped: Arc<Tripped>,
-) -> (Store<RunState>, GuestOutput, GuestOutput) {
-    let label = file
-        .file_stem()
-        .map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
-    let quiet = console.verbosity == Verbosity::Silent;
-    let (stdout, stderr) =
-        GuestOutput::pair(&label, policy.guest_output_bytes, tripped.clone(), quiet);
-    let state = RunState {
-        wasi: sandboxed_wasi(stdout.clone(), stderr.clone()),
-        table: ResourceTable::new(),
-        lab,
-        memory: MemoryLimit::new(policy.guest_memory, tripped),
-        output: stdout.clone(),
-        policy,
-        report: Report::default(),
-        console,
-    };
-    let mut store = Store::new(engine, state);
-    store.limiter(|s| &mut s.memory);
-    (store, stdout, stderr)
-}
-
 /// Run a scenario file to the end and report. Errors the runner cannot put in a report (a bad
 /// file, no privilege) are printed here too: the caller only turns the outcome into a status.
 pub async fn run(cfg: RunConfig) -> Outcome {
     let started = Instant::now();
     let console = cfg.console;
     let fail_load = |e: &dyn std::fmt::Display| {
-        if console.verbosity > Verbosity::Silent {
-            eprintln!("runner: error: {e}");
-        }
+        console.error(&e.to_string());
         Outcome::CouldNotRun
     };
     let Loaded { engine, pre, .. } = match load_scenario(&cfg.file) {
@@ -215,7 +89,7 @@ pub async fn run(cfg: RunConfig) -> Outcome {
     let (mut store, stdout, stderr) = new_store(
         &engine,
         &cfg.file,
-        lab,
+        Some(lab),
         cfg.policy,
         console,
         tripped.clone(),
@@ -224,7 +98,7 @@ pub async fn run(cfg: RunConfig) -> Outcome {
     let ticker = epoch_ticker(&engine);
 
     let mut title = cfg.file.display().to_string();
-    let run_id = store.data().lab.run_id().to_string();
+    let run_id = lab_of(&mut store).run_id().to_string();
     let deadline = store.data().policy.run_timeout;
     let describe_limit = store.data().policy.describe_timeout;
     let guest = async {
@@ -239,14 +113,14 @@ pub async fn run(cfg: RunConfig) -> Outcome {
         title = info.name.clone();
         // Refuse before anything is created a scenario that declares what the policy forbids;
         // from here on it may run only what it declared.
-        let policy = &mut store.data_mut().policy;
-        if let Some(why) = policy.undeclarable(&info.programs) {
+        let state = store.data_mut();
+        if let Some(why) = state.policy.undeclarable(&info.programs) {
             return Err(Ended::Refused(format!(
                 "scenario {} declares programs the policy does not allow: {why}",
                 info.name
             )));
         }
-        policy.declared = Some(info.programs.iter().cloned().collect());
+        state.declared = Some(info.programs.iter().cloned().collect());
         console.line(
             Verbosity::Quiet,
             &format!("nslab: {}: {}", info.name, info.description),
@@ -288,15 +162,10 @@ pub async fn run(cfg: RunConfig) -> Outcome {
         (ended, _) => ended,
     };
 
-    let state = store.data_mut();
     let keep = cfg.keep && !matches!(ended, Err(Ended::Signal(_)));
-    let kept = if keep {
-        keep_lab(&mut state.lab, console)
-    } else {
-        false
-    };
+    let kept = keep && keep_lab(lab_of(&mut store), console);
     if !kept {
-        let teardown = state.lab.teardown();
+        let teardown = lab_of(&mut store).teardown();
         tokio::pin!(teardown);
         // Teardown is never abandoned: a second Ctrl-C is answered, not obeyed.
         let report = loop {
@@ -315,53 +184,12 @@ pub async fn run(cfg: RunConfig) -> Outcome {
             console.warn(&format!("teardown: {problem}"));
         }
     }
-    verdict(&title, &state.report, ended, started, console)
+    verdict(&title, &store.data().report, ended, started, console)
 }
 
-/// Why `describe()` did not answer.
-pub(crate) enum Described {
-    Trapped(wasmtime::Error),
-    /// It did not return within `describe-timeout`: the sentence to print.
-    TooSlow(String),
-}
-
-/// Instantiate the scenario and call its `describe()`, both within `limit` (a scenario from a
-/// stranger may spin there forever; epoch interruption lets the deadline in).
-pub(crate) async fn describe(
-    pre: &ScenarioPre<RunState>,
-    store: &mut Store<RunState>,
-    limit: std::time::Duration,
-) -> Result<(Scenario, crate::bindings::Info), Described> {
-    let call = async {
-        let scenario = pre
-            .instantiate_async(&mut *store)
-            .await
-            .map_err(Described::Trapped)?;
-        let info = scenario
-            .call_describe(&mut *store)
-            .await
-            .map_err(Described::Trapped)?;
-        Ok((scenario, info))
-    };
-    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
-        Err(Described::TooSlow(format!(
-            "the scenario's describe() did not return within {} (policy limit describe-timeout; raise it with --describe-timeout)",
-            humantime::format_duration(limit)
-        )))
-    })
-}
-
-/// Advance the engine's epoch every tick, so a running guest yields regularly; the caller aborts
-/// the task when the guest is done.
-pub(crate) fn epoch_ticker(engine: &Engine) -> tokio::task::JoinHandle<()> {
-    let engine = engine.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(EPOCH_TICK);
-        loop {
-            tick.tick().await;
-            engine.increment_epoch();
-        }
-    })
+/// The run's lab: always there in a run (only `inspect` has none).
+fn lab_of(store: &mut wasmtime::Store<crate::engine::RunState>) -> &mut Lab {
+    store.data_mut().lab.as_mut().expect("a run has a lab")
 }
 
 /// The limits the lab puts on the run's programs, from the policy.
@@ -483,9 +311,7 @@ fn verdict(
     let (outcome, line) = match ended {
         Err(Ended::Refused(why)) => {
             // Nothing was created and nothing ran: an error, not a verdict.
-            if console.verbosity > Verbosity::Silent {
-                eprintln!("runner: error: {why}");
-            }
+            console.error(&why);
             return Outcome::CouldNotRun;
         }
         Ok(()) if report.failed() == 0 => (Outcome::Passed, format!("PASS {title} ({counts})")),

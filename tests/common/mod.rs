@@ -394,6 +394,7 @@ where
     // SAFETY: plain wait4 on our own child, with a zeroed rusage for the kernel to fill.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = child.id() as libc::pid_t;
+    // SAFETY: plain wait4 on our own child.
     assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
@@ -426,7 +427,7 @@ pub fn nobody_processes(name: &str) -> usize {
 }
 
 /// The cgroups of run `id` (`nslab-ID`) anywhere under /sys/fs/cgroup.
-pub fn run_cgroups(id: &str) -> Vec<std::path::PathBuf> {
+pub fn run_cgroups(id: &str) -> Vec<PathBuf> {
     fn walk(dir: &Path, name: &str, found: &mut Vec<PathBuf>, depth: usize) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;

@@ -56,6 +56,18 @@ pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, ExitCode> {
 }
 
 pub fn dispatch(cli: Cli) -> ExitCode {
+    // Commands that only print may be piped into `head`: let a closed pipe end them quietly, as
+    // it does any Unix tool, instead of a panic. Not `run` (or `cleanup`), which must always
+    // finish removing what they are removing.
+    if matches!(
+        cli.command,
+        Command::Inspect(_) | Command::Policy(_) | Command::Ls(_)
+    ) {
+        // SAFETY: setting a signal's disposition to its default, before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.command {
         Command::Run(args) => run::main(args),
         Command::Inspect(args) => inspect::main(args),

@@ -2,6 +2,7 @@ use wasmtime::component::Resource;
 
 use crate::bindings::exec::{Command, Host, HostProcess, Output};
 use crate::error::LabError;
+use crate::input;
 use crate::lab::{ExecOutput, ExecRequest, NsId, ProcId};
 use crate::policy::Op;
 
@@ -10,26 +11,24 @@ use super::LabView;
 impl LabView<'_> {
     /// Ask the policy about a command and turn it into a request.
     fn exec_request(&mut self, cmd: Command) -> Result<ExecRequest, LabError> {
-        let bytes = cmd.args.iter().map(String::len).sum::<usize>()
-            + cmd
-                .env
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>()
+        let args = input::arguments(&cmd.program, cmd.args)?;
+        let env = input::environment(cmd.env)?;
+        let bytes = args.iter().map(String::len).sum::<usize>()
+            + env.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
             + cmd.stdin.as_ref().map_or(0, Vec::len);
         self.ask(Op::Exec {
             program: &cmd.program,
-            env: &cmd.env,
+            env: &env,
             timeout_ms: cmd.timeout_ms,
-            live: self.lab.live_processes(),
+            live: self.lab.as_ref().map_or(0, |l| l.live_processes()),
             bytes,
         })?;
         Ok(ExecRequest {
             timeout: self.policy.exec_timeout(cmd.timeout_ms),
             output_limit: self.policy.exec_output_bytes,
             program: cmd.program,
-            args: cmd.args,
-            env: cmd.env,
+            args,
+            env,
             stdin: cmd.stdin,
         })
     }
@@ -49,7 +48,7 @@ impl Host for LabView<'_> {
     async fn run(&mut self, ns: Resource<NsId>, cmd: Command) -> Result<Output, LabError> {
         let req = self.exec_request(cmd)?;
         let ns = *self.table.get(&ns)?;
-        Ok(to_wit(self.lab.exec(ns, req).await?))
+        Ok(to_wit(self.lab()?.exec(ns, req).await?))
     }
 
     async fn spawn(
@@ -59,7 +58,7 @@ impl Host for LabView<'_> {
     ) -> Result<Resource<ProcId>, LabError> {
         let req = self.exec_request(cmd)?;
         let ns = *self.table.get(&ns)?;
-        let id = self.lab.spawn(ns, req)?;
+        let id = self.lab()?.spawn(ns, req)?;
         Ok(self.table.push(id)?)
     }
 }
@@ -68,7 +67,7 @@ impl HostProcess for LabView<'_> {
     async fn id(&mut self, p: Resource<ProcId>) -> wasmtime::Result<u32> {
         self.ask(Op::Owned)?;
         let id = *self.table.get(&p)?;
-        Ok(self.lab.process_id(id).unwrap_or(0))
+        Ok(self.lab()?.process_id(id).unwrap_or(0))
     }
 
     async fn wait(
@@ -82,20 +81,20 @@ impl HostProcess for LabView<'_> {
             .policy
             .exec_timeout(timeout_ms)
             .min(self.policy.exec_timeout_max);
-        Ok(to_wit(self.lab.process_wait(id, limit).await?))
+        Ok(to_wit(self.lab()?.process_wait(id, limit).await?))
     }
 
     async fn kill(&mut self, p: Resource<ProcId>) -> Result<(), LabError> {
         self.ask(Op::Owned)?;
         let id = *self.table.get(&p)?;
-        self.lab.process_kill(id).await
+        self.lab()?.process_kill(id).await
     }
 
     /// Dropping the handle does not stop the program: the end of the run does. What the lab
     /// kept of it is released (lab::Lab::process_release).
     async fn drop(&mut self, p: Resource<ProcId>) -> wasmtime::Result<()> {
         let id = self.table.delete(p)?;
-        self.lab.process_release(id);
+        self.lab()?.process_release(id);
         Ok(())
     }
 }

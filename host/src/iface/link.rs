@@ -1,8 +1,8 @@
 use wasmtime::component::Resource;
 
-use crate::addr::Cidr;
 use crate::bindings::link::{Host, HostLink, LinkInfo, Shaping as WitShaping};
 use crate::error::LabError;
+use crate::input::{Cidr, Mac, Name};
 use crate::lab::{LinkId, LinkInfoView, NsId, Shaping};
 use crate::policy::Op;
 
@@ -28,6 +28,11 @@ impl LabView<'_> {
     fn ns_id(&self, ns: &Resource<NsId>) -> Result<NsId, LabError> {
         Ok(*self.table.get(ns)?)
     }
+
+    /// Links the scenario has created so far (none while there is no lab).
+    fn links_created(&self) -> usize {
+        self.lab.as_ref().map_or(0, |l| l.links_created())
+    }
 }
 
 impl HostLink for LabView<'_> {
@@ -38,18 +43,20 @@ impl HostLink for LabView<'_> {
         b_name: String,
         b_ns: Resource<NsId>,
     ) -> Result<(Resource<LinkId>, Resource<LinkId>), LabError> {
+        let (a_name, b_name) = (Name::parse("link", &a_name)?, Name::parse("link", &b_name)?);
         self.ask(Op::CreateLinks {
-            created: self.lab.links_created(),
+            created: self.links_created(),
             count: 2,
         })?;
         let (a_ns, b_ns) = (self.ns_id(&a_ns)?, self.ns_id(&b_ns)?);
-        let (a, b) = self.lab.veth(&a_name, a_ns, &b_name, b_ns).await?;
+        let (a, b) = self.lab()?.veth(&a_name, a_ns, &b_name, b_ns).await?;
         Ok((self.table.push(a)?, self.table.push(b)?))
     }
 
     async fn loopback(&mut self, ns: Resource<NsId>) -> Result<Resource<LinkId>, LabError> {
         self.ask(Op::Owned)?;
-        let id = self.lab.loopback(self.ns_id(&ns)?).await?;
+        let ns = self.ns_id(&ns)?;
+        let id = self.lab()?.loopback(ns).await?;
         Ok(self.table.push(id)?)
     }
 
@@ -58,7 +65,7 @@ impl HostLink for LabView<'_> {
         let id = self.link_id(&link)?;
         // A link whose namespace was deleted keeps the name it had.
         Ok(self
-            .lab
+            .lab()?
             .link_name(id)
             .map(str::to_string)
             .unwrap_or_default())
@@ -66,27 +73,41 @@ impl HostLink for LabView<'_> {
 
     async fn info(&mut self, link: Resource<LinkId>) -> Result<LinkInfo, LabError> {
         self.ask(Op::Owned)?;
-        Ok(to_wit(self.lab.link_info(self.link_id(&link)?).await?))
+        Ok(to_wit({
+            let id = self.link_id(&link)?;
+            self.lab()?.link_info(id).await
+        }?))
     }
 
     async fn set_up(&mut self, link: Resource<LinkId>) -> Result<(), LabError> {
         self.ask(Op::Owned)?;
-        self.lab.set_up(self.link_id(&link)?, true).await
+        {
+            let id = self.link_id(&link)?;
+            self.lab()?.set_up(id, true).await
+        }
     }
 
     async fn set_down(&mut self, link: Resource<LinkId>) -> Result<(), LabError> {
         self.ask(Op::Owned)?;
-        self.lab.set_up(self.link_id(&link)?, false).await
+        {
+            let id = self.link_id(&link)?;
+            self.lab()?.set_up(id, false).await
+        }
     }
 
     async fn set_mtu(&mut self, link: Resource<LinkId>, mtu: u32) -> Result<(), LabError> {
         self.ask(Op::Owned)?;
-        self.lab.set_mtu(self.link_id(&link)?, mtu).await
+        {
+            let id = self.link_id(&link)?;
+            self.lab()?.set_mtu(id, mtu).await
+        }
     }
 
     async fn set_mac(&mut self, link: Resource<LinkId>, mac: String) -> Result<(), LabError> {
+        let mac: Mac = mac.parse()?;
         self.ask(Op::Owned)?;
-        self.lab.set_mac(self.link_id(&link)?, &mac).await
+        let id = self.link_id(&link)?;
+        self.lab()?.set_mac(id, mac).await
     }
 
     async fn move_to(
@@ -96,13 +117,14 @@ impl HostLink for LabView<'_> {
     ) -> Result<(), LabError> {
         self.ask(Op::Owned)?;
         let (link, ns) = (self.link_id(&link)?, self.ns_id(&ns)?);
-        self.lab.move_to(link, ns).await
+        self.lab()?.move_to(link, ns).await
     }
 
     async fn add_address(&mut self, link: Resource<LinkId>, cidr: String) -> Result<(), LabError> {
         let cidr: Cidr = cidr.parse()?;
         self.ask(Op::Address { cidr: &cidr })?;
-        self.lab.add_address(self.link_id(&link)?, cidr).await
+        let id = self.link_id(&link)?;
+        self.lab()?.add_address(id, cidr).await
     }
 
     async fn remove_address(
@@ -110,8 +132,10 @@ impl HostLink for LabView<'_> {
         link: Resource<LinkId>,
         cidr: String,
     ) -> Result<(), LabError> {
+        let cidr: Cidr = cidr.parse()?;
         self.ask(Op::Owned)?;
-        self.lab.remove_address(self.link_id(&link)?, &cidr).await
+        let id = self.link_id(&link)?;
+        self.lab()?.remove_address(id, cidr).await
     }
 
     async fn bridge(
@@ -119,11 +143,13 @@ impl HostLink for LabView<'_> {
         name: String,
         ns: Resource<NsId>,
     ) -> Result<Resource<LinkId>, LabError> {
+        let name = Name::parse("link", &name)?;
         self.ask(Op::CreateLinks {
-            created: self.lab.links_created(),
+            created: self.links_created(),
             count: 1,
         })?;
-        let id = self.lab.bridge(&name, self.ns_id(&ns)?).await?;
+        let ns = self.ns_id(&ns)?;
+        let id = self.lab()?.bridge(&name, ns).await?;
         Ok(self.table.push(id)?)
     }
 
@@ -134,7 +160,7 @@ impl HostLink for LabView<'_> {
     ) -> Result<(), LabError> {
         self.ask(Op::Owned)?;
         let (link, bridge) = (self.link_id(&link)?, self.link_id(&bridge)?);
-        self.lab.set_master(link, bridge).await
+        self.lab()?.set_master(link, bridge).await
     }
 
     async fn set_shaping(&mut self, link: Resource<LinkId>, s: WitShaping) -> Result<(), LabError> {
@@ -145,12 +171,18 @@ impl HostLink for LabView<'_> {
             loss_ppm: s.loss_ppm,
             rate_bps: s.rate_bps,
         };
-        self.lab.set_shaping(self.link_id(&link)?, s).await
+        {
+            let id = self.link_id(&link)?;
+            self.lab()?.set_shaping(id, s).await
+        }
     }
 
     async fn clear_shaping(&mut self, link: Resource<LinkId>) -> Result<(), LabError> {
         self.ask(Op::Owned)?;
-        self.lab.clear_shaping(self.link_id(&link)?).await
+        {
+            let id = self.link_id(&link)?;
+            self.lab()?.clear_shaping(id).await
+        }
     }
 
     /// Dropping the handle leaves the interface where it is.
@@ -163,7 +195,8 @@ impl HostLink for LabView<'_> {
 impl Host for LabView<'_> {
     async fn links(&mut self, ns: Resource<NsId>) -> Result<Vec<LinkInfo>, LabError> {
         self.ask(Op::Owned)?;
-        let links = self.lab.links_in(self.ns_id(&ns)?).await?;
+        let ns = self.ns_id(&ns)?;
+        let links = self.lab()?.links_in(ns).await?;
         Ok(links.into_iter().map(to_wit).collect())
     }
 }

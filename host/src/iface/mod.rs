@@ -1,6 +1,7 @@
 //! One module per WIT interface. Each implements its generated `Host` traits on [`LabView`], the
 //! part of the store a host function may use: the lab, the resource table, the policy and the
-//! report. The first thing every function does is ask the policy.
+//! report. Every function parses what the guest passed (input.rs) and asks the policy first,
+//! then hands typed values to the lab.
 
 mod exec;
 mod link;
@@ -14,11 +15,14 @@ use wasmtime::component::{HasData, ResourceTable};
 use crate::console::Console;
 use crate::error::{LabError, LabResult};
 use crate::lab::Lab;
-use crate::policy::{Op, Policy};
+use crate::policy::{Declared, Op, Policy};
 use crate::report::Report;
 
 pub struct LabView<'a> {
-    pub lab: &'a mut Lab,
+    /// None in `inspect`, where the policy refuses every call (see [`LabView::lab`]).
+    pub lab: Option<&'a mut Lab>,
+    /// What the scenario declared (policy::Declared).
+    pub declared: &'a Declared,
     pub table: &'a mut ResourceTable,
     pub policy: &'a Policy,
     pub report: &'a mut Report,
@@ -30,11 +34,23 @@ pub struct LabView<'a> {
 impl LabView<'_> {
     /// Ask the policy; a refusal is also kept for the run's summary.
     pub fn ask(&mut self, op: Op<'_>) -> LabResult<()> {
-        let answer = self.policy.check(&op);
+        let answer = self.policy.check(&op, self.declared);
         if let Err(LabError::Denied(why) | LabError::Limit(why)) = &answer {
             self.report.refusals.push(why.clone());
         }
         answer
+    }
+}
+
+impl LabView<'_> {
+    /// The lab. The policy refuses every call while there is none (during `describe()`, and so
+    /// in `inspect`), and every host function asks it first: this fails only if one did not.
+    pub fn lab(&mut self) -> LabResult<&mut Lab> {
+        self.lab.as_deref_mut().ok_or_else(|| {
+            LabError::Trap(wasmtime::format_err!(
+                "a host function reached the lab before asking the policy"
+            ))
+        })
     }
 }
 

@@ -2,6 +2,7 @@ use wasmtime::component::Resource;
 
 use crate::bindings::netns::{Host, HostNamespace};
 use crate::error::LabError;
+use crate::input::Name;
 use crate::lab::NsId;
 use crate::policy::Op;
 
@@ -9,29 +10,29 @@ use super::LabView;
 
 impl HostNamespace for LabView<'_> {
     async fn create(&mut self, name: String) -> Result<Resource<NsId>, LabError> {
-        self.ask(Op::CreateNamespace {
-            held: self.lab.namespace_count(),
-        })?;
-        let id = self.lab.create_namespace(&name)?;
+        let name = Name::parse("namespace", &name)?;
+        let held = self.lab.as_ref().map_or(0, |l| l.namespace_count());
+        self.ask(Op::CreateNamespace { held })?;
+        let id = self.lab()?.create_namespace(&name)?;
         Ok(self.table.push(id)?)
     }
 
     async fn name(&mut self, ns: Resource<NsId>) -> wasmtime::Result<String> {
         self.ask(Op::Owned)?;
         let id = *self.table.get(&ns)?;
-        Ok(self.lab.namespace_name(id).unwrap_or("").to_string())
+        Ok(self.lab()?.namespace_name(id).unwrap_or("").to_string())
     }
 
     async fn inode(&mut self, ns: Resource<NsId>) -> wasmtime::Result<u64> {
         self.ask(Op::Owned)?;
         let id = *self.table.get(&ns)?;
-        Ok(self.lab.namespace_inode(id).unwrap_or(0))
+        Ok(self.lab()?.namespace_inode(id).unwrap_or(0))
     }
 
     async fn set_forwarding(&mut self, ns: Resource<NsId>, on: bool) -> Result<(), LabError> {
         self.ask(Op::Owned)?;
         let id = *self.table.get(&ns)?;
-        self.lab.set_forwarding(id, on)
+        self.lab()?.set_forwarding(id, on)
     }
 
     /// Dropping the handle does not delete the namespace: it lives until `delete` or the end of
@@ -45,12 +46,12 @@ impl HostNamespace for LabView<'_> {
 impl Host for LabView<'_> {
     async fn names(&mut self) -> wasmtime::Result<Vec<String>> {
         self.ask(Op::Owned)?;
-        Ok(self.lab.namespace_names())
+        Ok(self.lab()?.namespace_names())
     }
 
     async fn delete(&mut self, ns: Resource<NsId>) -> Result<(), LabError> {
         self.ask(Op::Owned)?;
         let id = self.table.delete(ns)?;
-        self.lab.delete_namespace(id).await
+        self.lab()?.delete_namespace(id).await
     }
 }

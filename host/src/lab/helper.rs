@@ -60,7 +60,7 @@ impl Helper {
         // SAFETY: dup2 and prctl are async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(their_fd, HELPER_FD) < 0 || !super::exec::set_pdeathsig() {
+                if libc::dup2(their_fd, HELPER_FD) < 0 || !super::child::set_pdeathsig() {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -256,6 +256,7 @@ fn make_netns() -> nix::Result<(OwnedFd, OwnedFd)> {
     if raw < 0 {
         return Err(nix::errno::Errno::last());
     }
+    // SAFETY: socket(2) just returned this fd; nothing else owns it.
     Ok((ns, unsafe { OwnedFd::from_raw_fd(raw) }))
 }
 

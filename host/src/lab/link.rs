@@ -11,8 +11,8 @@ use netlink_packet_route::link::{
 use rtnetlink::{LinkMessageBuilder, LinkUnspec};
 
 use super::netns::Namespace;
-use crate::addr::{format_mac, Cidr};
 use crate::error::{LabError, LabResult};
+use crate::input::{format_mac, Cidr};
 
 /// What `ip link show` and `ip address show` say of one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,10 +9,10 @@ use netlink_packet_route::route::{
 use rtnetlink::RouteMessageBuilder;
 
 use super::netns::Namespace;
-use crate::addr::Cidr;
 use crate::error::{LabError, LabResult};
+use crate::input::Cidr;
 
-/// A route as a scenario writes it, parsed.
+/// A route with its device resolved in the namespace, ready for the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// The destination network (0.0.0.0/0 or ::/0 for a default route).
@@ -20,35 +20,6 @@ pub struct Route {
     pub gateway: Option<IpAddr>,
     /// The device, by name and its index in the namespace.
     pub device: Option<(String, u32)>,
-}
-
-/// Parse a destination as the WIT contract writes it: "10.0.2.0/24", "default", "::/0".
-/// "default" is IPv4 unless the gateway is IPv6. Host bits must be zero, as `ip route` requires.
-pub fn parse_destination(dest: &str, gateway: Option<IpAddr>) -> LabResult<Cidr> {
-    if dest == "default" {
-        let v6 = matches!(gateway, Some(IpAddr::V6(_)));
-        let addr = if v6 {
-            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-        } else {
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-        };
-        return Ok(Cidr { addr, prefix: 0 });
-    }
-    if !dest.contains('/') {
-        return Err(LabError::Invalid(format!(
-            "route destination {dest:?} needs a prefix length (10.0.2.0/24) or is \"default\""
-        )));
-    }
-    let Cidr { addr, prefix } = Cidr::parse_prefixed(dest, "route destination", "10.0.2.0/24")?;
-    let net = ipnet::IpNet::new(addr, prefix)
-        .map_err(|e| LabError::Invalid(format!("route destination {dest:?}: {e}")))?;
-    if net.trunc().addr() != addr {
-        return Err(LabError::Invalid(format!(
-            "route destination {dest:?} has host bits set: did you mean {}?",
-            net.trunc()
-        )));
-    }
-    Ok(Cidr { addr, prefix })
 }
 
 fn message(r: &Route) -> LabResult<RouteMessage> {
@@ -197,38 +168,4 @@ pub async fn list(ns: &Namespace) -> LabResult<Vec<(Cidr, Option<IpAddr>, Option
         }
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn destinations() {
-        assert_eq!(
-            parse_destination("default", None).unwrap().to_string(),
-            "0.0.0.0/0"
-        );
-        assert_eq!(
-            parse_destination("default", Some("fd00::1".parse().unwrap()))
-                .unwrap()
-                .to_string(),
-            "::/0"
-        );
-        assert_eq!(parse_destination("10.0.2.0/24", None).unwrap().prefix, 24);
-        assert_eq!(parse_destination("::/0", None).unwrap().to_string(), "::/0");
-        let err = parse_destination("10.0.2.1/24", None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("host bits set: did you mean 10.0.2.0/24?"),
-            "{err}"
-        );
-        assert!(parse_destination("10.0.2.0", None)
-            .unwrap_err()
-            .to_string()
-            .contains("needs a prefix length"));
-        assert!(parse_destination("10.0.2.0/33", None).is_err());
-        assert!(parse_destination("nowhere/8", None).is_err());
-    }
 }

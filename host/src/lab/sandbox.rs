@@ -67,7 +67,7 @@ fn read_only(path: &Path, recursive: bool) -> nix::Result<()> {
             c.as_ptr(),
             flags,
             &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
+            size_of::<MountAttr>(),
         )
     };
     if r != 0 {

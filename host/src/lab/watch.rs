@@ -174,7 +174,7 @@ fn subscribed_socket(ns: BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
                     libc::SOL_SOCKET,
                     libc::SO_RCVBUFFORCE,
                     (&size as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    size_of::<libc::c_int>() as libc::socklen_t,
                 );
                 let mut addr: libc::sockaddr_nl = std::mem::zeroed();
                 addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
@@ -182,7 +182,7 @@ fn subscribed_socket(ns: BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
                 if libc::bind(
                     raw,
                     (&addr as *const libc::sockaddr_nl).cast(),
-                    std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+                    size_of::<libc::sockaddr_nl>() as libc::socklen_t,
                 ) != 0
                 {
                     return Err(std::io::Error::last_os_error());

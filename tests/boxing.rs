@@ -3,11 +3,10 @@
 //! runner or its programs past the policy's limits. Each test is an attack, with a policy a user
 //! sharing labs might allow (`sh`, `perl`, `cat`), and asserts what the host shows.
 
-mod common;
 use std::ffi::OsString;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn shell(flags: &[&str], commands: &[&str]) -> Run {
     run_clean(attacks_args(flags, "shell", commands))

@@ -1,0 +1,95 @@
+//! The runner's record of the run (records.rs), kept in step with the lab so that `runner ls`
+//! and `runner cleanup` can find whatever the user has seen; and `--keep`, which pins the lab
+//! and its programs' files instead of removing them.
+
+use super::{pin, Lab};
+use crate::error::{LabError, LabResult};
+use crate::records::NsRecord;
+
+impl Lab {
+    /// The record is what `runner ls` and `runner cleanup` go by; failing to write it does not
+    /// stop the lab, but the user should know those commands will not see this run.
+    pub(super) fn save_record(&self) {
+        if let Err(e) = self.record.save() {
+            self.console.warn(&format!(
+                "cannot write the run record under {}: {e}; `runner ls` will not show run {}",
+                crate::records::RUN_DIR,
+                self.record.id
+            ));
+        }
+    }
+
+    pub(super) fn sync_record(&mut self) {
+        self.record.namespaces = self
+            .namespaces
+            .values()
+            .map(|n| NsRecord {
+                name: n.name.clone(),
+                inode: n.inode,
+                pinned: None,
+                files: None,
+            })
+            .collect();
+        self.save_record();
+    }
+
+    /// Keep the lab after the run: pin every namespace as /run/netns/nslab-RUNID-NAME, record
+    /// the pins, and let go of the fds. If any pin fails, undo the others and report; the caller
+    /// then tears the lab down as usual.
+    pub fn keep(&mut self) -> LabResult<Vec<NsRecord>> {
+        let mut kept: Vec<NsRecord> = Vec::new();
+        let mut failed = None;
+        for ns in self.namespaces.values() {
+            let pinned = format!("nslab-{}-{}", self.record.id, ns.name);
+            if let Err(e) = pin::pin(ns.fd(), &pinned) {
+                failed = Some(LabError::from_io(
+                    &e,
+                    format!("pin {} as /run/netns/{pinned}", ns.name),
+                ));
+                break;
+            }
+            let mut record = NsRecord {
+                name: ns.name.clone(),
+                inode: ns.inode,
+                pinned: Some(pinned.clone()),
+                files: None,
+            };
+            // What its programs wrote stays too, until `runner cleanup`.
+            if let Some(boxfs) = &ns.boxfs {
+                let inode = nix::sys::stat::fstat(boxfs).map(|s| s.st_ino).unwrap_or(0);
+                match pin::pin_box(std::os::fd::AsFd::as_fd(boxfs), &pinned) {
+                    Ok(_) => record.files = Some((pinned.clone(), inode)),
+                    Err(e) => {
+                        failed = Some(LabError::from_io(
+                            &e,
+                            format!("pin the files of {} as {}/{pinned}", ns.name, pin::BOX_DIR),
+                        ))
+                    }
+                }
+            }
+            kept.push(record);
+            // Recorded as each pin is made, so `cleanup` finds them whatever happens next.
+            self.record.namespaces = kept.clone();
+            self.save_record();
+            if failed.is_some() {
+                break;
+            }
+        }
+        if let Some(e) = failed {
+            for k in &kept {
+                let _ = pin::unpin(k.pinned.as_deref().unwrap_or_default(), k.inode);
+                if let Some((name, inode)) = &k.files {
+                    let _ = pin::unpin_box(name, *inode);
+                }
+            }
+            self.sync_record();
+            return Err(e);
+        }
+        self.record.kept = true;
+        self.save_record();
+        self.programs.release_all();
+        self.links.clear();
+        self.namespaces.clear();
+        Ok(kept)
+    }
+}
