@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Install what nslab needs on a Debian machine, quietly, doing nothing that is already done:
-# the programs labs run (iproute2, ping, iperf3), util-linux (setpriv, lsns) for the tests,
-# and Rust's wasm32-wasip2 target for the scenarios. Needs root (apt-get).
+# the programs labs run (iproute2, ping, iperf3, and for the gallery's real labs BIRD 2, FRR,
+# tcpdump), util-linux (setpriv, lsns, script) for the tests, a C compiler for the program under
+# test that the tests build, and Rust's wasm32-wasip2 target for the scenarios. Needs root
+# (apt-get).
 set -euo pipefail
 
 need=()
-for pair in ip:iproute2 ping:iputils-ping iperf3:iperf3 setpriv:util-linux lsns:util-linux; do
+for pair in ip:iproute2 ping:iputils-ping iperf3:iperf3 setpriv:util-linux lsns:util-linux \
+    script:bsdutils bird:bird2 /usr/lib/frr/zebra:frr tcpdump:tcpdump cc:gcc; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if ((${#need[@]})); then
@@ -16,7 +19,15 @@ if ((${#need[@]})); then
     echo "setup: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
+    # The labs start their own daemons, in their namespaces: none on the host.
+    started_policy=""
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        started_policy=1
+    fi
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    [[ -n $started_policy ]] && rm -f /usr/sbin/policy-rc.d
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

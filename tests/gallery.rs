@@ -15,18 +15,6 @@ fn run_scenario(name: &str, args: &[&str]) -> Run {
     run_clean(v)
 }
 
-/// Note a skipped part where scripts/test.sh will print it, and on this test's stderr.
-fn skipped(what: &str) {
-    eprintln!("SKIPPED: {what}");
-    let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped.txt");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file)
-        .expect("skip list");
-    std::io::Write::write_all(&mut f, format!("{what}\n").as_bytes()).expect("skip list");
-}
-
 #[test]
 fn router_forwards_between_two_subnets_with_one_hop() {
     run_scenario("router", &[])

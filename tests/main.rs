@@ -12,6 +12,7 @@ mod conformance;
 mod failures;
 mod gallery;
 mod keep;
+mod labs;
 mod lifecycle;
 mod policy;
 mod security;

@@ -40,6 +40,21 @@ impl From<wasmtime::component::ResourceTableError> for LabError {
 pub type LabResult<T> = Result<T, LabError>;
 
 impl LabError {
+    /// The same error, its sentence followed by where it happened.
+    pub fn context(self, place: &str) -> LabError {
+        let add = |s: String| format!("{s} ({place})");
+        match self {
+            LabError::Denied(s) => LabError::Denied(add(s)),
+            LabError::Invalid(s) => LabError::Invalid(add(s)),
+            LabError::Exists(s) => LabError::Exists(add(s)),
+            LabError::NotFound(s) => LabError::NotFound(add(s)),
+            LabError::Limit(s) => LabError::Limit(add(s)),
+            LabError::Os(s) => LabError::Os(add(s)),
+            LabError::Timeout(s) => LabError::Timeout(add(s)),
+            LabError::Trap(e) => LabError::Trap(e),
+        }
+    }
+
     /// The one place an errno becomes a guest error. `what` says what was being done, so the
     /// message reads "add address 10.0.0.1/24 to eth0 in ns01: File exists (EEXIST)".
     pub fn from_errno(errno: Errno, what: impl Display) -> Self {

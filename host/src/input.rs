@@ -243,6 +243,52 @@ fn parse_destination(dest: &str, gateway: Option<IpAddr>) -> LabResult<Cidr> {
     Ok(Cidr { addr, prefix })
 }
 
+/// A path in a namespace's box, as a scenario names a file: absolute, no `.` or `..` parts, not
+/// under /proc, /sys or /dev (the kernel's views, not files), at most 4096 bytes; kept with its
+/// slashes tidied ("/etc//bird/" is "/etc/bird").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilePath(String);
+
+impl FilePath {
+    pub fn parse(path: &str) -> LabResult<FilePath> {
+        let invalid = |why: &str| Err(LabError::Invalid(format!("file path {path:?} {why}")));
+        if !path.starts_with('/') {
+            return invalid("is not absolute: write it from the root, like /etc/bird/bird.conf");
+        }
+        if path.len() > 4096 || path.contains('\0') {
+            return invalid("is longer than 4096 bytes or contains a NUL byte");
+        }
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        if parts.iter().any(|p| *p == "." || *p == "..") {
+            return invalid("has a . or .. part: name the file itself");
+        }
+        match parts.first() {
+            None => invalid("names no file"),
+            Some(&top @ ("proc" | "sys" | "dev")) => invalid(&format!(
+                "is under /{top}, which shows the kernel, not files a scenario may give"
+            )),
+            // A file there would replace a program the policy allows by name with the
+            // scenario's own bytes.
+            Some(&top @ ("usr" | "bin" | "sbin" | "lib" | "lib32" | "lib64" | "libx32" | "nslab")) => {
+                invalid(&format!(
+                    "is under /{top}, where the programs are: a scenario runs the programs the operator allowed, never files of its own"
+                ))
+            }
+            Some(_) => Ok(FilePath(format!("/{}", parts.join("/")))),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for FilePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A program's arguments: any text but NUL, which no C program could receive.
 pub fn arguments(program: &str, args: Vec<String>) -> LabResult<Vec<String>> {
     if let Some(arg) = args.iter().find(|a| a.contains('\0')) {
@@ -385,6 +431,30 @@ mod tests {
         assert!(msg("10.0.2.0", None, None).contains("needs a prefix length"));
         assert!(msg("default", Some("gw"), None).contains("is not an IP address"));
         assert!(msg("default", None, Some("sixteen-chars-xx")).contains("the limit is 15"));
+    }
+
+    #[test]
+    fn file_paths_are_absolute_plain_and_out_of_the_kernels_views() {
+        assert_eq!(
+            FilePath::parse("/etc//bird/bird.conf").unwrap().as_str(),
+            "/etc/bird/bird.conf"
+        );
+        for (bad, why) in [
+            ("etc/hosts", "is not absolute"),
+            ("/etc/../root/x", "has a . or .. part"),
+            ("/proc/self/mem", "is under /proc"),
+            ("/sys/kernel/x", "is under /sys"),
+            ("//dev/null", "is under /dev"),
+            ("/usr/bin/ping", "where the programs are"),
+            ("/lib/x86_64-linux-gnu/libc.so.6", "where the programs are"),
+            ("/nslab/bin/sut", "where the programs are"),
+            ("/", "names no file"),
+            ("/tmp/a\0b", "NUL"),
+        ] {
+            let err = FilePath::parse(bad).unwrap_err();
+            assert!(matches!(err, LabError::Invalid(_)), "{bad}");
+            assert!(err.to_string().contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -23,12 +23,32 @@ pub struct Inspection {
     pub refused: Option<String>,
 }
 
-pub async fn inspect(file: &Path, policy: Policy) -> Result<Inspection, String> {
-    let loaded = load_scenario(file)?;
-    let sha256 = Sha256::digest(&loaded.bytes)
+/// The hex sha256 of some bytes.
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect();
+        .collect()
+}
+
+/// The programs the operator allowed by path, as "NAME -> PATH (sha256 HEX)": what exactly a
+/// scenario will run under each name, shown before it runs.
+pub fn programs_by_path(policy: &Policy) -> Vec<String> {
+    policy
+        .exec_paths
+        .iter()
+        .map(|(name, path)| {
+            let digest = std::fs::read(path)
+                .map(|b| sha256_hex(&b))
+                .unwrap_or_else(|e| format!("unreadable: {e}"));
+            format!("{name} -> {} (sha256 {digest})", path.display())
+        })
+        .collect()
+}
+
+pub async fn inspect(file: &Path, policy: Policy) -> Result<Inspection, String> {
+    let loaded = load_scenario(file)?;
+    let sha256 = sha256_hex(&loaded.bytes);
     let imports = loaded
         .component
         .component_type()

@@ -133,6 +133,9 @@ pub async fn run(cfg: RunConfig) -> Outcome {
             Verbosity::Normal,
             &format!("       run {run_id}; programs it runs: {programs}"),
         );
+        for line in crate::inspect::programs_by_path(&store.data().policy) {
+            console.line(Verbosity::Normal, &format!("       program {line}"));
+        }
         for gap in crate::enforcement::gaps() {
             console.warn(&format!("on this machine, {gap}"));
         }
@@ -201,6 +204,11 @@ pub(crate) fn program_limits(policy: &Policy, tripped: Arc<Tripped>) -> ProgramL
         scratch_bytes: policy.scratch_bytes as u64,
         echo_bytes: policy.echo_bytes,
         tripped,
+        by_path: policy
+            .exec_paths
+            .iter()
+            .map(|(name, file)| (name.clone(), file.clone()))
+            .collect(),
     }
 }
 

@@ -409,23 +409,6 @@ where
     (run, usage.ru_maxrss as u64)
 }
 
-/// Processes of the host's `nobody` (every run's programs) named `name`, now.
-pub fn nobody_processes(name: &str) -> usize {
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    procs
-        .flatten()
-        .filter(|p| {
-            let status = std::fs::read_to_string(p.path().join("status")).unwrap_or_default();
-            status.lines().next() == Some(&format!("Name:\t{name}"))
-                && status
-                    .lines()
-                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("65534"))
-        })
-        .count()
-}
-
 /// The cgroups of run `id` (`nslab-ID`) anywhere under /sys/fs/cgroup.
 pub fn run_cgroups(id: &str) -> Vec<PathBuf> {
     fn walk(dir: &Path, name: &str, found: &mut Vec<PathBuf>, depth: usize) {
@@ -468,4 +451,41 @@ pub fn attacks_args(flags: &[&str], mode: &str, args: &[&str]) -> Vec<std::ffi::
     v.push(mode.into());
     v.extend(args.iter().map(Into::into));
     v
+}
+
+/// Note a skipped part where scripts/test.sh will print it, and on this test's stderr.
+pub fn skipped(what: &str) {
+    eprintln!("SKIPPED: {what}");
+    let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped.txt");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .expect("skip list");
+    std::io::Write::write_all(&mut f, format!("{what}\n").as_bytes()).expect("skip list");
+}
+
+/// Processes named `name` that run with one of the runs' host ids (lab/helper.rs: from
+/// 0x70000000 up), with the uid of each.
+pub fn lab_processes(name: &str) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|p| {
+            let status = std::fs::read_to_string(p.path().join("status")).ok()?;
+            if status.lines().next() != Some(&format!("Name:\t{name}")) {
+                return None;
+            }
+            let uid: u32 = status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (uid >= 0x7000_0000).then_some(uid)
+        })
+        .collect()
 }

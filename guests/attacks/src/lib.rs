@@ -18,6 +18,9 @@
 //!   hands that pid to a process of its own), then kill the program.
 //! - `reports N SIZE`: N report steps of SIZE bytes each.
 //! - `forge`: print text that would pass for the runner's own lines if shown as it is.
+//! - `files`: give namespace a files in place of the host's (/etc/hosts, /etc/bird/), in its
+//!   own places, read them back; try paths the box refuses, and symlinks a program planted.
+//! - `ready`: wait for lines a program never prints, while it runs and after it ended.
 
 use nslab_sdk::prelude::*;
 
@@ -88,6 +91,127 @@ fn pid_reuse() -> Result<(), String> {
         "kill() after the program ended",
         killed.is_ok(),
         &format!("{killed:?}"),
+    );
+    Ok(())
+}
+
+/// The outcome of a host call, for a check's detail.
+fn outcome<T>(r: &Result<T, Error>) -> String {
+    match r {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.describe(),
+    }
+}
+
+fn files() -> Result<(), String> {
+    let (a, b) = two_namespaces()?;
+    step("a's programs see the files given to a, in place of the host's");
+    a.write_file("/etc/hosts", b"10.9.0.2 peer\n", 0o644)?;
+    a.write_file("/etc/bird/lab.conf", b"router id 1.2.3.4;\n", 0o600)?;
+    a.write_file("/var/lib/lab/state", b"kept\n", 0o644)?;
+    let out = a.exec(
+        "sh",
+        [
+            "-c",
+            "cat /etc/hosts /etc/bird/lab.conf /var/lib/lab/state; stat -c %a /etc/bird/lab.conf",
+        ],
+    )?;
+    check(
+        "a sees its files, with their modes",
+        out.stdout_text() == "10.9.0.2 peer\nrouter id 1.2.3.4;\nkept\n600\n",
+        out.stdout_text().trim(),
+    );
+    let out = b.exec("sh", ["-c", "grep -c peer /etc/hosts; ls /etc/bird 2>&1"])?;
+    check(
+        "b does not",
+        out.stdout_text().starts_with("0\n") && !out.stdout_text().contains("lab.conf"),
+        out.stdout_text().trim(),
+    );
+    a.exec("sh", ["-c", "echo from-a-program > /tmp/written"])?;
+    let back = a.read_file("/tmp/written")?;
+    check(
+        "a file a program wrote reads back",
+        back == b"from-a-program\n",
+        &String::from_utf8_lossy(&back),
+    );
+
+    step("paths the box refuses");
+    for path in [
+        "relative/x",
+        "/proc/self/environ",
+        "/etc/../etc/x",
+        "/dev/null",
+        "/etc/nslab-new/x.conf",
+        "/usr/bin/ping",
+    ] {
+        let r = a.write_file(path, b"x", 0o644);
+        check(
+            &format!("writing {path} is refused"),
+            r.is_err(),
+            &outcome(&r),
+        );
+    }
+    let r = a.write_file("/tmp/x", b"x", 0o17777);
+    check("a mode past 7777 is refused", r.is_err(), &outcome(&r));
+    let r = a.read_file("/tmp/missing");
+    check(
+        "reading a missing file is not-found",
+        matches!(r, Err(Error::NotFound(_))),
+        &outcome(&r),
+    );
+
+    step("symlinks a program planted lead nowhere outside the box");
+    a.exec(
+        "sh",
+        [
+            "-c",
+            "ln -s /etc/shadow /tmp/to-shadow; ln -s /root/nslab-planted /tmp/to-root",
+        ],
+    )?;
+    let r = a.read_file("/tmp/to-shadow");
+    check(
+        "reading through a link to /etc/shadow is refused",
+        r.is_err(),
+        &outcome(&r),
+    );
+    let r = a.write_file("/tmp/to-root", b"pwned", 0o644);
+    check(
+        "writing through a link to /root is refused",
+        r.is_err(),
+        &outcome(&r),
+    );
+    Ok(())
+}
+
+fn ready() -> Result<(), String> {
+    let a = Netns::create("a")?;
+    step("wait for lines that never come");
+    let running = a.spawn("sh", ["-c", "echo one; sleep 5"])?;
+    let r = running.wait_for_line("one", 5_000);
+    check(
+        "a line that came is found",
+        r.as_deref().ok() == Some("one"),
+        &outcome(&r),
+    );
+    let r = running.wait_for_line("two", 300);
+    check(
+        "one that does not come while it runs is error.timeout",
+        matches!(r, Err(Error::Timeout(_))),
+        &outcome(&r),
+    );
+    running.kill()?;
+    let ended = a.spawn("sh", ["-c", "echo only"])?;
+    let r = ended.wait_for_line("never", 5_000);
+    check(
+        "one it ended without is error.not-found",
+        matches!(r, Err(Error::NotFound(_))),
+        &outcome(&r),
+    );
+    let (out, _) = ended.output_so_far();
+    check(
+        "what it printed stays readable",
+        out == b"only\n",
+        &String::from_utf8_lossy(&out),
     );
     Ok(())
 }
@@ -378,6 +502,8 @@ impl Guest for Attacks {
                 Ok(())
             }
             "forge" => forge(),
+            "files" => files(),
+            "ready" => ready(),
             "many-ns" => {
                 for i in 0..100 {
                     Netns::create(&format!("ns{i}"))?;

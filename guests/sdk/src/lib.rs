@@ -35,6 +35,7 @@ pub mod bindings {
 mod args;
 mod error;
 mod exec;
+mod wait;
 
 pub use args::Args;
 pub use bindings::export;
@@ -46,6 +47,7 @@ pub use bindings::nslab::lab::route::RouteInfo;
 pub use bindings::nslab::lab::types::Error;
 pub use bindings::{Guest, Info};
 pub use exec::{Cmd, NetnsExt, OutputExt};
+pub use wait::wait_until;
 
 /// A network namespace, as `ip netns add` makes it.
 pub type Netns = Namespace;
@@ -71,7 +73,8 @@ macro_rules! ensure {
 
 pub mod prelude {
     pub use crate::{
-        check, delete, ensure, export, info, links, names, step, Args, Cmd, Error, Guest, Info,
-        Link, LinkInfo, Netns, NetnsExt, Output, OutputExt, Process, RouteInfo, Shaping,
+        check, delete, ensure, export, info, links, names, step, wait_until, Args, Cmd, Error,
+        Guest, Info, Link, LinkInfo, Netns, NetnsExt, Output, OutputExt, Process, RouteInfo,
+        Shaping,
     };
 }

@@ -27,7 +27,7 @@ pub fn main(a: InspectArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let found = match super::block_on(inspect(&a.file, policy)) {
+    let found = match super::block_on(inspect(&a.file, policy.clone())) {
         Ok(Ok(found)) => found,
         Ok(Err(e)) => return super::fail(e),
         Err(code) => return code,
@@ -41,6 +41,9 @@ pub fn main(a: InspectArgs) -> ExitCode {
         found.programs.join(", ")
     };
     println!("programs     {programs}");
+    for line in nslab_host::inspect::programs_by_path(&policy) {
+        println!("             {line}");
+    }
     println!("imports      {}", found.imports.join("\n             "));
     for gap in nslab_host::enforcement::gaps() {
         println!("note         on this machine, {gap}");

@@ -20,6 +20,14 @@ pub fn main(a: PolicyCmd) -> ExitCode {
     for (key, value, from) in policy.describe() {
         println!("{key:<20} {value:<50} {from}");
     }
+    let by_path = nslab_host::inspect::programs_by_path(&policy);
+    if !by_path.is_empty() {
+        println!();
+        println!("Programs allowed by path (a scenario runs them by name):");
+        for line in by_path {
+            println!("{line}");
+        }
+    }
     println!();
     println!("How this machine enforces the limits on programs:");
     for e in nslab_host::enforcement::on_this_machine() {

@@ -24,6 +24,7 @@ impl LabView<'_> {
             bytes,
         })?;
         Ok(ExecRequest {
+            by_path: self.policy.exec_paths.contains_key(&cmd.program),
             timeout: self.policy.exec_timeout(cmd.timeout_ms),
             output_limit: self.policy.exec_output_bytes,
             program: cmd.program,
@@ -88,6 +89,25 @@ impl HostProcess for LabView<'_> {
         self.ask(Op::Owned)?;
         let id = *self.table.get(&p)?;
         self.lab()?.process_kill(id).await
+    }
+
+    async fn output_so_far(&mut self, p: Resource<ProcId>) -> wasmtime::Result<(Vec<u8>, Vec<u8>)> {
+        self.ask(Op::Owned)?;
+        let id = *self.table.get(&p)?;
+        Ok(self.lab()?.process_output_so_far(id).unwrap_or_default())
+    }
+
+    async fn wait_for_line(
+        &mut self,
+        p: Resource<ProcId>,
+        text: String,
+        timeout_ms: u32,
+    ) -> Result<String, LabError> {
+        self.ask(Op::Owned)?;
+        let id = *self.table.get(&p)?;
+        let limit =
+            std::time::Duration::from_millis(timeout_ms.into()).min(self.policy.exec_timeout_max);
+        self.lab()?.process_wait_for_line(id, &text, limit).await
     }
 
     /// Dropping the handle does not stop the program: the end of the run does. What the lab

@@ -2,7 +2,7 @@ use wasmtime::component::Resource;
 
 use crate::bindings::netns::{Host, HostNamespace};
 use crate::error::LabError;
-use crate::input::Name;
+use crate::input::{FilePath, Name};
 use crate::lab::NsId;
 use crate::policy::Op;
 
@@ -33,6 +33,36 @@ impl HostNamespace for LabView<'_> {
         self.ask(Op::Owned)?;
         let id = *self.table.get(&ns)?;
         self.lab()?.set_forwarding(id, on)
+    }
+
+    async fn write_file(
+        &mut self,
+        ns: Resource<NsId>,
+        path: String,
+        contents: Vec<u8>,
+        mode: u32,
+    ) -> Result<(), LabError> {
+        let path = FilePath::parse(&path)?;
+        if mode > 0o7777 {
+            return Err(LabError::Invalid(format!(
+                "file mode {mode:o} for {path}: permission bits are at most 7777 (octal)"
+            )));
+        }
+        let written = self.lab.as_ref().map_or(0, |l| l.files_written());
+        self.ask(Op::WriteFile {
+            bytes: contents.len(),
+            written,
+        })?;
+        let id = *self.table.get(&ns)?;
+        self.lab()?.write_file(id, &path, &contents, mode)
+    }
+
+    async fn read_file(&mut self, ns: Resource<NsId>, path: String) -> Result<Vec<u8>, LabError> {
+        let path = FilePath::parse(&path)?;
+        self.ask(Op::ReadFile)?;
+        let id = *self.table.get(&ns)?;
+        let max = self.policy.file_bytes;
+        self.lab()?.read_file(id, &path, max)
     }
 
     /// Dropping the handle does not delete the namespace: it lives until `delete` or the end of

@@ -9,7 +9,7 @@ use std::os::fd::RawFd;
 /// between fork and exec. The lab keeps every fd open for as long as programs may start.
 #[derive(Debug, Clone, Copy)]
 pub struct Boxing {
-    /// The run's user namespace: the program is its root (the host's `nobody`).
+    /// The run's user namespace: the program is its root (the first of the run's host ids).
     pub userns: RawFd,
     /// The lab namespace the program runs in.
     pub netns: RawFd,
@@ -141,7 +141,7 @@ unsafe fn become_program(b: Boxing, alive: RawFd) -> std::io::Result<()> {
             return fail();
         }
     }
-    // Root of the run's user namespace: host uid and gid `nobody`, capabilities over the lab only.
+    // Root of the run's user namespace: the run's first host id, capabilities over the lab only.
     if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
         return fail();
     }

@@ -1,5 +1,5 @@
 //! Programs run inside a namespace of the run, as `ip netns exec NS PROGRAM` does, boxed by the
-//! kernel: as root of the run's user namespace (the host's `nobody`), in the lab's network
+//! kernel: as root of the run's user namespace (a host id of the run's own), in the lab's network
 //! namespace and its filesystem box (sandbox.rs), as PID 1 of a PID namespace of its own with its
 //! own /proc and IPC, in a session of its own (no terminal), with only stdin, stdout and stderr,
 //! under the run's process and memory limits, with no new privileges.
@@ -29,6 +29,9 @@ pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin
 
 pub struct ExecRequest {
     pub program: String,
+    /// The operator allowed it by path: it is the box's /nslab/bin/NAME (sandbox.rs), not a
+    /// program of the system PATH.
+    pub by_path: bool,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub stdin: Option<Vec<u8>>,
@@ -84,8 +87,9 @@ pub struct Running {
     /// The program itself: PID 1 of its namespace, a child of the process we spawned.
     program_pid: u32,
     feeder: Option<tokio::task::JoinHandle<()>>,
-    out: Option<tokio::task::JoinHandle<Vec<u8>>>,
-    err: Option<tokio::task::JoinHandle<Vec<u8>>>,
+    /// The tasks that capture its stdout and stderr into `printed`.
+    capturing: Vec<tokio::task::JoinHandle<()>>,
+    printed: Arc<Printed>,
     /// Set when nobody will read the output any more: the capture stops keeping it.
     discard: Arc<AtomicBool>,
     started: Instant,
@@ -113,7 +117,11 @@ pub fn start(
     echo: Arc<EchoBudget>,
     tag: Option<String>,
 ) -> LabResult<Running> {
-    let path = resolve(&req.program)?;
+    let path = if req.by_path {
+        PathBuf::from(super::sandbox::PROGRAM_DIR).join(&req.program)
+    } else {
+        resolve(&req.program)?
+    };
     let what = format!("run {} in {ns_name}", req.program);
     // Arguments and environment were checked for what no program can take (input.rs).
     let mut cmd = Command::new(&path);
@@ -156,6 +164,7 @@ pub fn start(
         _ => None,
     };
     let discard = Arc::new(AtomicBool::new(false));
+    let printed = Arc::new(Printed::default());
     let capture_of = |stream, is_stderr| {
         tokio::spawn(capture(
             stream,
@@ -165,18 +174,21 @@ pub fn start(
                 is_stderr,
                 tag: tag.clone(),
                 discard: discard.clone(),
+                printed: printed.clone(),
             },
         ))
     };
-    let out = capture_of(child.stdout.take().map(Either::Out), false);
-    let err = capture_of(child.stderr.take().map(Either::Err), true);
+    let capturing = vec![
+        capture_of(child.stdout.take().map(Either::Out), false),
+        capture_of(child.stderr.take().map(Either::Err), true),
+    ];
     Ok(Running {
         child,
         pidfd,
         program_pid,
         feeder,
-        out: Some(out),
-        err: Some(err),
+        capturing,
+        printed,
         discard,
         started,
         what,
@@ -269,20 +281,58 @@ impl Running {
         Ok(self.done.as_ref().expect("finished above"))
     }
 
+    /// What it has printed so far: (stdout, stderr).
+    pub fn output_so_far(&self) -> (Vec<u8>, Vec<u8>) {
+        match &self.done {
+            Some(out) => (out.stdout.clone(), out.stderr.clone()),
+            None => {
+                let [out, err] = self.printed.lock().clone();
+                (out, err)
+            }
+        }
+    }
+
+    /// Wait up to `limit` for a line of its output that contains `text`: that line, or None if
+    /// it ended without printing one; error.timeout if it is still running without one.
+    pub async fn wait_for_line(&self, text: &str, limit: Duration) -> LabResult<Option<String>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            // Registered before looking, so output that comes meanwhile is not missed.
+            let news = self.printed.news.notified();
+            tokio::pin!(news);
+            news.as_mut().enable();
+            let ended = self.done.is_some() || self.printed.closed.load(Ordering::SeqCst) == 2;
+            let found = match &self.done {
+                Some(out) => line_with([&out.stdout, &out.stderr], text, true),
+                None => {
+                    let streams = self.printed.lock();
+                    line_with([&streams[0], &streams[1]], text, ended)
+                }
+            };
+            if found.is_some() || ended {
+                return Ok(found);
+            }
+            if tokio::time::timeout_at(deadline, news).await.is_err() {
+                return Err(LabError::Timeout(format!(
+                    "{}: no line containing {text:?} within {} ms; it is still running",
+                    self.what,
+                    limit.as_millis()
+                )));
+            }
+        }
+    }
+
     async fn finish(&mut self, status: std::process::ExitStatus, timed_out: bool) -> LabResult<()> {
         // The shim exits only once the program has: its PID namespace, and so every process
         // that held the pipes, is gone.
         if let Some(f) = self.feeder.take() {
             f.abort();
         }
-        let collect = |h: Option<tokio::task::JoinHandle<Vec<u8>>>| async move {
-            match h {
-                Some(h) => h.await.map_err(|e| LabError::Trap(wasmtime::Error::new(e))),
-                None => Ok(Vec::new()),
-            }
-        };
-        let stdout = collect(self.out.take()).await?;
-        let stderr = collect(self.err.take()).await?;
+        for task in std::mem::take(&mut self.capturing) {
+            task.await
+                .map_err(|e| LabError::Trap(wasmtime::Error::new(e)))?;
+        }
+        let [stdout, stderr] = std::mem::take(&mut *self.printed.lock());
         use std::os::unix::process::ExitStatusExt;
         let status = status
             .code()
@@ -332,6 +382,38 @@ impl AsyncRead for Either {
     }
 }
 
+/// What a program has printed so far, (stdout, stderr), shared by its capture tasks and the
+/// lab; `news` wakes whoever waits for a line.
+#[derive(Default)]
+struct Printed {
+    streams: std::sync::Mutex<[Vec<u8>; 2]>,
+    news: tokio::sync::Notify,
+    /// How many of the two streams have reached their end (counted before the last `news`).
+    closed: std::sync::atomic::AtomicUsize,
+}
+
+impl Printed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, [Vec<u8>; 2]> {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The first line of `streams` that contains `text` (a last line without its newline counts
+/// only once the stream has ended).
+fn line_with(streams: [&Vec<u8>; 2], text: &str, ended: bool) -> Option<String> {
+    streams.into_iter().find_map(|bytes| {
+        let complete = match bytes.iter().rposition(|&b| b == b'\n') {
+            _ if ended => &bytes[..],
+            Some(last) => &bytes[..last],
+            None => &[][..],
+        };
+        String::from_utf8_lossy(complete)
+            .lines()
+            .find(|l| l.contains(text))
+            .map(str::to_string)
+    })
+}
+
 /// How one output stream is captured.
 struct Capture {
     /// Bytes kept for the scenario (exec-output-bytes).
@@ -341,16 +423,18 @@ struct Capture {
     is_stderr: bool,
     tag: Option<String>,
     discard: Arc<AtomicBool>,
+    printed: Arc<Printed>,
 }
 
 /// Read a stream to its end: echo each line to the console as it comes, within the run's echo
-/// budget, keep at most `limit` bytes, and mark the cut. The program is not stopped for writing
-/// more.
-async fn capture(stream: Option<Either>, c: Capture) -> Vec<u8> {
+/// budget, keep at most `limit` bytes where the lab can see them as they come, and mark the
+/// cut. The program is not stopped for writing more.
+async fn capture(stream: Option<Either>, c: Capture) {
     let Some(mut stream) = stream else {
-        return Vec::new();
+        c.printed.closed.fetch_add(1, Ordering::SeqCst);
+        return;
     };
-    let mut kept = Vec::new();
+    let index = usize::from(c.is_stderr);
     let mut dropped = 0usize;
     let mut lines = LineSplitter::new(4096);
     let mut buf = [0u8; 8192];
@@ -368,21 +452,27 @@ async fn capture(stream: Option<Either>, c: Capture) -> Vec<u8> {
             Ok(n) => n,
         };
         let chunk = &buf[..n];
-        if c.discard.load(Ordering::Relaxed) {
-            kept = Vec::new();
-        } else {
-            let room = c.limit.saturating_sub(kept.len());
-            kept.extend_from_slice(&chunk[..room.min(n)]);
-            dropped += n.saturating_sub(room);
+        {
+            let mut streams = c.printed.lock();
+            let kept = &mut streams[index];
+            if c.discard.load(Ordering::Relaxed) {
+                *kept = Vec::new();
+            } else {
+                let room = c.limit.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..room.min(n)]);
+                dropped += n.saturating_sub(room);
+            }
         }
+        c.printed.news.notify_waiters();
         lines.push(chunk, echo);
     }
     lines.finish(echo);
     if dropped > 0 {
-        kept.extend_from_slice(
+        c.printed.lock()[index].extend_from_slice(
             format!("\n[nslab: output cut here: {dropped} more bytes beyond the policy limit exec-output-bytes = {}]\n", c.limit)
                 .as_bytes(),
         );
     }
-    kept
+    c.printed.closed.fetch_add(1, Ordering::SeqCst);
+    c.printed.news.notify_waiters();
 }

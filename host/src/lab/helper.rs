@@ -1,9 +1,11 @@
 //! The run's user namespace, and the helper process that makes network namespaces inside it.
 //!
-//! Every network namespace of a run is owned by one user namespace made for the run, whose root
-//! is the host's unprivileged `nobody`. Programs the scenario runs join that user namespace as
-//! its root: they hold CAP_NET_ADMIN over the lab's namespaces, and over nothing else, so the
-//! kernel itself refuses `ip link set X netns 1` or entering another namespace.
+//! Every network namespace of a run is owned by one user namespace made for the run, which maps
+//! its ids 0-65535 to 65,536 host ids no other run and no host user has (an [`IdRange`]).
+//! Programs the scenario runs join that user namespace as its root: they hold CAP_NET_ADMIN over
+//! the lab's namespaces, and over nothing else, so the kernel itself refuses
+//! `ip link set X netns 1` or entering another namespace; to the host's files they are strangers.
+//! A daemon that switches to its service user (FRR's `frr`, `tcpdump`) stays inside the range.
 //!
 //! A namespace is owned by the user namespace of the process that creates it, and a thread of
 //! a multi-threaded program cannot join a user namespace. So the runner starts a helper: itself,
@@ -14,7 +16,8 @@
 //! exits when the runner closes its end, or dies.
 
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
@@ -29,15 +32,66 @@ use crate::error::{LabError, LabResult};
 pub const HELPER_ARG: &str = "__lab-helper";
 /// The fd on which the helper finds its end of the socketpair.
 const HELPER_FD: RawFd = 3;
-/// The host user and group the run's user namespace maps its root to.
-pub const LAB_UID: u32 = 65534;
-pub const LAB_GID: u32 = 65534;
+/// Where runs' id ranges begin: a block of host ids no distribution or systemd hands out
+/// (systemd leaves 0x70000000-0x7FFEFFFF unused, and it stays below 2^31, clear of tools that
+/// read ids as signed), in slots of [`IDS_PER_RUN`].
+const ID_BASE: u32 = 0x7000_0000;
+const IDS_PER_RUN: u32 = 65536;
+const ID_SLOTS: u32 = 2048;
+/// Where a run holds its slot: a lock the kernel releases when the runner dies.
+const ID_LOCKS: &str = "/run/nslab/ids";
+
+/// The host ids of one run: `first` is its root, `first + n` its id n.
+pub struct IdRange {
+    pub first: u32,
+    /// The flock that keeps the slot this run's while it lives.
+    _lock: std::fs::File,
+}
+
+impl IdRange {
+    /// Take a free slot, starting from a random one.
+    fn take() -> LabResult<IdRange> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let what = "reserve the run's host ids";
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(ID_LOCKS)
+            .map_err(|e| LabError::from_io(&e, what))?;
+        let mut seed = [0u8; 4];
+        let _ = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed));
+        let start = u32::from_ne_bytes(seed) % ID_SLOTS;
+        for i in 0..ID_SLOTS {
+            let slot = (start + i) % ID_SLOTS;
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(format!("{ID_LOCKS}/{slot}"))
+                .map_err(|e| LabError::from_io(&e, what))?;
+            // SAFETY: flock on a file we own.
+            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(IdRange {
+                    first: ID_BASE + slot * IDS_PER_RUN,
+                    _lock: lock,
+                });
+            }
+        }
+        Err(LabError::Limit(format!(
+            "{what}: all {ID_SLOTS} id ranges are in use by runs in progress"
+        )))
+    }
+}
 
 /// The runner's side: the helper process, its socket, and the user namespace it made.
 pub struct Helper {
     child: Child,
     socket: OwnedFd,
     userns: OwnedFd,
+    ids: IdRange,
 }
 
 impl Helper {
@@ -71,9 +125,17 @@ impl Helper {
             .map_err(|e| LabError::from_io(&e, "start the lab helper"))?;
         drop(theirs);
         let pid = child.id();
+        let ids = match IdRange::take() {
+            Ok(ids) => ids,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
         let handshake = || -> LabResult<OwnedFd> {
             expect(&ours, b'U')?;
-            map_ids(pid)?;
+            map_ids(pid, ids.first)?;
             send(&ours, b'M')?;
             expect(&ours, b'R')?;
             let path = format!("/proc/{pid}/ns/user");
@@ -88,6 +150,7 @@ impl Helper {
                 child,
                 socket: ours,
                 userns,
+                ids,
             }),
             Err(e) => {
                 let _ = child.kill();
@@ -101,13 +164,30 @@ impl Helper {
         self.userns.as_raw_fd()
     }
 
+    /// The host id of the run's root (and the first of its range).
+    pub fn first_id(&self) -> u32 {
+        self.ids.first
+    }
+
     /// The filesystem box for one lab namespace's programs (sandbox.rs): a mount namespace
     /// owned by the run's user namespace, with at most `scratch_bytes` writable.
-    pub fn new_box(&self, name: &str, scratch_bytes: u64) -> LabResult<OwnedFd> {
-        let mut msg = [0u8; 9];
-        msg[0] = b'F';
-        msg[1..].copy_from_slice(&scratch_bytes.to_ne_bytes());
-        send_bytes(&self.socket, &msg)?;
+    /// `programs` are the files the operator allowed by path, as (name, path): the box shows
+    /// each, read-only, at /nslab/bin/NAME.
+    pub fn new_box(
+        &self,
+        name: &str,
+        scratch_bytes: u64,
+        programs: &[(String, std::path::PathBuf)],
+    ) -> LabResult<OwnedFd> {
+        let mut msg = vec![b'F'];
+        msg.extend_from_slice(&scratch_bytes.to_ne_bytes());
+        for (program, path) in programs {
+            msg.extend_from_slice(program.as_bytes());
+            msg.push(0);
+            msg.extend_from_slice(path.as_os_str().as_encoded_bytes());
+            msg.push(0);
+        }
+        send_with(&self.socket, &msg, &[])?;
         match recv(&self.socket)? {
             (b'K', _, fds) if fds.len() == 1 => Ok(fds.into_iter().next().expect("one fd")),
             (b'E', errno, _) => Err(LabError::from_errno(
@@ -116,6 +196,55 @@ impl Helper {
             )),
             (other, _, _) => Err(LabError::Os(format!(
                 "build the filesystem box of namespace {name}: the lab helper said {other:?}"
+            ))),
+        }
+    }
+
+    /// Write `contents` to `path` as the programs of the box `boxfs` see it, with `mode`. The
+    /// write happens inside the box, by a process that is root of the run's user namespace
+    /// only: whatever a program made of that path (a symlink, say), it cannot reach the host.
+    pub fn write_file(
+        &self,
+        boxfs: BorrowedFd<'_>,
+        path: &str,
+        contents: &[u8],
+        mode: u32,
+    ) -> LabResult<()> {
+        let what = format!("write {path}");
+        let memfd =
+            nix::sys::memfd::memfd_create(c"nslab-file", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+                .map_err(|e| LabError::from_errno(e, &what))?;
+        nix::unistd::write(&memfd, contents).map_err(|e| LabError::from_errno(e, &what))?;
+        let mut msg = vec![b'W'];
+        msg.extend_from_slice(&mode.to_ne_bytes());
+        msg.extend_from_slice(path.as_bytes());
+        send_with(&self.socket, &msg, &[boxfs.as_raw_fd(), memfd.as_raw_fd()])?;
+        self.answer(&what).map(|_| ())
+    }
+
+    /// Open `path` for reading as the programs of the box `boxfs` see it (inside the box, as
+    /// [`Helper::write_file`] writes).
+    pub fn open_file(&self, boxfs: BorrowedFd<'_>, path: &str) -> LabResult<OwnedFd> {
+        let what = format!("read {path}");
+        let mut msg = vec![b'R'];
+        msg.extend_from_slice(path.as_bytes());
+        send_with(&self.socket, &msg, &[boxfs.as_raw_fd()])?;
+        self.answer(&what)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| LabError::Os(format!("{what}: the lab helper sent no file")))
+    }
+
+    /// The helper's answer to a request: the fds it passed, or its errno as a LabError.
+    fn answer(&self, what: &str) -> LabResult<Vec<OwnedFd>> {
+        match recv(&self.socket)? {
+            (b'K', _, fds) => Ok(fds),
+            (b'E', errno, _) => Err(LabError::from_errno(
+                nix::errno::Errno::from_raw(errno),
+                what,
+            )),
+            (other, _, _) => Err(LabError::Os(format!(
+                "{what}: the lab helper said {other:?}"
             ))),
         }
     }
@@ -139,27 +268,30 @@ impl Helper {
     }
 }
 
-/// Map root of the helper's new user namespace to the unprivileged host user, and forbid
-/// setgroups in it (so no process inside can drop into a group it was not given).
-fn map_ids(pid: u32) -> LabResult<()> {
+/// Map ids 0-65535 of the helper's new user namespace to the run's host ids. setgroups stays
+/// allowed, for daemons that set their service user's groups: every group they can name is the
+/// run's own, and programs start with none of the host's (child.rs drops them).
+fn map_ids(pid: u32, first: u32) -> LabResult<()> {
     let write = |file: &str, text: String| {
         std::fs::write(format!("/proc/{pid}/{file}"), text)
             .map_err(|e| LabError::from_io(&e, format!("write the lab's {file}")))
     };
-    write("setgroups", "deny".into())?;
-    write("uid_map", format!("0 {LAB_UID} 1\n"))?;
-    write("gid_map", format!("0 {LAB_GID} 1\n"))
+    write("uid_map", format!("0 {first} {IDS_PER_RUN}\n"))?;
+    write("gid_map", format!("0 {first} {IDS_PER_RUN}\n"))
 }
 
 fn send(socket: &OwnedFd, byte: u8) -> LabResult<()> {
-    send_bytes(socket, &[byte])
+    send_with(socket, &[byte], &[])
 }
 
-fn send_bytes(socket: &OwnedFd, bytes: &[u8]) -> LabResult<()> {
+/// Send one request: its bytes, and any fds it passes.
+fn send_with(socket: &OwnedFd, bytes: &[u8], fds: &[RawFd]) -> LabResult<()> {
+    let rights = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
     sendmsg::<()>(
         socket.as_raw_fd(),
         &[IoSlice::new(bytes)],
-        &[],
+        cmsgs,
         MsgFlags::empty(),
         None,
     )
@@ -260,17 +392,20 @@ fn make_netns() -> nix::Result<(OwnedFd, OwnedFd)> {
     Ok((ns, unsafe { OwnedFd::from_raw_fd(raw) }))
 }
 
-/// Build a box in a child of the helper, which must keep its own mount namespace: the child
-/// sends the box's fd itself and exits 0, or exits with the errno.
-fn make_box(fd: RawFd, scratch_bytes: u64) -> nix::Result<()> {
+/// Do `work` in a child of the helper (which must keep its own mount namespace): the child
+/// sends the answer itself and exits 0, or exits with the errno, which the helper then sends.
+fn in_child(fd: RawFd, work: impl FnOnce() -> nix::Result<Vec<OwnedFd>>) -> nix::Result<()> {
     // SAFETY: the helper is single-threaded.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
-            let code = match super::sandbox::build(scratch_bytes) {
-                Ok(ns) => match reply(fd, b'K', 0, &[ns.as_raw_fd()]) {
-                    Ok(()) => 0,
-                    Err(e) => e as i32,
-                },
+            let code = match work() {
+                Ok(fds) => {
+                    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+                    match reply(fd, b'K', 0, &raw) {
+                        Ok(()) => 0,
+                        Err(e) => e as i32,
+                    }
+                }
                 Err(e) => e as i32,
             };
             // SAFETY: leave the forked copy without running the helper's destructors.
@@ -286,6 +421,169 @@ fn make_box(fd: RawFd, scratch_bytes: u64) -> nix::Result<()> {
     }
 }
 
+/// In a child: become root of the run's user namespace (a mapped id: files it makes have an
+/// owner there) and enter the box `boxfs`, whose root becomes this process's root.
+fn enter_box(boxfs: &OwnedFd) -> nix::Result<()> {
+    use nix::unistd::{setresgid, setresuid, Gid, Uid};
+    setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))?;
+    setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))?;
+    nix::sched::setns(boxfs, nix::sched::CloneFlags::CLONE_NEWNS)?;
+    nix::unistd::chdir("/")
+}
+
+/// Where a box keeps the files and directories a scenario gave it in place of the host's
+/// read-only ones: on the box's own scratch tmpfs (counted in scratch-bytes).
+const GIVEN: &str = "/run/.nslab";
+
+fn io_errno(e: std::io::Error) -> nix::errno::Errno {
+    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// Whether the box may create and remove entries in `dir` as it is.
+fn writable(dir: &std::path::Path) -> bool {
+    nix::unistd::access(
+        dir,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+    .is_ok()
+}
+
+/// A new entry under GIVEN for `path` (its slashes made '%'), made with `make`.
+fn given_entry(
+    path: &std::path::Path,
+    kind: &str,
+    make: impl FnOnce(&std::path::Path) -> std::io::Result<()>,
+) -> nix::Result<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = std::path::Path::new(GIVEN).join(kind);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&dir)
+        .map_err(io_errno)?;
+    let entry = dir.join(path.to_string_lossy().replace('/', "%"));
+    if !entry.exists() {
+        make(&entry).map_err(io_errno)?;
+    }
+    Ok(entry)
+}
+
+fn bind_over(source: &std::path::Path, target: &std::path::Path) -> nix::Result<()> {
+    nix::mount::mount(
+        Some(source),
+        target,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+}
+
+/// Make `dir` a directory the box can write in: as it is when it can; made when missing; and a
+/// host directory it may not write (`/etc/bird`) replaced, in this box only, by a fresh one of
+/// its own. A top-level system directory (`/etc`, `/usr`) is never replaced: EROFS.
+fn box_dir(dir: &std::path::Path) -> nix::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {
+            if writable(dir) {
+                return Ok(());
+            }
+            if dir.components().count() <= 2 {
+                return Err(nix::errno::Errno::EROFS);
+            }
+            let own = given_entry(dir, "dirs", |e| {
+                std::fs::DirBuilder::new().mode(0o755).create(e)
+            })?;
+            bind_over(&own, dir)
+        }
+        Ok(_) => Err(nix::errno::Errno::ENOTDIR),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            box_dir(dir.parent().ok_or(nix::errno::Errno::EROFS)?)?;
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(dir)
+                .map_err(io_errno)
+        }
+        Err(e) => Err(io_errno(e)),
+    }
+}
+
+/// Write a file in a box from a memfd, mode exact. A host file the box may not write
+/// (`/etc/hosts`) is replaced, in this box only, by one of its own.
+fn write_in_box(path: &str, mode: u32, data: &OwnedFd) -> nix::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let path = std::path::Path::new(path);
+    let existing = std::fs::metadata(path).ok();
+    let target = match existing {
+        Some(m)
+            if m.is_file()
+                && nix::unistd::access(path, nix::unistd::AccessFlags::W_OK).is_err() =>
+        {
+            let own = given_entry(path, "files", |e| std::fs::File::create(e).map(drop))?;
+            bind_over(&own, path)?;
+            own
+        }
+        Some(m) if !m.is_file() => return Err(nix::errno::Errno::EISDIR),
+        _ => {
+            box_dir(path.parent().ok_or(nix::errno::Errno::EINVAL)?)?;
+            path.to_path_buf()
+        }
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&target)
+        .map_err(io_errno)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io_errno)?;
+    nix::unistd::lseek(data, 0, nix::unistd::Whence::SeekSet)?;
+    let mut source = std::fs::File::from(data.try_clone().map_err(io_errno)?);
+    std::io::copy(&mut source, &mut file).map_err(io_errno)?;
+    Ok(())
+}
+
+/// Open a regular file in a box for reading.
+fn open_in_box(path: &str) -> nix::Result<OwnedFd> {
+    let io = |e: std::io::Error| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    let file = std::fs::File::open(path).map_err(io)?;
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(nix::errno::Errno::EISDIR);
+    }
+    Ok(file.into())
+}
+
+/// The programs of a box request: "name\0path\0" pairs.
+fn parse_programs(bytes: &[u8]) -> Vec<(String, std::path::PathBuf)> {
+    let fields: Vec<&[u8]> = bytes.split(|&b| b == 0).collect();
+    fields
+        .chunks(2)
+        .filter(|pair| pair.len() == 2 && !pair[0].is_empty())
+        .map(|pair| {
+            (
+                String::from_utf8_lossy(pair[0]).into_owned(),
+                std::path::PathBuf::from(std::ffi::OsStr::from_bytes(pair[1])),
+            )
+        })
+        .collect()
+}
+
+/// One request: its bytes and the fds it passed.
+fn receive(fd: RawFd, buf: &mut [u8]) -> nix::Result<(usize, Vec<OwnedFd>)> {
+    let mut space = nix::cmsg_space!([RawFd; 2]);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(fd, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    let mut fds = Vec::new();
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(got) = cmsg {
+            // SAFETY: the kernel just installed these fds in our table; we own them now.
+            fds.extend(got.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+        }
+    }
+    Ok((msg.bytes, fds))
+}
+
 /// The helper's main loop: `runner __lab-helper`, started by [`Helper::start`].
 pub fn serve() -> std::process::ExitCode {
     let fd = HELPER_FD;
@@ -294,22 +592,38 @@ pub fn serve() -> std::process::ExitCode {
             Ok(()) => reply(fd, b'U', 0, &[])?,
             Err(e) => return fail(fd, e),
         }
-        // One request per message: a byte, and for b'F' the box's size (u64).
-        let mut msg = [0u8; 16];
+        // One request per message: a byte, its arguments, and the fds it passes.
+        let mut buf = vec![0u8; 64 << 10];
         loop {
-            // SAFETY: HELPER_FD was put in place by the runner for this process.
-            let n =
-                nix::unistd::read(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, &mut msg)?;
+            let (n, fds) = receive(fd, &mut buf)?;
             if n == 0 {
                 return Ok(());
             }
-            match msg[0] {
-                b'M' => reply(fd, b'R', 0, &[])?,
-                b'F' if n == 9 => {
+            let msg = &buf[..n];
+            let path = |from: usize| String::from_utf8_lossy(&msg[from..]).into_owned();
+            match (msg[0], fds.as_slice()) {
+                (b'M', _) => reply(fd, b'R', 0, &[])?,
+                (b'F', _) if n >= 9 => {
                     let size = u64::from_ne_bytes(msg[1..9].try_into().expect("8 bytes"));
-                    make_box(fd, size)?
+                    let programs = parse_programs(&msg[9..]);
+                    in_child(fd, || Ok(vec![super::sandbox::build(size, &programs)?]))?
                 }
-                b'N' => match make_netns() {
+                (b'W', [boxfs, data]) if n >= 5 => {
+                    let mode = u32::from_ne_bytes(msg[1..5].try_into().expect("4 bytes"));
+                    let path = path(5);
+                    in_child(fd, || {
+                        enter_box(boxfs)?;
+                        write_in_box(&path, mode, data).map(|()| Vec::new())
+                    })?
+                }
+                (b'R', [boxfs]) => {
+                    let path = path(1);
+                    in_child(fd, || {
+                        enter_box(boxfs)?;
+                        open_in_box(&path).map(|f| vec![f])
+                    })?
+                }
+                (b'N', _) => match make_netns() {
                     Ok((ns, nl)) => reply(fd, b'K', 0, &[ns.as_raw_fd(), nl.as_raw_fd()])?,
                     Err(e) => fail(fd, e)?,
                 },

@@ -10,6 +10,7 @@
 pub mod cgroup;
 mod child;
 pub mod exec;
+mod files;
 pub mod helper;
 mod keep;
 pub mod link;

@@ -65,14 +65,11 @@ impl NsFactory {
         self.helper.as_ref().map(Helper::userns_fd)
     }
 
-    /// The filesystem box for a namespace's programs; the helper exists once a namespace does.
-    pub fn new_box(&self, name: &str, scratch_bytes: u64) -> LabResult<OwnedFd> {
-        let helper = self.helper.as_ref().ok_or_else(|| {
-            LabError::Os(format!(
-                "box for namespace {name}: the run has no lab helper"
-            ))
-        })?;
-        helper.new_box(name, scratch_bytes)
+    /// The run's helper, which exists once a namespace does.
+    pub fn helper(&self) -> LabResult<&Helper> {
+        self.helper
+            .as_ref()
+            .ok_or_else(|| LabError::Os("the run has no lab helper yet".to_string()))
     }
 
     /// Create a namespace; its loopback is down, as after `ip netns add`.

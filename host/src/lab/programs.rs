@@ -37,6 +37,8 @@ pub struct ProgramLimits {
     pub echo_bytes: usize,
     /// Where a limit the runner watches trips, stopping the run.
     pub tripped: Arc<Tripped>,
+    /// Programs the operator allowed by path, as (name, file): each box shows them.
+    pub by_path: Vec<(String, std::path::PathBuf)>,
 }
 
 impl Default for ProgramLimits {
@@ -48,6 +50,7 @@ impl Default for ProgramLimits {
             scratch_bytes: 64 << 20,
             echo_bytes: 1 << 20,
             tripped: Arc::default(),
+            by_path: Vec::new(),
         }
     }
 }
@@ -63,6 +66,8 @@ enum MemoryBound {
 /// Everything about the run's programs that the lab keeps.
 pub(super) struct Programs {
     processes: BTreeMap<ProcId, ProcEntry>,
+    /// Files the scenario has written into boxes, for the policy's count.
+    pub(super) files_written: usize,
     /// Programs of this run running now, for the policy's count.
     live: Arc<AtomicUsize>,
     limits: ProgramLimits,
@@ -77,6 +82,7 @@ impl Programs {
     pub(super) fn new(console: Console, limits: ProgramLimits) -> Programs {
         Programs {
             processes: BTreeMap::new(),
+            files_written: 0,
             live: Arc::default(),
             echo: Arc::new(EchoBudget::new(console, limits.echo_bytes)),
             memory: MemoryBound::Undecided,
@@ -84,6 +90,10 @@ impl Programs {
             watchers: BTreeMap::new(),
             limits,
         }
+    }
+
+    pub(super) fn limits(&self) -> &ProgramLimits {
+        &self.limits
     }
 
     /// Stop watching a namespace (it is being deleted, or the run ends).
@@ -155,19 +165,11 @@ impl Lab {
             let watcher = self.programs.link_limit.watch(self.ns(ns_id)?)?;
             self.programs.watchers.insert(ns_id, watcher);
         }
-        let ns = self.namespaces.get_mut(&ns_id).ok_or_else(|| {
-            LabError::NotFound("that namespace was deleted: create a new one".to_string())
-        })?;
-        if ns.boxfs.is_none() {
-            ns.boxfs = Some(
-                self.factory
-                    .new_box(&ns.name, self.programs.limits.scratch_bytes)?,
-            );
-        }
+        let mntns = self.boxfs(ns_id)?.as_raw_fd();
         Ok(Boxing {
             userns,
-            netns: ns.raw_fd(),
-            mntns: ns.boxfs.as_ref().expect("made above").as_raw_fd(),
+            netns: self.ns(ns_id)?.raw_fd(),
+            mntns,
             cgroup_procs: match &self.programs.memory {
                 MemoryBound::Cgroup(c) => Some(c.procs_fd()),
                 _ => None,
@@ -290,6 +292,31 @@ impl Lab {
                 limit.as_millis()
             ))),
         }
+    }
+
+    /// What a background program has printed so far.
+    pub fn process_output_so_far(&mut self, id: ProcId) -> LabResult<(Vec<u8>, Vec<u8>)> {
+        Ok(self.process(id)?.running.output_so_far())
+    }
+
+    /// Wait up to `limit` for a line of a background program's output containing `text`.
+    pub async fn process_wait_for_line(
+        &mut self,
+        id: ProcId,
+        text: &str,
+        limit: std::time::Duration,
+    ) -> LabResult<String> {
+        let entry = self.process(id)?;
+        let shown = format!("{} (pid {})", entry.program, entry.running.id());
+        entry
+            .running
+            .wait_for_line(text, limit)
+            .await?
+            .ok_or_else(|| {
+                LabError::NotFound(format!(
+                    "{shown} ended without printing a line containing {text:?}"
+                ))
+            })
     }
 
     /// Stop a background program: SIGTERM, then SIGKILL after a second.

@@ -3,9 +3,13 @@
 //!
 //! - `/usr`, `/etc` and the `/bin`, `/sbin`, `/lib*` entries of the host, read-only (bound, or
 //!   the same symlinks on a merged-/usr system); nothing else of the host: no `/root`, `/home`,
-//!   host `/run`, `/var/lib`, `/tmp`.
-//! - `/tmp`, `/run` (and `/var/run`), `/var/tmp`, `/dev/shm`: writable, private to this lab
-//!   namespace, all on one tmpfs of at most `scratch-bytes`, shared by the namespace's programs.
+//!   host `/run`, `/var/lib`, `/tmp`. A file the scenario gives the namespace there
+//!   (`/etc/bird/bird.conf`) is the box's own, mounted in place in this box only (helper.rs).
+//! - `/tmp`, `/run` (and `/var/run`), `/var` (with `/var/tmp`), `/dev/shm`: writable, private to
+//!   this lab namespace, all on one tmpfs of at most `scratch-bytes`, shared by the namespace's
+//!   programs.
+//! - `/nslab/bin/NAME`: each program the operator allowed by path (`--allow-exec ./sut`),
+//!   read-only.
 //! - `/dev`: null, zero, full, random, urandom (bound from the host) and the /proc/self links;
 //!   no terminal, no disk.
 //! - `/proc`: a proc of an empty PID namespace, so that each program may mount the proc of its
@@ -32,6 +36,9 @@ const STAGE: &str = "/tmp";
 const SYSTEM_DIRS: &[&str] = &[
     "usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32",
 ];
+
+/// Where programs the operator allowed by path are found in the box.
+pub const PROGRAM_DIR: &str = "/nslab/bin";
 
 /// Device nodes bound from the host: the harmless ones every program expects.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
@@ -112,7 +119,10 @@ fn tmpfs(dst: &Path, options: &str) -> nix::Result<()> {
 /// Build the box in the calling process, which must be single-threaded, root of the run's user
 /// namespace, and about to exit: it unshares a mount (and PID) namespace and returns the mount
 /// namespace's fd. `scratch_bytes` bounds what programs may write, all places together.
-pub fn build(scratch_bytes: u64) -> nix::Result<OwnedFd> {
+pub fn build(
+    scratch_bytes: u64,
+    programs: &[(String, std::path::PathBuf)],
+) -> nix::Result<OwnedFd> {
     use nix::sched::{unshare, CloneFlags};
     use nix::unistd::{setresgid, setresuid, Gid, Uid};
     // The helper is still the host's root, which the user namespace does not map: files it made
@@ -133,7 +143,7 @@ pub fn build(scratch_bytes: u64) -> nix::Result<OwnedFd> {
     // SAFETY: the caller is single-threaded.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
-            let code = match assemble(scratch_bytes) {
+            let code = match assemble(scratch_bytes, programs) {
                 Ok(()) => 0,
                 Err(e) => e as i32,
             };
@@ -149,7 +159,12 @@ pub fn build(scratch_bytes: u64) -> nix::Result<OwnedFd> {
 }
 
 /// Assemble the new root under [`STAGE`] and make it this mount namespace's root.
-fn assemble(scratch_bytes: u64) -> nix::Result<()> {
+fn assemble(scratch_bytes: u64, programs: &[(String, std::path::PathBuf)]) -> nix::Result<()> {
+    // Opened before the stage hides the host's /tmp, where a program under test may live.
+    let files = programs
+        .iter()
+        .map(|(name, path)| Ok((name, std::fs::File::open(path).map_err(io)?)))
+        .collect::<nix::Result<Vec<_>>>()?;
     let root = Path::new(STAGE);
     tmpfs(root, "mode=0755,size=1m")?;
     for name in SYSTEM_DIRS {
@@ -167,25 +182,41 @@ fn assemble(scratch_bytes: u64) -> nix::Result<()> {
             _ => {}
         }
     }
-    for dir in ["proc", "sys", "dev", "tmp", "run", "var", "var/tmp"] {
+    for dir in [
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "run",
+        "var",
+        "nslab",
+        "nslab/bin",
+    ] {
         mkdir(&root.join(dir), 0o755)?;
     }
-    symlink("../run", root.join("var/run")).map_err(io)?;
 
-    // The one writable place, seen at four paths.
+    // The one writable place, seen at several paths.
     let scratch = root.join("proc");
     tmpfs(&scratch, &format!("mode=0755,size={scratch_bytes}"))?;
-    for (sub, mode, at) in [
-        ("tmp", 0o1777, "tmp"),
-        ("run", 0o755, "run"),
-        ("var-tmp", 0o1777, "var/tmp"),
-        ("shm", 0o1777, "dev/shm"),
+    for (sub, mode) in [
+        ("tmp", 0o1777),
+        ("run", 0o755),
+        ("var", 0o755),
+        ("var/tmp", 0o1777),
+        ("shm", 0o1777),
     ] {
         mkdir(&scratch.join(sub), mode)?;
-        if sub == "shm" {
-            continue; // bound once /dev exists
-        }
-        bind(&scratch.join(sub), &root.join(at))?;
+    }
+    symlink("../run", scratch.join("var/run")).map_err(io)?;
+    for sub in ["tmp", "run", "var"] {
+        bind(&scratch.join(sub), &root.join(sub))?;
+    }
+    for (name, file) in files {
+        let inside = root.join("nslab/bin").join(name);
+        std::fs::File::create(&inside).map_err(io)?;
+        let source = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+        bind(Path::new(&source), &inside)?;
+        read_only(&inside, false)?;
     }
 
     let dev = root.join("dev");
@@ -206,6 +237,7 @@ fn assemble(scratch_bytes: u64) -> nix::Result<()> {
     mkdir(&dev.join("shm"), 0o1777)?;
     bind(&scratch.join("shm"), &dev.join("shm"))?;
     read_only(&dev, false)?;
+    // What is bound from the scratch tmpfs keeps it; the staging mount goes.
     umount2(&scratch, MntFlags::MNT_DETACH)?;
 
     // A proc of this (empty) PID namespace, and the host's /sys read-only: each program mounts

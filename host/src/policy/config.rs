@@ -127,6 +127,9 @@ macro_rules! keys {
             $( #[doc = $doc] pub $field: $ty, )*
             /// Where each key's value came from: "default", "file PATH", "flag --x".
             pub sources: BTreeMap<&'static str, String>,
+            /// Programs allowed by path (an exec-allow entry with a `/`): name -> the file,
+            /// resolved to its canonical path when the policy was built.
+            pub exec_paths: BTreeMap<String, std::path::PathBuf>,
         }
 
         impl Default for Policy {
@@ -134,6 +137,7 @@ macro_rules! keys {
                 Policy {
                     $( $field: $default, )*
                     sources: KEYS.iter().map(|k| (*k, "default".to_string())).collect(),
+                    exec_paths: BTreeMap::new(),
                 }
             }
         }
@@ -198,7 +202,7 @@ macro_rules! keys {
 }
 
 keys! {
-    /// Also allow these programs (bare names, found in the system PATH).
+    /// Also allow these programs: bare names, found in the system PATH, or files by path.
     exec_allow: BTreeSet<String> = strings(DEFAULT_EXEC_ALLOW), names, "exec-allow",
         flag allow_exec: Vec<String> [long, value_name = "PROG[,PROG...]", value_delimiter = ','];
     /// Never allow these programs, even if allowed elsewhere (deny wins).
@@ -251,6 +255,12 @@ keys! {
     /// The most program output the run echoes to the terminal (e.g. 4MiB).
     echo_bytes: usize = 1 << 20, bytes, "echo-bytes",
         flag echo_output: Option<usize> [long, value_name = "SIZE", value_parser = parse_size];
+    /// The largest file a scenario may give a namespace or read back from it (e.g. 64MiB).
+    file_bytes: usize = 16 << 20, bytes, "file-bytes",
+        flag file_bytes: Option<usize> [long, value_name = "SIZE", value_parser = parse_size];
+    /// How many files a run's scenario may give its namespaces.
+    max_files: usize = 256, count, "max-files",
+        flag max_files: Option<usize> [long, value_name = "N"];
     /// Time limit of the scenario's describe(), in `run` and `inspect` (e.g. 5s).
     describe_timeout: Duration = Duration::from_secs(5), time, "describe-timeout",
         flag describe_timeout: Option<Duration> [long, value_name = "DURATION", value_parser = humantime::parse_duration];
@@ -330,6 +340,7 @@ impl Policy {
             p.apply_file(read_file(path)?, &format!("file {}", path.display()))?;
         }
         p.apply_flags(&flags.trimmed());
+        p.resolve_exec_paths()?;
         if let Some(key) = p.exec_env_allow.iter().find(|k| env_key_never(k)) {
             return Err(format!(
                 "exec-env-allow ({}) lists {key}: no policy may allow {key}, for it changes which code or program runs",
@@ -344,6 +355,51 @@ impl Policy {
             ));
         }
         Ok(p)
+    }
+}
+
+impl Policy {
+    /// Turn each exec-allow entry that is a path into its name, remembering the file: the
+    /// program under test, named by the operator (`--allow-exec ./target/release/sut`). The file
+    /// is found now, so a later change of the working directory or a symlink changes nothing.
+    fn resolve_exec_paths(&mut self) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        let paths: Vec<String> = self
+            .exec_allow
+            .iter()
+            .filter(|p| p.contains('/'))
+            .cloned()
+            .collect();
+        for given in paths {
+            self.exec_allow.remove(&given);
+            let file = std::fs::canonicalize(&given)
+                .map_err(|e| format!("--allow-exec {given}: cannot find that file: {e}"))?;
+            let meta =
+                std::fs::metadata(&file).map_err(|e| format!("--allow-exec {given}: {e}"))?;
+            if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+                return Err(format!(
+                    "--allow-exec {given}: {} is not an executable file",
+                    file.display()
+                ));
+            }
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if crate::input::Name::parse("program", &name).is_err() {
+                return Err(format!(
+                    "--allow-exec {given}: its file name {name:?} cannot be a program name (1-15 of [A-Za-z0-9_.-]): rename or link it"
+                ));
+            }
+            if self.exec_allow.contains(&name) || self.exec_paths.contains_key(&name) {
+                return Err(format!(
+                    "--allow-exec {given}: a program named {name} is already allowed; a scenario runs programs by name, so each name may mean one file"
+                ));
+            }
+            self.exec_allow.insert(name.clone());
+            self.exec_paths.insert(name, file);
+        }
+        Ok(())
     }
 }
 

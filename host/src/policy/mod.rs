@@ -118,6 +118,10 @@ pub enum Op<'a> {
     },
     /// Add to the run's report: `bytes` of text.
     Report { bytes: usize },
+    /// Give a namespace a file of `bytes`, when the run has given `written` already.
+    WriteFile { bytes: usize, written: usize },
+    /// Read a file of a namespace back (its size is held to file-bytes as it is read).
+    ReadFile,
 }
 
 impl Policy {
@@ -202,6 +206,15 @@ impl Policy {
                 self.check_exec(program, env, timeout_ms, live, bytes, declared)
             }
             Op::Report { bytes } => self.check_bytes("report text", bytes),
+            Op::WriteFile { bytes, .. } if bytes > self.file_bytes => Err(LabError::Limit(format!(
+                "a file of {bytes} bytes refused: the most is {} (policy limit file-bytes; raise it with --file-bytes)",
+                self.file_bytes
+            ))),
+            Op::WriteFile { written, .. } if written >= self.max_files => Err(LabError::Limit(format!(
+                "file refused: this run has given its namespaces {written} files (policy limit max-files = {}; raise it with --max-files)",
+                self.max_files
+            ))),
+            Op::WriteFile { .. } | Op::ReadFile => Ok(()),
         }
     }
 

@@ -1,0 +1,92 @@
+//! Files for a namespace's programs: a scenario writes a config file into a namespace's box, or
+//! reads back what a program wrote (a log, a capture). The box is made on first use, by files
+//! or programs alike. The reading and writing happen inside the box (helper.rs), so no path a
+//! program could have planted there reaches a host file.
+
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use super::{Lab, NsId};
+use crate::error::{LabError, LabResult};
+use crate::input::FilePath;
+
+impl Lab {
+    /// The filesystem box of a namespace (sandbox.rs), made on first use.
+    pub(super) fn boxfs(&mut self, ns_id: NsId) -> LabResult<BorrowedFd<'_>> {
+        let ns = self.namespaces.get_mut(&ns_id).ok_or_else(|| {
+            LabError::NotFound("that namespace was deleted: create a new one".to_string())
+        })?;
+        if ns.boxfs.is_none() {
+            let limits = self.programs.limits();
+            ns.boxfs = Some(self.factory.helper()?.new_box(
+                &ns.name,
+                limits.scratch_bytes,
+                &limits.by_path,
+            )?);
+        }
+        Ok(ns.boxfs.as_ref().expect("made above").as_fd())
+    }
+
+    pub fn files_written(&self) -> usize {
+        self.programs.files_written
+    }
+
+    /// Give the namespace's programs a file at `path`.
+    pub fn write_file(
+        &mut self,
+        ns_id: NsId,
+        path: &FilePath,
+        contents: &[u8],
+        mode: u32,
+    ) -> LabResult<()> {
+        let name = self.ns(ns_id)?.name.clone();
+        let boxfs = self
+            .boxfs(ns_id)?
+            .try_clone_to_owned()
+            .map_err(|e| LabError::from_io(&e, format!("write {path} in {name}")))?;
+        self.factory
+            .helper()?
+            .write_file(boxfs.as_fd(), path.as_str(), contents, mode)
+            .map_err(|e| match e {
+                LabError::Os(t) if t.contains("EROFS") => LabError::Invalid(format!(
+                    "{path} cannot be given to {name}: the box shows the host's system directories \
+                     read-only, and a file can go there only in place of one that exists (/etc/hosts) \
+                     or in a directory below them (/etc/bird/, which the box then makes its own); \
+                     or use /run, /var or /tmp"
+                )),
+                other => other.context(&format!("in namespace {name}")),
+            })?;
+        self.programs.files_written += 1;
+        self.console.action(&format!(
+            "file {path} ({} bytes, mode {mode:o}) in {name}",
+            contents.len()
+        ));
+        Ok(())
+    }
+
+    /// Read a file as the namespace's programs see it, at most `max` bytes.
+    pub fn read_file(&mut self, ns_id: NsId, path: &FilePath, max: usize) -> LabResult<Vec<u8>> {
+        let name = self.ns(ns_id)?.name.clone();
+        let what = format!("read {path} in {name}");
+        let boxfs = self
+            .boxfs(ns_id)?
+            .try_clone_to_owned()
+            .map_err(|e| LabError::from_io(&e, &what))?;
+        let file = self
+            .factory
+            .helper()?
+            .open_file(boxfs.as_fd(), path.as_str())
+            .map_err(|e| e.context(&format!("in namespace {name}")))?;
+        let mut bytes = Vec::new();
+        std::fs::File::from(file)
+            .take(max as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| LabError::from_io(&e, &what))?;
+        if bytes.len() > max {
+            return Err(LabError::Limit(format!(
+                "{what}: it is larger than {max} bytes (policy limit file-bytes; raise it with --file-bytes)"
+            )));
+        }
+        Ok(bytes)
+    }
+}

@@ -1,0 +1,224 @@
+//! Real labs: routing daemons with their own config files (BIRD 2, FRR), a capture read back
+//! and parsed, the program under test allowed by path; files for a namespace's programs;
+//! readiness without sleeps; daemons that switch to their service user inside a host id range
+//! of the run's own. Where a package cannot be had, the test says SKIPPED visibly.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use crate::common::*;
+
+/// Whether `program` is installed; if not, the test is skipped, visibly.
+fn installed(program: &str, package: &str, test: &str) -> bool {
+    let here = std::path::Path::new(program).exists();
+    if !here {
+        skipped(&format!(
+            "{test}: {program} is not installed (Debian package {package})"
+        ));
+    }
+    here
+}
+
+fn run_lab(allow: &str, scenario: &str) -> Run {
+    run_clean([
+        OsString::from("run"),
+        "--allow-exec".into(),
+        allow.into(),
+        guest(scenario).into(),
+    ])
+}
+
+/// The ring's checks, as both routing suites must pass them.
+fn assert_ring(run: &Run, name: &str) {
+    run.assert_code(0)
+        .assert_stdout("ok   OSPF converged: in ")
+        .assert_stdout("ok   host 1 pings host 3 through router 1 and router 3: ttl=62")
+        .assert_stdout("ok   router 1 reaches host 3 through router 2: rerouted in ")
+        .assert_stdout("ok   host 1 still pings host 3, one router further: ttl=61")
+        .assert_stdout("ok   router 1 reaches host 3 directly again: in ")
+        .assert_stdout(&format!("PASS {name} (5 steps, 5 checks passed, 0 failed"));
+}
+
+#[test]
+fn ospf_with_bird_converges_fails_over_and_comes_back() {
+    if !installed("/usr/sbin/bird", "bird2", "ospf") {
+        return;
+    }
+    let before = std::fs::read("/etc/bird/bird.conf").ok();
+    let run = run_lab("bird", "ospf");
+    assert_ring(&run, "ospf");
+    // The daemons went with the run; the host's bird.conf is as it was.
+    assert!(lab_processes("bird").is_empty());
+    assert_eq!(
+        std::fs::read("/etc/bird/bird.conf").ok(),
+        before,
+        "the host's bird.conf changed"
+    );
+}
+
+#[test]
+fn ospf_with_frr_converges_fails_over_and_comes_back() {
+    if !installed("/usr/lib/frr/zebra", "frr", "frr") {
+        return;
+    }
+    let before = std::fs::read("/etc/frr/frr.conf").ok();
+    let run = run_lab("/usr/lib/frr/zebra,/usr/lib/frr/ospfd,install", "frr");
+    assert_ring(&run, "frr");
+    run.assert_stdout("program zebra -> /usr/lib/frr/zebra (sha256 ");
+    assert!(lab_processes("zebra").is_empty() && lab_processes("ospfd").is_empty());
+    assert_eq!(
+        std::fs::read("/etc/frr/frr.conf").ok(),
+        before,
+        "the host's frr.conf changed"
+    );
+}
+
+#[test]
+fn a_capture_is_read_back_and_tcpdump_runs_as_its_own_user() {
+    if !installed("/usr/bin/tcpdump", "tcpdump", "capture") {
+        return;
+    }
+    let _labs = lab_lock();
+    let mut bg = Background::start([
+        OsString::from("run"),
+        "--allow-exec".into(),
+        "tcpdump".into(),
+        guest("capture").into(),
+    ]);
+    bg.wait_for("tcpdump is listening");
+    let uids = lab_processes("tcpdump");
+    let run = bg.finish();
+    run.assert_code(0)
+        .assert_stdout("ok   the capture holds 3 echo requests and 3 replies: 708 bytes")
+        .assert_stdout("PASS capture (4 steps, 4 checks passed, 0 failed");
+    // tcpdump switched to the tcpdump user, which the run's range maps to a host id of its own.
+    let inside: u32 = String::from_utf8_lossy(
+        &std::process::Command::new("id")
+            .args(["-u", "tcpdump"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    assert_eq!(uids.len(), 1, "{uids:?}");
+    assert_eq!(
+        uids[0] % 65536,
+        inside,
+        "tcpdump runs as host id {}",
+        uids[0]
+    );
+}
+
+#[test]
+fn the_program_under_test_runs_by_the_name_of_the_file_the_operator_named() {
+    let dir = std::env::temp_dir().join(format!("nslab-sut-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let program = dir.join("udp-echo");
+    let source =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/udp-echo.c");
+    let built = std::process::Command::new("cc")
+        .arg("-O2")
+        .arg("-o")
+        .arg(&program)
+        .arg(&source)
+        .status()
+        .expect("cc (gcc)");
+    assert!(built.success());
+    let run = run_lab(program.to_str().unwrap(), "sut");
+    let _ = std::fs::remove_dir_all(&dir);
+    run.assert_code(0)
+        .assert_stdout(&format!(
+            "program udp-echo -> {} (sha256 ",
+            program.display()
+        ))
+        .assert_stdout("ok   the server is ready: ready on port 7777")
+        .assert_stdout("ok   the echo comes back: exit 0: hello lab")
+        .assert_stdout("ok   the server saw the client: 9 bytes from 10.5.0.2")
+        .assert_stdout("PASS sut (3 steps, 3 checks passed, 0 failed");
+}
+
+#[test]
+fn programs_by_path_must_be_real_and_name_one_file_each() {
+    let fail = |allow: &str, text: &str| {
+        runner(["policy", "--allow-exec", allow])
+            .assert_code(2)
+            .assert_stderr(text);
+    };
+    fail(
+        "/nonexistent/sut",
+        "--allow-exec /nonexistent/sut: cannot find that file",
+    );
+    fail("/etc/passwd", "is not an executable file");
+    fail("/usr/bin/ping", "a program named ping is already allowed");
+    let run = runner(["policy", "--allow-exec", "/usr/bin/ss,/usr/sbin/tcpdump"]);
+    run.assert_code(2)
+        .assert_stderr("a program named ss is already allowed");
+}
+
+#[test]
+fn files_given_to_a_namespace_are_its_programs_alone_and_the_hosts_never_change() {
+    let _labs = lab_lock();
+    let hosts = std::fs::read("/etc/hosts").unwrap();
+    let etc: Vec<_> = std::fs::read_dir("/etc")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    let run = run_checked(attacks_args(&[], "files", &[]));
+    run.assert_code(0)
+        .assert_stdout("ok   a sees its files, with their modes")
+        .assert_stdout("ok   b does not")
+        .assert_stdout("ok   a file a program wrote reads back")
+        .assert_stdout("ok   writing /usr/bin/ping is refused: invalid: file path \"/usr/bin/ping\" is under /usr, where the programs are")
+        .assert_stdout("ok   writing /etc/nslab-new/x.conf is refused: invalid: /etc/nslab-new/x.conf cannot be given to a")
+        .assert_stdout("ok   reading through a link to /etc/shadow is refused")
+        .assert_stdout("ok   writing through a link to /root is refused")
+        .assert_stdout("PASS attacks (3 steps, 13 checks passed, 0 failed");
+    assert_eq!(
+        std::fs::read("/etc/hosts").unwrap(),
+        hosts,
+        "the host's /etc/hosts changed"
+    );
+    let after: Vec<_> = std::fs::read_dir("/etc")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(after, etc, "/etc gained or lost an entry");
+    assert!(!std::path::Path::new("/etc/bird/lab.conf").exists());
+    assert!(!std::path::Path::new("/var/lib/lab").exists());
+    assert!(!std::path::Path::new("/root/nslab-planted").exists());
+}
+
+#[test]
+fn waiting_for_a_line_times_out_or_finds_it_never_came() {
+    run_clean(attacks_args(&[], "ready", &[]))
+        .assert_code(0)
+        .assert_stdout("ok   one that does not come while it runs is error.timeout")
+        .assert_stdout("ok   one it ended without is error.not-found")
+        .assert_stdout("PASS attacks (1 step, 4 checks passed, 0 failed");
+}
+
+#[test]
+fn no_two_runs_share_a_host_id() {
+    let _labs = lab_lock();
+    let runs: Vec<Background> = (0..2)
+        .map(|_| Background::start(attacks_args(&[], "shell", &["sleep 3"])))
+        .collect();
+    let mut uids = Vec::new();
+    let found = within(Duration::from_secs(10), || {
+        uids = lab_processes("sleep");
+        uids.len() == 2
+    });
+    for bg in runs {
+        bg.finish().assert_code(0);
+    }
+    assert!(found, "{uids:?}");
+    assert_ne!(uids[0], uids[1], "two runs' programs have the same host id");
+    assert!(
+        uids.iter().all(|u| u % 65536 == 0),
+        "each is the root of its run's range: {uids:?}"
+    );
+}
