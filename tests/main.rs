@@ -4,6 +4,7 @@
 //! test binary of its own: it measures its own process (fds, threads, children), which other
 //! tests running beside it would disturb.
 
+mod authoring;
 mod bad_files;
 mod boxing;
 mod cli;

@@ -60,6 +60,7 @@ fn a_hundred_runs_in_one_process_leak_nothing() {
             console: Console::new(Verbosity::Silent),
             keep: false,
             helper: RUNNER.into(),
+            cache: None,
         };
         assert_eq!(rt.block_on(run(cfg)), Outcome::Passed);
     };

@@ -10,6 +10,7 @@ use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{Scenario, ScenarioPre};
+use crate::cache::{Cache, Lookup};
 use crate::console::{Console, Verbosity};
 use crate::guest_limits::{GuestOutput, MemoryLimit, Tripped};
 use crate::iface::{LabCtx, LabView};
@@ -93,19 +94,37 @@ pub(crate) struct Loaded {
     pub component: Component,
     pub pre: ScenarioPre<RunState>,
     pub bytes: Vec<u8>,
+    /// Whether it came from the compile cache.
+    pub lookup: Lookup,
 }
 
 /// Read, check, compile and link a scenario file; the error is the sentence to print.
-pub(crate) fn load_scenario(file: &Path) -> Result<Loaded, String> {
+/// `cache`, if any, keeps what was compiled for the next run (cache.rs).
+pub(crate) fn load_scenario(file: &Path, cache: Option<&Cache>) -> Result<Loaded, String> {
     let bytes = load::read(file).map_err(|e| e.to_string())?;
     let engine = engine().map_err(|e| format!("cannot set up WebAssembly: {e:#}"))?;
     let linker = linker(&engine).map_err(|e| format!("cannot set up WebAssembly: {e:#}"))?;
-    let (component, pre) = prepare(&engine, &linker, file, &bytes).map_err(|e| e.to_string())?;
+    let invalid = |e: wasmtime::Error| {
+        LoadError::Invalid {
+            path: file.display().to_string(),
+            reason: root_cause(&e),
+        }
+        .to_string()
+    };
+    let (component, lookup) = match cache {
+        Some(cache) => cache.component(&engine, &bytes).map_err(invalid)?,
+        None => (
+            Component::from_binary(&engine, &bytes).map_err(invalid)?,
+            Lookup::Miss,
+        ),
+    };
+    let pre = prepare(&linker, file, &component).map_err(|e| e.to_string())?;
     Ok(Loaded {
         engine,
         component,
         pre,
         bytes,
+        lookup,
     })
 }
 
@@ -188,25 +207,16 @@ pub(crate) fn epoch_ticker(engine: &Engine) -> tokio::task::JoinHandle<()> {
 
 /// Compile the component and match it against the scenario world.
 pub fn prepare(
-    engine: &Engine,
     linker: &Linker<RunState>,
     path: &Path,
-    bytes: &[u8],
-) -> Result<(Component, ScenarioPre<RunState>), LoadError> {
-    let shown = path.display().to_string();
-    let component = Component::from_binary(engine, bytes).map_err(|e| LoadError::Invalid {
-        path: shown.clone(),
-        reason: root_cause(&e),
-    })?;
+    component: &Component,
+) -> Result<ScenarioPre<RunState>, LoadError> {
     let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
-        path: shown.clone(),
+        path: path.display().to_string(),
         reason: root_cause(&e),
     };
-    let pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
-    Ok((
-        component.clone(),
-        ScenarioPre::new(pre).map_err(wrong_world)?,
-    ))
+    let pre = linker.instantiate_pre(component).map_err(wrong_world)?;
+    ScenarioPre::new(pre).map_err(wrong_world)
 }
 
 /// wasmtime's errors carry a chain whose innermost line says the actual problem.

@@ -46,8 +46,14 @@ pub fn programs_by_path(policy: &Policy) -> Vec<String> {
         .collect()
 }
 
-pub async fn inspect(file: &Path, policy: Policy) -> Result<Inspection, String> {
-    let loaded = load_scenario(file)?;
+/// `cache`: the compile cache's directory, if one is used (cache.rs).
+pub async fn inspect(
+    file: &Path,
+    policy: Policy,
+    cache: Option<&Path>,
+) -> Result<Inspection, String> {
+    let cache = cache.and_then(crate::cache::Cache::open);
+    let loaded = load_scenario(file, cache.as_ref())?;
     let sha256 = sha256_hex(&loaded.bytes);
     let imports = loaded
         .component

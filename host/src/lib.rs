@@ -2,6 +2,7 @@
 //! `nslab:lab/scenario`), with the host doing every privileged step on the scenario's behalf.
 
 pub mod bindings;
+pub mod cache;
 pub mod cleanup;
 pub mod console;
 pub mod enforcement;
@@ -15,6 +16,7 @@ pub mod lab;
 pub mod load;
 pub mod policy;
 pub mod privilege;
+pub mod project;
 pub mod records;
 pub mod report;
 pub mod run;

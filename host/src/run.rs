@@ -25,6 +25,8 @@ pub struct RunConfig {
     /// The `runner` program, which the lab re-executes as its helper (`runner __lab-helper`).
     /// The CLI passes itself; an embedder passes the path of an installed runner.
     pub helper: PathBuf,
+    /// The compile cache's directory (cache.rs); None compiles every time (`--no-cache`).
+    pub cache: Option<PathBuf>,
 }
 
 /// How a run ended, and so the runner's exit status.
@@ -60,10 +62,23 @@ pub async fn run(cfg: RunConfig) -> Outcome {
         console.error(&e.to_string());
         Outcome::CouldNotRun
     };
-    let Loaded { engine, pre, .. } = match load_scenario(&cfg.file) {
+    let cache = cfg.cache.as_deref().and_then(crate::cache::Cache::open);
+    let Loaded {
+        engine,
+        pre,
+        lookup,
+        ..
+    } = match load_scenario(&cfg.file, cache.as_ref()) {
         Ok(l) => l,
         Err(e) => return fail_load(&e),
     };
+    console.line(
+        Verbosity::Verbose,
+        match lookup {
+            crate::cache::Lookup::Hit => "       compiled code: from the compile cache",
+            crate::cache::Lookup::Miss => "       compiled code: compiled now",
+        },
+    );
     if let Some(why) = privilege::missing() {
         return fail_load(&why);
     }

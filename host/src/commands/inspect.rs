@@ -18,6 +18,10 @@ pub struct InspectArgs {
     /// The scenario: a WebAssembly component of the world nslab:lab/scenario.
     file: PathBuf,
 
+    /// Compile the scenario anew instead of using the runner's compile cache.
+    #[arg(long)]
+    no_cache: bool,
+
     #[command(flatten)]
     policy: PolicyArgs,
 }
@@ -27,7 +31,8 @@ pub fn main(a: InspectArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let found = match super::block_on(inspect(&a.file, policy.clone())) {
+    let cache = (!a.no_cache).then(nslab_host::cache::default_dir);
+    let found = match super::block_on(inspect(&a.file, policy.clone(), cache.as_deref())) {
         Ok(Ok(found)) => found,
         Ok(Err(e)) => return super::fail(e),
         Err(code) => return code,

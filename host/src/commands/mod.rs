@@ -1,8 +1,10 @@
 //! The command line: one module per subcommand.
 
+mod cache;
 mod cleanup;
 mod inspect;
 mod ls;
+mod new;
 mod policy;
 mod policy_args;
 mod run;
@@ -38,6 +40,9 @@ enum Command {
     Policy(policy::PolicyCmd),
     Ls(ls::LsArgs),
     Cleanup(cleanup::CleanupArgs),
+    Cache(cache::CacheArgs),
+    New(new::NewArgs),
+    Wit(new::WitArgs),
 }
 
 /// Print a failure to run at all, and the exit status for it (2).
@@ -74,5 +79,8 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Policy(args) => policy::main(args),
         Command::Ls(args) => ls::main(args),
         Command::Cleanup(args) => cleanup::main(args),
+        Command::Cache(args) => cache::main(args),
+        Command::New(args) => new::main(args),
+        Command::Wit(args) => new::wit(args),
     }
 }

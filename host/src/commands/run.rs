@@ -17,6 +17,10 @@ pub struct RunArgs {
     #[arg(long)]
     keep: bool,
 
+    /// Compile the scenario anew instead of using the runner's compile cache.
+    #[arg(long)]
+    no_cache: bool,
+
     /// Print only the scenario's steps, checks and the verdict.
     #[arg(short, long, conflicts_with = "verbose")]
     quiet: bool,
@@ -54,6 +58,7 @@ pub fn main(a: RunArgs) -> ExitCode {
         console: Console::new(verbosity),
         keep: a.keep,
         helper,
+        cache: (!a.no_cache).then(nslab_host::cache::default_dir),
     };
     match super::block_on(run::run(cfg)) {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),
