@@ -38,25 +38,32 @@ const HELPER_FD: RawFd = 3;
 const ID_BASE: u32 = 0x7000_0000;
 const IDS_PER_RUN: u32 = 65536;
 const ID_SLOTS: u32 = 2048;
-/// Where a run holds its slot: a lock the kernel releases when the runner dies.
-const ID_LOCKS: &str = "/run/nslab/ids";
+/// Where runs hold their slots: one byte each of this file, under an open-file-description
+/// lock that the kernel releases when the runner dies, so nothing accumulates.
+const ID_LOCKS: &str = "/run/nslab/ids.lock";
 
 /// The host ids of one run: `first` is its root, `first + n` its id n.
 pub struct IdRange {
     pub first: u32,
-    /// The flock that keeps the slot this run's while it lives.
+    /// The lock file, whose byte for this slot is locked while the run lives.
     _lock: std::fs::File,
 }
 
 impl IdRange {
     /// Take a free slot, starting from a random one.
     fn take() -> LabResult<IdRange> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        use std::os::unix::fs::OpenOptionsExt;
         let what = "reserve the run's host ids";
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(ID_LOCKS)
+        if let Some(dir) = std::path::Path::new(ID_LOCKS).parent() {
+            std::fs::create_dir_all(dir).map_err(|e| LabError::from_io(&e, what))?;
+        }
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(ID_LOCKS)
             .map_err(|e| LabError::from_io(&e, what))?;
         let mut seed = [0u8; 4];
         let _ = std::fs::File::open("/dev/urandom")
@@ -64,16 +71,14 @@ impl IdRange {
         let start = u32::from_ne_bytes(seed) % ID_SLOTS;
         for i in 0..ID_SLOTS {
             let slot = (start + i) % ID_SLOTS;
-            let lock = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(format!("{ID_LOCKS}/{slot}"))
-                .map_err(|e| LabError::from_io(&e, what))?;
-            // SAFETY: flock on a file we own.
-            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            // SAFETY: a zeroed flock is valid; the fields are set below.
+            let mut range: libc::flock = unsafe { std::mem::zeroed() };
+            range.l_type = libc::F_WRLCK as libc::c_short;
+            range.l_whence = libc::SEEK_SET as libc::c_short;
+            range.l_start = slot as libc::off_t;
+            range.l_len = 1;
+            // SAFETY: fcntl on a file we own, with a flock we own.
+            if unsafe { libc::fcntl(lock.as_raw_fd(), libc::F_OFD_SETLK, &range) } == 0 {
                 return Ok(IdRange {
                     first: ID_BASE + slot * IDS_PER_RUN,
                     _lock: lock,
