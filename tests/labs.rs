@@ -175,7 +175,9 @@ fn files_given_to_a_namespace_are_its_programs_alone_and_the_hosts_never_change(
         .assert_stdout("ok   writing /etc/nslab-new/x.conf is refused: invalid: /etc/nslab-new/x.conf cannot be given to a")
         .assert_stdout("ok   reading through a link to /etc/shadow is refused")
         .assert_stdout("ok   writing through a link to /root is refused")
-        .assert_stdout("PASS attacks (3 steps, 13 checks passed, 0 failed");
+        .assert_stdout("ok   reading a pipe is refused at once: invalid: /tmp/to-pipe in a is not a regular file")
+        .assert_stdout("ok   writing a pipe is refused at once: invalid: /tmp/to-pipe in a is not a regular file")
+        .assert_stdout("PASS attacks (4 steps, 15 checks passed, 0 failed");
     assert_eq!(
         std::fs::read("/etc/hosts").unwrap(),
         hosts,
@@ -190,6 +192,12 @@ fn files_given_to_a_namespace_are_its_programs_alone_and_the_hosts_never_change(
     assert!(!std::path::Path::new("/etc/bird/lab.conf").exists());
     assert!(!std::path::Path::new("/var/lib/lab").exists());
     assert!(!std::path::Path::new("/root/nslab-planted").exists());
+    // Nothing of the run's is left, such as a helper's child stuck opening the pipe.
+    assert!(
+        lab_processes("runner").is_empty(),
+        "{:?}",
+        lab_processes("runner")
+    );
 }
 
 #[test]

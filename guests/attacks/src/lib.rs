@@ -180,6 +180,24 @@ fn files() -> Result<(), String> {
         r.is_err(),
         &outcome(&r),
     );
+
+    step("a pipe a program put where a file goes does not hold the runner");
+    a.exec(
+        "sh",
+        ["-c", "mkfifo /tmp/pipe; ln -s /tmp/pipe /tmp/to-pipe"],
+    )?;
+    let r = a.read_file("/tmp/to-pipe");
+    check(
+        "reading a pipe is refused at once",
+        r.is_err(),
+        &outcome(&r),
+    );
+    let r = a.write_file("/tmp/to-pipe", b"x", 0o644);
+    check(
+        "writing a pipe is refused at once",
+        r.is_err(),
+        &outcome(&r),
+    );
     Ok(())
 }
 

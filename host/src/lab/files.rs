@@ -10,6 +10,17 @@ use super::{Lab, NsId};
 use crate::error::{LabError, LabResult};
 use crate::input::FilePath;
 
+/// The helper's EINVAL for a path that is there but no regular file, as a sentence; any other
+/// error with the namespace it happened in.
+fn not_a_file(e: LabError, path: &FilePath, ns: &str) -> LabError {
+    match e {
+        LabError::Invalid(t) if t.contains("(EINVAL)") => LabError::Invalid(format!(
+            "{path} in {ns} is not a regular file (a pipe, a socket or a device): a scenario gives and reads files only"
+        )),
+        other => other.context(&format!("in namespace {ns}")),
+    }
+}
+
 impl Lab {
     /// The filesystem box of a namespace (sandbox.rs), made on first use.
     pub(super) fn boxfs(&mut self, ns_id: NsId) -> LabResult<BorrowedFd<'_>> {
@@ -54,7 +65,7 @@ impl Lab {
                      or in a directory below them (/etc/bird/, which the box then makes its own); \
                      or use /run, /var or /tmp"
                 )),
-                other => other.context(&format!("in namespace {name}")),
+                other => not_a_file(other, path, &name),
             })?;
         self.programs.files_written += 1;
         self.console.action(&format!(
@@ -76,7 +87,7 @@ impl Lab {
             .factory
             .helper()?
             .open_file(boxfs.as_fd(), path.as_str())
-            .map_err(|e| e.context(&format!("in namespace {name}")))?;
+            .map_err(|e| not_a_file(e, path, &name))?;
         let mut bytes = Vec::new();
         std::fs::File::from(file)
             .take(max as u64 + 1)

@@ -30,6 +30,8 @@ use crate::error::{LabError, LabResult};
 
 /// The hidden subcommand that runs [`serve`].
 pub const HELPER_ARG: &str = "__lab-helper";
+/// How long the runner waits for the helper's answer to one request.
+const HELPER_ANSWER_SECS: i64 = 10;
 /// The fd on which the helper finds its end of the socketpair.
 const HELPER_FD: RawFd = 3;
 /// Where runs' id ranges begin: a block of host ids no distribution or systemd hands out
@@ -129,6 +131,13 @@ impl Helper {
             .spawn()
             .map_err(|e| LabError::from_io(&e, "start the lab helper"))?;
         drop(theirs);
+        // Every request is answered at once or fails: none may hold the runner, whatever a
+        // program did to the box meanwhile.
+        let _ = nix::sys::socket::setsockopt(
+            &ours,
+            nix::sys::socket::sockopt::ReceiveTimeout,
+            &nix::sys::time::TimeVal::new(HELPER_ANSWER_SECS, 0),
+        );
         let pid = child.id();
         let ids = match IdRange::take() {
             Ok(ids) => ids,
@@ -193,7 +202,7 @@ impl Helper {
             msg.push(0);
         }
         send_with(&self.socket, &msg, &[])?;
-        match recv(&self.socket)? {
+        match self.receive()? {
             (b'K', _, fds) if fds.len() == 1 => Ok(fds.into_iter().next().expect("one fd")),
             (b'E', errno, _) => Err(LabError::from_errno(
                 nix::errno::Errno::from_raw(errno),
@@ -240,9 +249,27 @@ impl Helper {
             .ok_or_else(|| LabError::Os(format!("{what}: the lab helper sent no file")))
     }
 
+    /// The helper's next message. If it does not come within HELPER_ANSWER_SECS, the helper is
+    /// stopped (and, by their parent-death signal, its children): a late answer must never be
+    /// taken for the next request's, and the run then ends as any failed run does.
+    fn receive(&self) -> LabResult<(u8, i32, Vec<OwnedFd>)> {
+        recv(&self.socket).map_err(|e| {
+            if let LabError::Timeout(_) = e {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(self.child.id() as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                return LabError::Os(format!(
+                    "the lab helper did not answer within {HELPER_ANSWER_SECS} s (a program may have put something that blocks where a file was asked for); it was stopped, and the run cannot go on"
+                ));
+            }
+            e
+        })
+    }
+
     /// The helper's answer to a request: the fds it passed, or its errno as a LabError.
     fn answer(&self, what: &str) -> LabResult<Vec<OwnedFd>> {
-        match recv(&self.socket)? {
+        match self.receive()? {
             (b'K', _, fds) => Ok(fds),
             (b'E', errno, _) => Err(LabError::from_errno(
                 nix::errno::Errno::from_raw(errno),
@@ -257,7 +284,7 @@ impl Helper {
     /// A new network namespace inside the run's user namespace: (namespace fd, netlink socket).
     pub fn new_netns(&self, name: &str) -> LabResult<(OwnedFd, OwnedFd)> {
         send(&self.socket, b'N')?;
-        match recv(&self.socket)? {
+        match self.receive()? {
             (b'K', _, fds) if fds.len() == 2 => {
                 let mut fds = fds.into_iter();
                 Ok((fds.next().unwrap(), fds.next().unwrap()))
@@ -315,7 +342,13 @@ fn recv(socket: &OwnedFd) -> LabResult<(u8, i32, Vec<OwnedFd>)> {
         Some(&mut space),
         MsgFlags::MSG_CMSG_CLOEXEC,
     )
-    .map_err(|e| LabError::from_errno(e, "hear from the lab helper"))?;
+    .map_err(|e| match e {
+        // The socket's receive timeout (Helper::start).
+        nix::errno::Errno::EAGAIN => LabError::Timeout(format!(
+            "the lab helper did not answer within {HELPER_ANSWER_SECS} s"
+        )),
+        e => LabError::from_errno(e, "hear from the lab helper"),
+    })?;
     let mut fds = Vec::new();
     for cmsg in msg
         .cmsgs()
@@ -400,9 +433,16 @@ fn make_netns() -> nix::Result<(OwnedFd, OwnedFd)> {
 /// Do `work` in a child of the helper (which must keep its own mount namespace): the child
 /// sends the answer itself and exits 0, or exits with the errno, which the helper then sends.
 fn in_child(fd: RawFd, work: impl FnOnce() -> nix::Result<Vec<OwnedFd>>) -> nix::Result<()> {
+    let helper = nix::unistd::getpid();
     // SAFETY: the helper is single-threaded.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
+            // Dies with the helper, which dies with the runner: a child stuck in a call (a
+            // pipe a program planted, say) never outlives the run.
+            if !super::child::set_pdeathsig() || nix::unistd::getppid() != helper {
+                // SAFETY: leave the forked copy at once.
+                unsafe { libc::_exit(libc::ESRCH) }
+            }
             let code = match work() {
                 Ok(fds) => {
                     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
@@ -528,19 +568,25 @@ fn write_in_box(path: &str, mode: u32, data: &OwnedFd) -> nix::Result<()> {
             bind_over(&own, path)?;
             own
         }
-        Some(m) if !m.is_file() => return Err(nix::errno::Errno::EISDIR),
+        Some(m) if m.is_dir() => return Err(nix::errno::Errno::EISDIR),
+        Some(m) if !m.is_file() => return Err(nix::errno::Errno::EINVAL),
         _ => {
             box_dir(path.parent().ok_or(nix::errno::Errno::EINVAL)?)?;
             path.to_path_buf()
         }
     };
+    // Non-blocking, so that a pipe a program swapped in fails (ENXIO) instead of holding this.
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(mode)
+        .custom_flags(libc::O_NONBLOCK)
         .open(&target)
         .map_err(io_errno)?;
+    if !file.metadata().map_err(io_errno)?.is_file() {
+        return Err(nix::errno::Errno::EINVAL);
+    }
     file.set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(io_errno)?;
     nix::unistd::lseek(data, 0, nix::unistd::Whence::SeekSet)?;
@@ -552,9 +598,19 @@ fn write_in_box(path: &str, mode: u32, data: &OwnedFd) -> nix::Result<()> {
 /// Open a regular file in a box for reading.
 fn open_in_box(path: &str) -> nix::Result<OwnedFd> {
     let io = |e: std::io::Error| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-    let file = std::fs::File::open(path).map_err(io)?;
-    if !file.metadata().map_err(io)?.is_file() {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking: opening a pipe for reading would wait for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if meta.is_dir() {
         return Err(nix::errno::Errno::EISDIR);
+    }
+    if !meta.is_file() {
+        return Err(nix::errno::Errno::EINVAL);
     }
     Ok(file.into())
 }

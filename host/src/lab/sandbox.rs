@@ -143,6 +143,11 @@ pub fn build(
     // SAFETY: the caller is single-threaded.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
+            // Dies with the builder (which waits for it; getppid() is 0 across PID namespaces).
+            if !super::child::set_pdeathsig() {
+                // SAFETY: leave the forked copy at once.
+                unsafe { libc::_exit(libc::ESRCH) }
+            }
             let code = match assemble(scratch_bytes, programs) {
                 Ok(()) => 0,
                 Err(e) => e as i32,
