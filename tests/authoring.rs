@@ -6,19 +6,6 @@ use std::process::Command;
 
 use crate::common::*;
 
-/// A Python scenario built by scripts/build-python.sh.
-fn python(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../guests/target/python")
-        .join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: build the scenarios first with scripts/build-guests.sh",
-        path.display()
-    );
-    path
-}
-
 /// A fresh folder outside the repository, removed on drop.
 struct Folder(PathBuf);
 
@@ -119,11 +106,11 @@ fn runner_wit_writes_the_contract_as_the_runner_knows_it() {
 
 #[test]
 fn the_python_seed_and_router_pass() {
-    run_clean([os("run"), python("seed").as_os_str()])
+    run_clean([os("run"), python_guest("seed").as_os_str()])
         .assert_code(0)
         .assert_stdout("   + netns add ns01")
         .assert_stdout("PASS seed-py (4 steps, 1 check passed, 0 failed");
-    run_clean([os("run"), python("router").as_os_str()])
+    run_clean([os("run"), python_guest("router").as_os_str()])
         .assert_code(0)
         .assert_stdout("ok   no forwarding, no reply")
         .assert_stdout("ok   h1 pings h2 through the router: ttl=63")
@@ -136,7 +123,7 @@ fn os(s: &str) -> &std::ffi::OsStr {
 
 #[test]
 fn a_python_scenario_fails_with_the_hosts_sentence_or_its_own_traceback() {
-    let faults = python("faults");
+    let faults = python_guest("faults");
     run_clean([os("run"), faults.as_os_str(), os("--"), os("host-error")])
         .assert_code(1)
         .assert_stdout(
@@ -152,7 +139,7 @@ fn a_python_scenario_fails_with_the_hosts_sentence_or_its_own_traceback() {
 
 #[test]
 fn a_second_run_of_the_same_file_compiles_nothing() {
-    let file = python("router");
+    let file = python_guest("router");
     let first = runner([os("inspect"), os("--no-cache"), file.as_os_str()]);
     first.assert_code(0);
     // One run fills the cache (or finds it filled); the next one compiles nothing.

@@ -14,7 +14,6 @@
 //! `runner cache clean` empties it, `--no-cache` passes it by.
 
 use std::hash::{Hash, Hasher};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -130,23 +129,9 @@ impl Cache {
             path.file_name()
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
         ));
-        let write = || -> std::io::Result<()> {
-            let _ = std::fs::remove_file(&tmp);
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)?;
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            f.write_all(&Sha256::digest(code))?;
-            f.write_all(code)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        if write().is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
+        let digest = Sha256::digest(code);
+        // A cache that cannot take it only means compiling again next time.
+        let _ = crate::records::write_whole(path, &tmp, 0o600, &[&digest, code]);
     }
 
     /// Keep the cache under MAX_BYTES, removing the least recently used entries first.

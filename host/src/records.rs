@@ -4,7 +4,7 @@
 //! like the namespaces themselves).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -110,8 +110,8 @@ impl RunRecord {
     /// directory and file are made with exact modes (whatever the umask), never through a
     /// symlink someone planted, and only in a directory this user owns.
     pub fn save(&self) -> std::io::Result<()> {
-        use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-        let dir = std::path::Path::new(RUN_DIR);
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        let dir = Path::new(RUN_DIR);
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
@@ -122,19 +122,13 @@ impl RunRecord {
                 "{RUN_DIR} is not a directory of this user's (a symlink, or made by someone else): remove it"
             )));
         }
-        let path = Self::path(&self.id);
-        let tmp = temp_path(&self.id, std::process::id());
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        f.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        write_whole(
+            &Self::path(&self.id),
+            &temp_path(&self.id, std::process::id()),
+            0o644,
+            &[&json],
+        )
     }
 
     /// Remove the record, and any half-written copy a killed runner left of it.
@@ -189,6 +183,31 @@ impl RunRecord {
         runs.sort_by_key(|r| (r.started_unix, r.id.clone()));
         Ok(runs)
     }
+}
+
+/// Write `parts` to `path` whole: into `tmp` (made anew, never through a symlink, with exactly
+/// `mode` whatever the umask), synced, then renamed into place, so a reader never sees half of
+/// it. Shared by the run records and the compile cache.
+pub fn write_whole(path: &Path, tmp: &Path, mode: u32, parts: &[&[u8]]) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let _ = std::fs::remove_file(tmp);
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        for part in parts {
+            f.write_all(part)?;
+        }
+        f.sync_all()?;
+        std::fs::rename(tmp, path)
+    };
+    write().inspect_err(|_| {
+        let _ = std::fs::remove_file(tmp);
+    })
 }
 
 /// Where a record is written before it is renamed into place. The writer's pid is in the name so

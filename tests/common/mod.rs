@@ -19,10 +19,20 @@ pub fn lab_lock() -> MutexGuard<'static, ()> {
     LABS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A scenario built by scripts/build-guests.sh.
+/// A scenario built by scripts/build-guests.sh (Rust).
 pub fn guest(name: &str) -> PathBuf {
+    built("wasm32-wasip2/release", name)
+}
+
+/// A Python scenario built by scripts/build-guests.sh (scripts/build-python.sh).
+pub fn python_guest(name: &str) -> PathBuf {
+    built("python", name)
+}
+
+fn built(dir: &str, name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../guests/target/wasm32-wasip2/release")
+        .join("../guests/target")
+        .join(dir)
         .join(format!("{name}.wasm"));
     assert!(
         path.exists(),
