@@ -2,6 +2,7 @@
 
 mod cache;
 mod cleanup;
+mod completions;
 mod inspect;
 mod ls;
 mod new;
@@ -43,6 +44,8 @@ enum Command {
     Cache(cache::CacheArgs),
     New(new::NewArgs),
     Wit(new::WitArgs),
+    Completions(completions::CompletionsArgs),
+    Man(completions::ManArgs),
 }
 
 /// Print a failure to run at all, and the exit status for it (2).
@@ -66,7 +69,11 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     // finish removing what they are removing.
     if matches!(
         cli.command,
-        Command::Inspect(_) | Command::Policy(_) | Command::Ls(_)
+        Command::Inspect(_)
+            | Command::Policy(_)
+            | Command::Ls(_)
+            | Command::Completions(_)
+            | Command::Man(_)
     ) {
         // SAFETY: setting a signal's disposition to its default, before any thread starts.
         unsafe {
@@ -82,5 +89,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Cache(args) => cache::main(args),
         Command::New(args) => new::main(args),
         Command::Wit(args) => new::wit(args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     }
 }
