@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-scripts/build-guests.sh
+(cd guests && cargo build --quiet --release --target wasm32-wasip2 -p seed)
 cargo build --quiet --release -p nslab-host
 exec target/release/runner run guests/target/wasm32-wasip2/release/seed.wasm "$@"
