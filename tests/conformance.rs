@@ -15,7 +15,9 @@ fn every_function_of_the_contract_works() {
         guest("conformance").as_os_str(),
     ]);
     run.assert_code(0)
-        .assert_stdout("PASS conformance (9 steps, 49 checks passed, 0 failed");
+        .assert_stdout("ok   a second link named va in a is refused as exists: exists: link va already exists in namespace a: pick another name or remove it first")
+        .assert_stdout("ok   a peer named like a link of b is refused as exists: exists: link vb already exists in namespace b")
+        .assert_stdout("PASS conformance (9 steps, 50 checks passed, 0 failed");
     assert!(!run.stdout.contains("   FAIL"), "{}", run.all());
 }
 

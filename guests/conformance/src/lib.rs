@@ -73,14 +73,18 @@ impl Guest for Conformance {
             lo.name() == "lo" && lo.info()?.kind == "loopback",
             "",
         );
-        let dup = Link::veth("va", &a, "vz", &b)
-            .err()
-            .map(|e| e.kind())
-            .unwrap_or("none");
+        let dup = Link::veth("va", &a, "vz", &b).err();
         check(
             "a second link named va in a is refused as exists",
-            dup == "exists",
-            dup,
+            dup.as_ref().map(|e| e.kind()) == Some("exists"),
+            &dup.map(|e| e.describe()).unwrap_or_default(),
+        );
+        // The peer's name is taken in b: the sentence names that end and its namespace.
+        let dup = Link::veth("vy", &a, "vb", &b).err();
+        check(
+            "a peer named like a link of b is refused as exists",
+            dup.as_ref().map(|e| e.kind()) == Some("exists"),
+            &dup.map(|e| e.describe()).unwrap_or_default(),
         );
 
         step("link: set-up, set-down, set-mtu, set-mac");

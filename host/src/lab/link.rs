@@ -35,9 +35,6 @@ pub async fn add_veth(
     b: &str,
     b_ns: &Namespace,
 ) -> LabResult<(u32, u32)> {
-    for (name, ns) in [(a, a_ns), (b, b_ns)] {
-        ensure_free(ns, name).await?;
-    }
     let peer = LinkMessageBuilder::<LinkUnspec>::new()
         .name(b.to_string())
         .setns_by_fd(b_ns.raw_fd())
@@ -50,12 +47,17 @@ pub async fn add_veth(
         "create veth pair {a} ({}) <-> {b} ({})",
         a_ns.name, b_ns.name
     );
-    a_ns.netlink
-        .link()
-        .add(msg)
-        .execute()
-        .await
-        .map_err(|e| LabError::from_netlink(e, &what))?;
+    // Made first, checked after: on the way that succeeds the names cost no lookups; only a
+    // collision is looked into, to say which end and which namespace it was.
+    if let Err(e) = a_ns.netlink.link().add(msg).execute().await {
+        let e = LabError::from_netlink(e, &what);
+        if let LabError::Exists(_) = e {
+            for (name, ns) in [(a, a_ns), (b, b_ns)] {
+                ensure_free(ns, name).await?;
+            }
+        }
+        return Err(e);
+    }
     let lookup = |name: &'static str| {
         LabError::Os(format!(
             "{what}: the kernel made it but {name} is not there"
