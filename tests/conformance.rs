@@ -44,3 +44,16 @@ fn programs_it_declares_must_be_allowed_before_anything_is_made() {
     run.assert_code(2)
         .assert_stderr("env denied by exec-deny (default + flag --deny-exec)");
 }
+
+#[test]
+fn a_link_a_program_made_does_not_confuse_the_labs_own() {
+    // The lab asks the kernel for the indexes of new links; when a program took one first,
+    // the kernel says EBUSY and the lab lets it choose (link.rs): the pair is still the one the
+    // scenario holds.
+    run_clean(attacks_args(&[], "index-taken", &[]))
+        .assert_code(0)
+        .assert_stdout(
+            "ok   the pair made after a program took an index is the lab's, and works: x0#4 y0#3",
+        )
+        .assert_stdout("ok   ping across it");
+}

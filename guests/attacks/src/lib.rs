@@ -21,6 +21,8 @@
 //! - `files`: give namespace a files in place of the host's (/etc/hosts, /etc/bird/), in its
 //!   own places, read them back; try paths the box refuses, and symlinks a program planted.
 //! - `ready`: wait for lines a program never prints, while it runs and after it ended.
+//! - `index-taken`: a program makes a link (taking the index the lab would ask for next), then
+//!   the scenario makes a veth pair there and uses it.
 
 use nslab_sdk::prelude::*;
 
@@ -522,6 +524,24 @@ impl Guest for Attacks {
             "forge" => forge(),
             "files" => files(),
             "ready" => ready(),
+            "index-taken" => {
+                let (a, b) = two_namespaces()?;
+                a.exec("ip", ["link", "add", "pbr", "type", "bridge"])?;
+                let (x, y) = Link::veth("x0", &a, "y0", &b)?;
+                x.add_address("10.8.0.1/24")?;
+                y.add_address("10.8.0.2/24")?;
+                x.set_up()?;
+                y.set_up()?;
+                let (xi, yi) = (x.info()?, y.info()?);
+                check(
+                    "the pair made after a program took an index is the lab's, and works",
+                    xi.name == "x0" && yi.name == "y0" && xi.up && yi.up,
+                    &format!("{}#{} {}#{}", xi.name, xi.index, yi.name, yi.index),
+                );
+                let out = a.exec("ping", ["-c", "1", "-W", "2", "10.8.0.2"])?;
+                check("ping across it", out.success(), out.stderr_text().trim());
+                Ok(())
+            }
             "many-ns" => {
                 for i in 0..100 {
                     Netns::create(&format!("ns{i}"))?;

@@ -35,28 +35,51 @@ pub async fn add_veth(
     b: &str,
     b_ns: &Namespace,
 ) -> LabResult<(u32, u32)> {
-    let peer = LinkMessageBuilder::<LinkUnspec>::new()
-        .name(b.to_string())
-        .setns_by_fd(b_ns.raw_fd())
-        .build();
-    let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
-        .name(a.to_string())
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-        .build();
     let what = format!(
         "create veth pair {a} ({}) <-> {b} ({})",
         a_ns.name, b_ns.name
     );
-    // Made first, checked after: on the way that succeeds the names cost no lookups; only a
-    // collision is looked into, to say which end and which namespace it was.
-    if let Err(e) = a_ns.netlink.link().add(msg).execute().await {
-        let e = LabError::from_netlink(e, &what);
-        if let LabError::Exists(_) = e {
-            for (name, ns) in [(a, a_ns), (b, b_ns)] {
-                ensure_free(ns, name).await?;
-            }
+    // One round trip where it can be: the lab picks both ends' indexes, so nothing is looked
+    // up afterwards, and the names are looked into only on a collision (to say which end and
+    // which namespace). An index a program took meanwhile (EEXIST with both names free, or
+    // EBUSY) falls back to the kernel's choice and two lookups.
+    let wanted = (a_ns.take_index(), b_ns.take_index());
+    let veth = |indexes: Option<(u32, u32)>| {
+        let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(b.to_string())
+            .setns_by_fd(b_ns.raw_fd());
+        let mut main = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+            .name(a.to_string());
+        if let Some((ai, bi)) = indexes {
+            main = main.index(ai);
+            peer = peer.index(bi);
         }
-        return Err(e);
+        main.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+            .build()
+    };
+    let mut indexes = Some(wanted);
+    loop {
+        match a_ns.netlink.link().add(veth(indexes)).execute().await {
+            Ok(()) => break,
+            Err(e) => match LabError::from_netlink(e, &what) {
+                LabError::Exists(t) => {
+                    // A name taken says so, naming the end and its namespace.
+                    for (name, ns) in [(a, a_ns), (b, b_ns)] {
+                        ensure_free(ns, name).await?;
+                    }
+                    // Both names are free: it was an index a program took meanwhile.
+                    if indexes.take().is_none() {
+                        return Err(LabError::Exists(t));
+                    }
+                }
+                // Some kernels say EBUSY for a taken index.
+                e if indexes.is_some() && e.to_string().contains("(EBUSY)") => indexes = None,
+                e => return Err(e),
+            },
+        }
+    }
+    if let Some(chosen) = indexes {
+        return Ok(chosen);
     }
     let lookup = |name: &'static str| {
         LabError::Os(format!(
@@ -73,6 +96,8 @@ pub async fn add_veth(
         .ok_or_else(|| lookup("the peer"))?
         .header
         .index;
+    a_ns.saw_index(a_index);
+    b_ns.saw_index(b_index);
     Ok((a_index, b_index))
 }
 

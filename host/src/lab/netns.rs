@@ -22,9 +22,24 @@ pub struct Namespace {
     connection: JoinHandle<()>,
     /// The filesystem box of its programs (sandbox.rs), made when the first one starts.
     pub boxfs: Option<OwnedFd>,
+    /// The interface index the lab asks for next (link.rs); loopback is 1.
+    next_index: std::sync::atomic::AtomicU32,
 }
 
 impl Namespace {
+    /// An interface index to ask the kernel for: likely free, so a create needs no lookup
+    /// afterwards; the kernel says EBUSY when it is not (a program made a link meanwhile).
+    pub fn take_index(&self) -> u32 {
+        self.next_index
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A link now has `index` here (it moved in, or the kernel chose it): ask past it.
+    pub fn saw_index(&self, index: u32) {
+        self.next_index
+            .fetch_max(index + 1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
@@ -98,6 +113,7 @@ impl NsFactory {
             netlink,
             connection: tokio::spawn(connection),
             boxfs: None,
+            next_index: std::sync::atomic::AtomicU32::new(2),
         })
     }
 }

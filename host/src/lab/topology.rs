@@ -175,6 +175,7 @@ impl Lab {
         })?;
         self.console.action(&what);
         let index = moved.header.index;
+        to.saw_index(index);
         let entry = self.links.get_mut(&id).expect("looked up above");
         entry.ns = target;
         entry.index = index;
