@@ -83,13 +83,18 @@ impl LabError {
 
     /// A netlink failure: the kernel's errno when it sent one, otherwise the transport's error.
     pub fn from_netlink(err: rtnetlink::Error, what: impl Display) -> Self {
-        match &err {
-            rtnetlink::Error::NetlinkError(msg) => match msg.code {
-                Some(code) => Self::from_errno(Errno::from_raw(-code.get()), what),
-                None => LabError::Os(format!("{what}: {err}")),
-            },
-            _ => LabError::Os(format!("{what}: {err}")),
+        match netlink_errno(&err) {
+            Some(errno) => Self::from_errno(errno, what),
+            None => LabError::Os(format!("{what}: {err}")),
         }
+    }
+}
+
+/// The errno a netlink request was refused with, if the kernel gave one.
+pub fn netlink_errno(err: &rtnetlink::Error) -> Option<Errno> {
+    match err {
+        rtnetlink::Error::NetlinkError(msg) => msg.code.map(|code| Errno::from_raw(-code.get())),
+        _ => None,
     }
 }
 

@@ -6,18 +6,34 @@
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
 
+use super::helper::FileFailure;
 use super::{Lab, NsId};
 use crate::error::{LabError, LabResult};
 use crate::input::FilePath;
 
-/// The helper's EINVAL for a path that is there but no regular file, as a sentence; any other
-/// error with the namespace it happened in.
-fn not_a_file(e: LabError, path: &FilePath, ns: &str) -> LabError {
-    match e {
-        LabError::Invalid(t) if t.contains("(EINVAL)") => LabError::Invalid(format!(
+/// A file request's failure as a sentence: what the box's answer means for `path` in `ns`.
+fn explain(failure: FileFailure, path: &FilePath, ns: &str) -> LabError {
+    use nix::errno::Errno;
+    match failure {
+        FileFailure::InBox {
+            errno: Errno::EINVAL,
+            ..
+        } => LabError::Invalid(format!(
             "{path} in {ns} is not a regular file (a pipe, a socket or a device): a scenario gives and reads files only"
         )),
-        other => other.context(&format!("in namespace {ns}")),
+        FileFailure::InBox {
+            errno: Errno::EROFS,
+            ..
+        } => LabError::Invalid(format!(
+            "{path} cannot be given to {ns}: the box shows the host's system directories \
+             read-only, and a file can go there only in place of one that exists (/etc/hosts) \
+             or in a directory below them (/etc/bird/, which the box then makes its own); \
+             or use /run, /var or /tmp"
+        )),
+        FileFailure::InBox { errno, what } => {
+            LabError::from_errno(errno, what).context(&format!("in namespace {ns}"))
+        }
+        FileFailure::Other(e) => e.context(&format!("in namespace {ns}")),
     }
 }
 
@@ -39,7 +55,7 @@ impl Lab {
     }
 
     pub fn files_written(&self) -> usize {
-        self.programs.files_written
+        self.files_written
     }
 
     /// Give the namespace's programs a file at `path`.
@@ -58,16 +74,8 @@ impl Lab {
         self.factory
             .helper()?
             .write_file(boxfs.as_fd(), path.as_str(), contents, mode)
-            .map_err(|e| match e {
-                LabError::Os(t) if t.contains("EROFS") => LabError::Invalid(format!(
-                    "{path} cannot be given to {name}: the box shows the host's system directories \
-                     read-only, and a file can go there only in place of one that exists (/etc/hosts) \
-                     or in a directory below them (/etc/bird/, which the box then makes its own); \
-                     or use /run, /var or /tmp"
-                )),
-                other => not_a_file(other, path, &name),
-            })?;
-        self.programs.files_written += 1;
+            .map_err(|e| explain(e, path, &name))?;
+        self.files_written += 1;
         self.console.action(&format!(
             "file {path} ({} bytes, mode {mode:o}) in {name}",
             contents.len()
@@ -87,7 +95,7 @@ impl Lab {
             .factory
             .helper()?
             .open_file(boxfs.as_fd(), path.as_str())
-            .map_err(|e| not_a_file(e, path, &name))?;
+            .map_err(|e| explain(e, path, &name))?;
         let mut bytes = Vec::new();
         std::fs::File::from(file)
             .take(max as u64 + 1)

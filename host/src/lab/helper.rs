@@ -93,12 +93,28 @@ impl IdRange {
     }
 }
 
+/// Why a file request failed: the errno the box answered with, or anything else.
+pub enum FileFailure {
+    InBox {
+        errno: nix::errno::Errno,
+        what: String,
+    },
+    Other(LabError),
+}
+
+impl From<LabError> for FileFailure {
+    fn from(e: LabError) -> Self {
+        FileFailure::Other(e)
+    }
+}
+
 /// The runner's side: the helper process, its socket, and the user namespace it made.
 pub struct Helper {
     child: Child,
     socket: OwnedFd,
     userns: OwnedFd,
-    ids: IdRange,
+    /// The run's host ids, held (by their lock) for as long as the helper lives.
+    _ids: IdRange,
 }
 
 impl Helper {
@@ -164,7 +180,7 @@ impl Helper {
                 child,
                 socket: ours,
                 userns,
-                ids,
+                _ids: ids,
             }),
             Err(e) => {
                 let _ = child.kill();
@@ -176,11 +192,6 @@ impl Helper {
 
     pub fn userns_fd(&self) -> RawFd {
         self.userns.as_raw_fd()
-    }
-
-    /// The host id of the run's root (and the first of its range).
-    pub fn first_id(&self) -> u32 {
-        self.ids.first
     }
 
     /// The filesystem box for one lab namespace's programs (sandbox.rs): a mount namespace
@@ -223,7 +234,7 @@ impl Helper {
         path: &str,
         contents: &[u8],
         mode: u32,
-    ) -> LabResult<()> {
+    ) -> Result<(), FileFailure> {
         let what = format!("write {path}");
         let memfd =
             nix::sys::memfd::memfd_create(c"nslab-file", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
@@ -238,15 +249,13 @@ impl Helper {
 
     /// Open `path` for reading as the programs of the box `boxfs` see it (inside the box, as
     /// [`Helper::write_file`] writes).
-    pub fn open_file(&self, boxfs: BorrowedFd<'_>, path: &str) -> LabResult<OwnedFd> {
+    pub fn open_file(&self, boxfs: BorrowedFd<'_>, path: &str) -> Result<OwnedFd, FileFailure> {
         let what = format!("read {path}");
         let mut msg = vec![b'R'];
         msg.extend_from_slice(path.as_bytes());
         send_with(&self.socket, &msg, &[boxfs.as_raw_fd()])?;
-        self.answer(&what)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| LabError::Os(format!("{what}: the lab helper sent no file")))
+        let file = self.answer(&what)?.into_iter().next();
+        Ok(file.ok_or_else(|| LabError::Os(format!("{what}: the lab helper sent no file")))?)
     }
 
     /// The helper's next message. If it does not come within HELPER_ANSWER_SECS, the helper is
@@ -267,17 +276,18 @@ impl Helper {
         })
     }
 
-    /// The helper's answer to a request: the fds it passed, or its errno as a LabError.
-    fn answer(&self, what: &str) -> LabResult<Vec<OwnedFd>> {
+    /// The helper's answer to a file request: the fds it passed, or the errno the box
+    /// answered with (kept as it is, for the caller to say what it means there).
+    fn answer(&self, what: &str) -> Result<Vec<OwnedFd>, FileFailure> {
         match self.receive()? {
             (b'K', _, fds) => Ok(fds),
-            (b'E', errno, _) => Err(LabError::from_errno(
-                nix::errno::Errno::from_raw(errno),
-                what,
-            )),
-            (other, _, _) => Err(LabError::Os(format!(
-                "{what}: the lab helper said {other:?}"
-            ))),
+            (b'E', errno, _) => Err(FileFailure::InBox {
+                errno: nix::errno::Errno::from_raw(errno),
+                what: what.to_string(),
+            }),
+            (other, _, _) => {
+                Err(LabError::Os(format!("{what}: the lab helper said {other:?}")).into())
+            }
         }
     }
 

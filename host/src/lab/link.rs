@@ -11,7 +11,7 @@ use netlink_packet_route::link::{
 use rtnetlink::{LinkMessageBuilder, LinkUnspec};
 
 use super::netns::Namespace;
-use crate::error::{LabError, LabResult};
+use crate::error::{netlink_errno, LabError, LabResult};
 use crate::input::{format_mac, Cidr};
 
 /// What `ip link show` and `ip address show` say of one interface.
@@ -61,6 +61,10 @@ pub async fn add_veth(
     loop {
         match a_ns.netlink.link().add(veth(indexes)).execute().await {
             Ok(()) => break,
+            // Some kernels say EBUSY for a taken index.
+            Err(e) if indexes.is_some() && netlink_errno(&e) == Some(nix::errno::Errno::EBUSY) => {
+                indexes = None
+            }
             Err(e) => match LabError::from_netlink(e, &what) {
                 LabError::Exists(t) => {
                     // A name taken says so, naming the end and its namespace.
@@ -72,8 +76,6 @@ pub async fn add_veth(
                         return Err(LabError::Exists(t));
                     }
                 }
-                // Some kernels say EBUSY for a taken index.
-                e if indexes.is_some() && e.to_string().contains("(EBUSY)") => indexes = None,
                 e => return Err(e),
             },
         }

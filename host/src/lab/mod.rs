@@ -66,6 +66,8 @@ pub struct Lab {
     next_id: u32,
     /// Links created by this run (veth ends, bridges), for the policy's count.
     links_created: usize,
+    /// Files the scenario has given its namespaces (files.rs), for the policy's count.
+    files_written: usize,
     console: Console,
     /// The runner's record of this run, kept in step with `namespaces` (see keep.rs).
     record: RunRecord,
@@ -93,6 +95,7 @@ impl Lab {
             programs: programs::Programs::new(console, limits),
             next_id: 0,
             links_created: 0,
+            files_written: 0,
             console,
             record,
         }

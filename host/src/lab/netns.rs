@@ -57,6 +57,27 @@ impl Drop for Namespace {
     }
 }
 
+/// Run `work` on a short-lived thread that has entered the network namespace held by `ns`, and
+/// wait for it: what resolves to the caller's network namespace (a new socket, /proc/sys/net)
+/// is then the lab's. No runtime thread ever changes namespace.
+pub fn in_thread<T: Send + 'static>(
+    ns: BorrowedFd<'_>,
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let fd = ns.as_raw_fd();
+    std::thread::Builder::new()
+        .name("nslab-in-netns".into())
+        .spawn(move || {
+            // SAFETY: plain syscall on a namespace fd that outlives this thread (joined below).
+            if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            work()
+        })?
+        .join()
+        .map_err(|_| std::io::Error::other("the thread in the namespace panicked"))?
+}
+
 /// Makes the run's namespaces; starts the helper (and so the run's user namespace) on first use,
 /// so a run that creates nothing starts nothing.
 pub struct NsFactory {

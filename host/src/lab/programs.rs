@@ -41,20 +41,6 @@ pub struct ProgramLimits {
     pub by_path: Vec<(String, std::path::PathBuf)>,
 }
 
-impl Default for ProgramLimits {
-    fn default() -> Self {
-        ProgramLimits {
-            max_processes: 64,
-            max_links: 256,
-            program_memory: 1 << 30,
-            scratch_bytes: 64 << 20,
-            echo_bytes: 1 << 20,
-            tripped: Arc::default(),
-            by_path: Vec::new(),
-        }
-    }
-}
-
 /// How the memory of the run's programs is bounded, decided at the first program.
 enum MemoryBound {
     Undecided,
@@ -66,8 +52,6 @@ enum MemoryBound {
 /// Everything about the run's programs that the lab keeps.
 pub(super) struct Programs {
     processes: BTreeMap<ProcId, ProcEntry>,
-    /// Files the scenario has written into boxes, for the policy's count.
-    pub(super) files_written: usize,
     /// Programs of this run running now, for the policy's count.
     live: Arc<AtomicUsize>,
     limits: ProgramLimits,
@@ -82,7 +66,6 @@ impl Programs {
     pub(super) fn new(console: Console, limits: ProgramLimits) -> Programs {
         Programs {
             processes: BTreeMap::new(),
-            files_written: 0,
             live: Arc::default(),
             echo: Arc::new(EchoBudget::new(console, limits.echo_bytes)),
             memory: MemoryBound::Undecided,

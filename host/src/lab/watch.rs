@@ -149,47 +149,38 @@ impl LinkLimit {
 /// A netlink socket inside the namespace held by `ns`, subscribed to link events, with a
 /// receive buffer large enough for a burst (the runner is root: SO_RCVBUFFORCE).
 fn subscribed_socket(ns: BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
-    let fd = ns.as_raw_fd();
-    std::thread::Builder::new()
-        .name("nslab-watch".into())
-        .spawn(move || -> std::io::Result<OwnedFd> {
-            // SAFETY: plain syscalls on fds we own; this short-lived thread alone changes
-            // namespace, and the namespace fd outlives it (joined below).
-            unsafe {
-                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let raw = libc::socket(
-                    libc::AF_NETLINK,
-                    libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                    libc::NETLINK_ROUTE,
-                );
-                if raw < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let socket = OwnedFd::from_raw_fd(raw);
-                let size: libc::c_int = 8 << 20;
-                libc::setsockopt(
-                    raw,
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVBUFFORCE,
-                    (&size as *const libc::c_int).cast(),
-                    size_of::<libc::c_int>() as libc::socklen_t,
-                );
-                let mut addr: libc::sockaddr_nl = std::mem::zeroed();
-                addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-                addr.nl_groups = RTMGRP_LINK;
-                if libc::bind(
-                    raw,
-                    (&addr as *const libc::sockaddr_nl).cast(),
-                    size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-                ) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(socket)
+    super::netns::in_thread(ns, || {
+        // SAFETY: plain syscalls on a socket this closure owns from its creation.
+        unsafe {
+            let raw = libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                libc::NETLINK_ROUTE,
+            );
+            if raw < 0 {
+                return Err(std::io::Error::last_os_error());
             }
-        })?
-        .join()
-        .map_err(|_| std::io::Error::other("the watch thread panicked"))?
+            let socket = OwnedFd::from_raw_fd(raw);
+            let size: libc::c_int = 8 << 20;
+            libc::setsockopt(
+                raw,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            let mut addr: libc::sockaddr_nl = std::mem::zeroed();
+            addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+            addr.nl_groups = RTMGRP_LINK;
+            if libc::bind(
+                raw,
+                (&addr as *const libc::sockaddr_nl).cast(),
+                size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(socket)
+        }
+    })
 }
