@@ -17,7 +17,7 @@ fn every_function_of_the_contract_works() {
     run.assert_code(0)
         .assert_stdout("ok   a second link named va in a is refused as exists: exists: link va already exists in namespace a: pick another name or remove it first")
         .assert_stdout("ok   a peer named like a link of b is refused as exists: exists: link vb already exists in namespace b")
-        .assert_stdout("PASS conformance (9 steps, 50 checks passed, 0 failed");
+        .assert_stdout("PASS conformance (9 steps, 51 checks passed, 0 failed");
     assert!(!run.stdout.contains("   FAIL"), "{}", run.all());
 }
 
@@ -55,5 +55,8 @@ fn a_link_a_program_made_does_not_confuse_the_labs_own() {
         .assert_stdout(
             "ok   the pair made after a program took an index is the lab's, and works: x0#4 y0#3",
         )
-        .assert_stdout("ok   ping across it");
+        .assert_stdout("ok   ping across it")
+        .assert_stdout(
+            "ok   a link moved where a program took its index is the lab's, and works: mv0#",
+        );
 }

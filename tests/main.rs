@@ -16,6 +16,8 @@ mod keep;
 mod labs;
 mod lifecycle;
 mod policy;
+mod reports;
+mod scale;
 mod security;
 mod seed;
 

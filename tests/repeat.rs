@@ -61,6 +61,7 @@ fn a_hundred_runs_in_one_process_leak_nothing() {
             keep: false,
             helper: RUNNER.into(),
             cache: None,
+            outputs: Default::default(),
         };
         assert_eq!(rt.block_on(run(cfg)), Outcome::Passed);
     };

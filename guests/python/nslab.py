@@ -84,6 +84,11 @@ def check(name: str, passed: bool, detail: str = "") -> None:
     _call(_report.check, name, bool(passed), detail)
 
 
+def attach(name: str, data: bytes) -> None:
+    """Save a file into the run's report (`runner run --report DIR` writes DIR/files/NAME)."""
+    _call(_report.attach, name, bytes(data))
+
+
 class Out:
     """What a program did: status, stdout and stderr (bytes), whether it timed out."""
 

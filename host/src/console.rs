@@ -3,6 +3,9 @@
 //! not the guest, so it shows what really happened.
 
 use std::io::Write;
+use std::sync::Arc;
+
+use crate::account::{Event, Journal, Stream};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verbosity {
@@ -16,27 +19,97 @@ pub enum Verbosity {
     Verbose,
 }
 
-#[derive(Debug, Clone, Copy)]
+/// Where the terminal text goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextTo {
+    Stdout,
+    /// `--json`: stdout carries the events.
+    Stderr,
+    /// `runner test`: each run's account is kept, its text is not printed.
+    Nowhere,
+}
+
+/// The run's narration: terminal text at a verbosity, and the same facts as events in the
+/// run's journal (account/), whatever the verbosity.
+#[derive(Clone)]
 pub struct Console {
     pub verbosity: Verbosity,
+    text: TextTo,
+    journal: Option<Arc<Journal>>,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Console({:?}, {:?})", self.verbosity, self.text)
+    }
 }
 
 impl Console {
     pub fn new(verbosity: Verbosity) -> Self {
-        Console { verbosity }
+        Console {
+            verbosity,
+            text: TextTo::Stdout,
+            journal: None,
+        }
     }
 
-    /// Print a line at `level` or above. Lines go to stdout, whole, so that output of concurrent
+    /// Record events in `journal`; when it prints them on stdout, the text goes to stderr.
+    pub fn with_journal(mut self, journal: Arc<Journal>) -> Self {
+        if journal.prints_json() {
+            self.text = TextTo::Stderr;
+        }
+        self.journal = Some(journal);
+        self
+    }
+
+    /// Keep the account in `journal` and print nothing (a run of `runner test`).
+    pub fn captured(journal: Arc<Journal>) -> Self {
+        Console {
+            verbosity: Verbosity::Verbose,
+            text: TextTo::Nowhere,
+            journal: Some(journal),
+        }
+    }
+
+    pub fn journal(&self) -> Option<&Arc<Journal>> {
+        self.journal.as_ref()
+    }
+
+    /// Record an event (built only if there is a journal to take it).
+    pub fn event(&self, event: impl FnOnce() -> Event) {
+        if let Some(j) = &self.journal {
+            j.record(event());
+        }
+    }
+
+    fn print(&self, to_stderr: bool, text: &str) {
+        let write = || {
+            if to_stderr || self.text == TextTo::Stderr {
+                let _ = std::io::stdout().flush();
+                let _ = writeln!(std::io::stderr().lock(), "{text}");
+            } else {
+                let _ = writeln!(std::io::stdout().lock(), "{text}");
+            }
+        };
+        match &self.journal {
+            Some(j) => j.around_progress(write),
+            None => write(),
+        }
+    }
+
+    /// Print a line at `level` or above. Lines are written whole, so that output of concurrent
     /// streams does not interleave mid-line.
     pub fn line(&self, level: Verbosity, text: &str) {
-        if self.verbosity >= level {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{text}");
+        if self.verbosity >= level && self.text != TextTo::Nowhere {
+            self.print(false, text);
         }
     }
 
     /// The host did something to the kernel.
     pub fn action(&self, text: &str) {
+        self.event(|| Event::Change {
+            text: text.to_string(),
+        });
         self.line(Verbosity::Normal, &format!("   + {text}"));
     }
 
@@ -49,17 +122,28 @@ impl Console {
     /// Why the runner could not run the file: one sentence on stderr, whatever the verbosity
     /// but silent.
     pub fn error(&self, text: &str) {
-        if self.verbosity > Verbosity::Silent {
-            let _ = std::io::stdout().flush();
-            eprintln!("runner: error: {text}");
+        self.event(|| Event::Error {
+            text: text.to_string(),
+        });
+        if self.verbosity > Verbosity::Silent && self.text != TextTo::Nowhere {
+            self.print(true, &format!("runner: error: {text}"));
         }
     }
 
     /// Something the user should see whatever the verbosity: a teardown problem, a warning.
     pub fn warn(&self, text: &str) {
-        if self.verbosity > Verbosity::Silent {
-            let _ = std::io::stdout().flush();
-            eprintln!("runner: warning: {text}");
+        self.event(|| Event::Warning {
+            text: text.to_string(),
+        });
+        if self.verbosity > Verbosity::Silent && self.text != TextTo::Nowhere {
+            self.print(true, &format!("runner: warning: {text}"));
+        }
+    }
+
+    /// The lab's size changed: the progress line shows it.
+    pub fn lab_size(&self, namespaces: usize, links: usize) {
+        if let Some(j) = &self.journal {
+            j.lab_size(namespaces, links);
         }
     }
 }
@@ -149,9 +233,15 @@ impl EchoBudget {
         }
     }
 
-    /// Echo one line of a program's output, if the budget has room for it.
-    pub fn program_output(&self, line: &str, is_stderr: bool) {
-        if self.console.verbosity < Verbosity::Normal {
+    pub fn console(&self) -> &Console {
+        &self.console
+    }
+
+    /// Echo one line of program `program`'s output, and record it, if the budget has room
+    /// for it. `tag` names a background program on the terminal.
+    pub fn program_output(&self, program: u32, tag: Option<&str>, line: &str, is_stderr: bool) {
+        let shown = self.console.verbosity >= Verbosity::Normal;
+        if !shown && self.console.journal().is_none() {
             return;
         }
         let line = printable(line);
@@ -161,16 +251,30 @@ impl EchoBudget {
             .used
             .fetch_add(cost, std::sync::atomic::Ordering::SeqCst);
         if before + cost <= self.limit {
-            self.console.program_output(&line, is_stderr);
+            self.console.event(|| Event::Output {
+                program,
+                stream: if is_stderr {
+                    Stream::Stderr
+                } else {
+                    Stream::Stdout
+                },
+                line: line.to_string(),
+            });
+            match tag {
+                Some(t) => self
+                    .console
+                    .program_output(&format!("{t}: {line}"), is_stderr),
+                None => self.console.program_output(&line, is_stderr),
+            }
         } else if before <= self.limit {
-            self.console.line(
-                Verbosity::Normal,
-                &format!(
-                    "   [nslab: program output is no longer shown: the run's programs printed more than {} bytes \
-                     (policy limit echo-bytes; raise it with --echo-output); the scenario still gets it]",
-                    self.limit
-                ),
+            let text = format!(
+                "program output is no longer shown: the run's programs printed more than {} bytes \
+                 (policy limit echo-bytes; raise it with --echo-output); the scenario still gets it",
+                self.limit
             );
+            self.console.event(|| Event::Warning { text: text.clone() });
+            self.console
+                .line(Verbosity::Normal, &format!("   [nslab: {text}]"));
         }
     }
 }
@@ -206,10 +310,10 @@ mod tests {
     #[test]
     fn the_echo_budget_counts_what_reaches_the_terminal() {
         let budget = EchoBudget::new(Console::new(Verbosity::Normal), 20);
-        budget.program_output("0123456789", false); // 16 bytes with "   | " and "\n"
+        budget.program_output(1, None, "0123456789", false); // 16 bytes with "   | " and "\n"
         assert_eq!(budget.used.load(std::sync::atomic::Ordering::SeqCst), 16);
-        budget.program_output("0123456789", false);
-        budget.program_output("0123456789", false);
+        budget.program_output(1, None, "0123456789", false);
+        budget.program_output(1, None, "0123456789", false);
         assert_eq!(budget.used.load(std::sync::atomic::Ordering::SeqCst), 48);
     }
 }

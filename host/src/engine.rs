@@ -52,7 +52,7 @@ impl RunState {
             table: &mut self.table,
             policy: &self.policy,
             report: &mut self.report,
-            console: self.console,
+            console: self.console.clone(),
             output: &self.output,
         }
     }

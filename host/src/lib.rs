@@ -1,6 +1,7 @@
 //! nslab's runner: runs network labs written as WebAssembly components (world
 //! `nslab:lab/scenario`), with the host doing every privileged step on the scenario's behalf.
 
+pub mod account;
 pub mod bindings;
 pub mod cache;
 pub mod cleanup;

@@ -35,7 +35,17 @@ pub struct RunRecord {
     pub pid_start: u64,
     pub started_unix: u64,
     pub kept: bool,
+    /// Written whole when the lab is kept; while the run goes, its namespaces are in the
+    /// record's log instead (see [`RunRecord::log_namespace`]), and `load` reads them from there.
     pub namespaces: Vec<NsRecord>,
+}
+
+/// A line of a record's log: a namespace made or deleted while the run goes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum NsChange {
+    Made { name: String, inode: u64 },
+    Deleted { name: String },
 }
 
 /// What became of a recorded run.
@@ -106,6 +116,49 @@ impl RunRecord {
         PathBuf::from(RUN_DIR).join(format!("{id}.json"))
     }
 
+    fn log_path(id: &str) -> PathBuf {
+        PathBuf::from(RUN_DIR).join(format!("{id}.log"))
+    }
+
+    /// Note a namespace made or deleted: one line appended to the record's log, so a change
+    /// costs the same however large the lab is (rewriting the record each time cost a chain of
+    /// 1000 namespaces half a million namespace entries written). The record itself must have
+    /// been saved first: the log lives in the directory `save` checked.
+    pub fn log_namespace(&self, change: &NsChange) -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut line = serde_json::to_vec(change).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        // One write of a short line to a file opened O_APPEND: lines never interleave, and a
+        // line cut by a crash is passed over by the reader.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(Self::log_path(&self.id))?
+            .write_all(&line)
+    }
+
+    /// The namespaces the log says the run has now.
+    fn replay_log(id: &str) -> Vec<NsRecord> {
+        let Ok(text) = std::fs::read_to_string(Self::log_path(id)) else {
+            return Vec::new();
+        };
+        let mut live: Vec<NsRecord> = Vec::new();
+        for change in text.lines().filter_map(|l| serde_json::from_str(l).ok()) {
+            match change {
+                NsChange::Made { name, inode } => live.push(NsRecord {
+                    name,
+                    inode,
+                    pinned: None,
+                    files: None,
+                }),
+                NsChange::Deleted { name } => live.retain(|n| n.name != name),
+            }
+        }
+        live
+    }
+
     /// Write the record whole (write then rename), so a reader never sees half of it. The
     /// directory and file are made with exact modes (whatever the umask), never through a
     /// symlink someone planted, and only in a directory this user owns.
@@ -138,6 +191,7 @@ impl RunRecord {
                 let _ = std::fs::remove_file(path);
             }
         }
+        let _ = std::fs::remove_file(Self::log_path(&self.id));
         match std::fs::remove_file(Self::path(&self.id)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -162,8 +216,12 @@ impl RunRecord {
             ));
         }
         let bytes = std::fs::read(Self::path(id))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        let mut record: RunRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        if !record.kept && record.namespaces.is_empty() {
+            record.namespaces = Self::replay_log(id);
+        }
+        Ok(record)
     }
 
     /// Every record, oldest first. Files that are not records are passed over.
@@ -253,6 +311,37 @@ mod tests {
         assert_eq!(r.status(), RunStatus::Dead);
         r.kept = true;
         assert_eq!(r.status(), RunStatus::Kept);
+    }
+
+    #[test]
+    fn the_log_replays_to_the_namespaces_there_are_now() {
+        let _ = std::fs::create_dir_all(RUN_DIR);
+        let r = RunRecord::new(new_run_id().unwrap(), "x.wasm".into());
+        for change in [
+            NsChange::Made {
+                name: "a".into(),
+                inode: 1,
+            },
+            NsChange::Made {
+                name: "b".into(),
+                inode: 2,
+            },
+            NsChange::Deleted { name: "a".into() },
+        ] {
+            r.log_namespace(&change).unwrap();
+        }
+        // A line cut short by a crash is passed over.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(RunRecord::log_path(&r.id))
+            .unwrap()
+            .write_all(b"{\"made\":{\"name\":\"c\",\"ino")
+            .unwrap();
+        let live = RunRecord::replay_log(&r.id);
+        r.remove().unwrap();
+        assert_eq!(live.len(), 1);
+        assert_eq!((live[0].name.as_str(), live[0].inode), ("b", 2));
+        assert!(!RunRecord::log_path(&r.id).exists());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::account::{Ending, Event, Verdict};
 use crate::console::{Console, Verbosity};
 use crate::engine::{describe, epoch_ticker, load_scenario, new_store, Described, Loaded};
 use crate::guest_limits::Tripped;
@@ -27,6 +28,51 @@ pub struct RunConfig {
     pub helper: PathBuf,
     /// The compile cache's directory (cache.rs); None compiles every time (`--no-cache`).
     pub cache: Option<PathBuf>,
+    /// What is written when the run ends, from its account (account/).
+    pub outputs: Outputs,
+}
+
+/// The files a run writes when it ends. Each needs the console's journal to keep the events.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    /// `--junit FILE`.
+    pub junit: Option<PathBuf>,
+    /// `--report DIR`.
+    pub report: Option<PathBuf>,
+    /// `--graph FILE`: the picture alone, its format by extension.
+    pub graph: Option<PathBuf>,
+}
+
+impl Outputs {
+    pub fn any(&self) -> bool {
+        self.junit.is_some() || self.report.is_some() || self.graph.is_some()
+    }
+
+    /// Say before the run what could not be written after it: a missing directory, a picture
+    /// of an unknown format.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(g) = &self.graph {
+            crate::account::graph::Format::for_path(g)?;
+        }
+        for (flag, file) in [("--junit", &self.junit), ("--graph", &self.graph)] {
+            let Some(file) = file else { continue };
+            let dir = match file.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => std::path::Path::new("."),
+            };
+            if !dir.is_dir() {
+                return Err(format!(
+                    "{flag} {}: the directory {} does not exist; create it first",
+                    file.display(),
+                    dir.display()
+                ));
+            }
+        }
+        if let Some(dir) = &self.report {
+            crate::account::own_dir(dir).map_err(|e| format!("--report {}: {e}", dir.display()))?;
+        }
+        Ok(())
+    }
 }
 
 /// How a run ended, and so the runner's exit status.
@@ -53,25 +99,100 @@ impl Outcome {
     }
 }
 
-/// Run a scenario file to the end and report. Errors the runner cannot put in a report (a bad
-/// file, no privilege) are printed here too: the caller only turns the outcome into a status.
+/// Run a scenario file to the end and report, then write what `outputs` asks for. Errors the
+/// runner cannot put in a verdict (a bad file, no privilege) are printed here too: the caller
+/// only turns the outcome into a status.
 pub async fn run(cfg: RunConfig) -> Outcome {
-    let started = Instant::now();
-    let console = cfg.console;
-    let fail_load = |e: &dyn std::fmt::Display| {
-        console.error(&e.to_string());
-        Outcome::CouldNotRun
+    let console = cfg.console.clone();
+    let outputs = cfg.outputs.clone();
+    if let Err(why) = outputs.check() {
+        console.error(&why);
+        return Outcome::CouldNotRun;
+    }
+    let (outcome, files) = run_scenario(cfg).await;
+    match write_outputs(&outputs, &console, &files) {
+        Ok(()) => outcome,
+        Err(why) => {
+            console.error(&why);
+            Outcome::CouldNotRun
+        }
+    }
+}
+
+/// Write the JUnit file, the report directory and the picture from the run's account.
+fn write_outputs(
+    outputs: &Outputs,
+    console: &Console,
+    files: &[(String, Vec<u8>)],
+) -> Result<(), String> {
+    if !outputs.any() {
+        return Ok(());
+    }
+    let lines = console.journal().map(|j| j.lines()).unwrap_or_default();
+    let account = crate::account::RunAccount::from_lines(&lines);
+    let failed = |what: &str, path: &std::path::Path, e: std::io::Error| {
+        format!("cannot write {what} {}: {e}", path.display())
     };
+    if let Some(file) = &outputs.junit {
+        crate::account::write_file(
+            file,
+            crate::account::junit::xml(std::slice::from_ref(&account)).as_bytes(),
+        )
+        .map_err(|e| failed("the JUnit file", file, e))?;
+    }
+    if let Some(file) = &outputs.graph {
+        let format = crate::account::graph::Format::for_path(file)?;
+        let picture = crate::account::graph::render(&account.topology, format);
+        crate::account::write_file(file, picture.as_bytes())
+            .map_err(|e| failed("the picture", file, e))?;
+    }
+    if let Some(dir) = &outputs.report {
+        crate::account::write_report(dir, &lines, files)
+            .map_err(|e| failed("the report into", dir, e))?;
+        console.line(
+            Verbosity::Quiet,
+            &format!("report: {}", dir.join("index.html").display()),
+        );
+    }
+    Ok(())
+}
+
+/// The run itself; also the files the scenario saved into its report.
+async fn run_scenario(cfg: RunConfig) -> (Outcome, Vec<(String, Vec<u8>)>) {
+    let started = Instant::now();
+    let console = cfg.console.clone();
+    let start_event = |run: &str, sha256: &str| {
+        console.event(|| Event::RunStart {
+            run: run.to_string(),
+            scenario: cfg.file.display().to_string(),
+            sha256: sha256.to_string(),
+            args: cfg.args.clone(),
+            policy: cfg
+                .policy
+                .describe()
+                .into_iter()
+                .map(|(k, v, _)| (k.to_string(), v))
+                .collect(),
+        })
+    };
+    let fail_load =
+        |e: &dyn std::fmt::Display| (not_run(&console, &e.to_string(), started), vec![]);
     let cache = cfg.cache.as_deref().and_then(crate::cache::Cache::open);
     let Loaded {
         engine,
         pre,
         lookup,
+        bytes,
         ..
     } = match load_scenario(&cfg.file, cache.as_ref()) {
         Ok(l) => l,
-        Err(e) => return fail_load(&e),
+        Err(e) => {
+            start_event("", "");
+            return fail_load(&e);
+        }
     };
+    let sha256 = crate::cache::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    drop(bytes);
     console.line(
         Verbosity::Verbose,
         match lookup {
@@ -80,23 +201,31 @@ pub async fn run(cfg: RunConfig) -> Outcome {
         },
     );
     if let Some(why) = privilege::missing() {
+        start_event("", &sha256);
         return fail_load(&why);
     }
     // From here on the run owns kernel objects: SIGINT and SIGTERM must reach the teardown.
     let mut signals = match Signals::new() {
         Ok(s) => s,
-        Err(e) => return fail_load(&format!("cannot watch for signals: {e}")),
+        Err(e) => {
+            start_event("", &sha256);
+            return fail_load(&format!("cannot watch for signals: {e}"));
+        }
     };
     let record = match records::new_run_id() {
         Ok(id) => {
             let scenario = std::fs::canonicalize(&cfg.file).unwrap_or_else(|_| cfg.file.clone());
             RunRecord::new(id, scenario.display().to_string())
         }
-        Err(e) => return fail_load(&format!("cannot make a run id: {e}")),
+        Err(e) => {
+            start_event("", &sha256);
+            return fail_load(&format!("cannot make a run id: {e}"));
+        }
     };
+    start_event(&record.id, &sha256);
     let tripped = Arc::new(Tripped::default());
     let lab = Lab::new(
-        console,
+        console.clone(),
         record,
         cfg.helper.clone(),
         program_limits(&cfg.policy, tripped.clone()),
@@ -106,9 +235,10 @@ pub async fn run(cfg: RunConfig) -> Outcome {
         &cfg.file,
         Some(lab),
         cfg.policy,
-        console,
+        console.clone(),
         tripped.clone(),
     );
+    store.data_mut().report.keep_files = cfg.outputs.report.is_some();
     store.epoch_deadline_async_yield_and_update(1);
     let ticker = epoch_ticker(&engine);
 
@@ -126,6 +256,11 @@ pub async fn run(cfg: RunConfig) -> Outcome {
                 })?;
         let info = info.printable();
         title = info.name.clone();
+        console.event(|| Event::Scenario {
+            name: info.name.clone(),
+            description: info.description.clone(),
+            programs: info.programs.clone(),
+        });
         // Refuse before anything is created a scenario that declares what the policy forbids;
         // from here on it may run only what it declared.
         let state = store.data_mut();
@@ -180,8 +315,21 @@ pub async fn run(cfg: RunConfig) -> Outcome {
         (ended, _) => ended,
     };
 
+    console.event(|| Event::Topology(lab_of(&mut store).topology()));
+    if let Some(j) = console.journal() {
+        j.end_progress();
+    }
     let keep = cfg.keep && !matches!(ended, Err(Ended::Signal(_)));
-    let kept = keep && keep_lab(lab_of(&mut store), console);
+    let kept = keep && keep_lab(lab_of(&mut store), &console);
+    let kernel_requests = lab_of(&mut store).kernel_requests();
+    if kept {
+        console.event(|| Event::Teardown {
+            kept: true,
+            kernel_requests,
+            removed: vec![],
+            problems: vec![],
+        });
+    }
     if !kept {
         let teardown = lab_of(&mut store).teardown();
         tokio::pin!(teardown);
@@ -201,8 +349,31 @@ pub async fn run(cfg: RunConfig) -> Outcome {
         for problem in &report.problems {
             console.warn(&format!("teardown: {problem}"));
         }
+        console.event(|| Event::Teardown {
+            kept: false,
+            kernel_requests,
+            removed: report.removed.clone(),
+            problems: report.problems.clone(),
+        });
     }
-    verdict(&title, &store.data().report, ended, started, console)
+    let outcome = verdict(&title, &store.data().report, ended, started, &console);
+    (outcome, std::mem::take(&mut store.data_mut().report.files))
+}
+
+/// The runner could not run the file: say why, and end the account with that verdict.
+fn not_run(console: &Console, why: &str, started: Instant) -> Outcome {
+    console.error(why);
+    console.event(|| Event::Verdict {
+        verdict: Verdict::CouldNotRun,
+        ended: Ending::NotRun,
+        exit: Outcome::CouldNotRun.exit_code(),
+        message: why.to_string(),
+        steps: 0,
+        passed: 0,
+        failed: 0,
+        seconds: crate::account::seconds(started.elapsed()),
+    });
+    Outcome::CouldNotRun
 }
 
 /// The run's lab: always there in a run (only `inspect` has none).
@@ -229,7 +400,7 @@ pub(crate) fn program_limits(policy: &Policy, tripped: Arc<Tripped>) -> ProgramL
 
 /// Pin the lab and print how to use and remove it. False (and a warning) if it could not be
 /// kept, so the caller removes it instead.
-fn keep_lab(lab: &mut Lab, console: Console) -> bool {
+fn keep_lab(lab: &mut Lab, console: &Console) -> bool {
     let id = lab.run_id().to_string();
     match lab.keep() {
         Ok(pins) => {
@@ -320,7 +491,7 @@ fn verdict(
     report: &Report,
     ended: Result<(), Ended>,
     started: Instant,
-    console: Console,
+    console: &Console,
 ) -> Outcome {
     let secs = started.elapsed().as_secs_f64();
     let plural =
@@ -331,21 +502,41 @@ fn verdict(
         plural(report.passed(), "check", "checks"),
         report.failed()
     );
-    let (outcome, line) = match ended {
+    let (outcome, line, ending) = match ended {
         Err(Ended::Refused(why)) => {
             // Nothing was created and nothing ran: an error, not a verdict.
             console.error(&why);
+            console.event(|| Event::Verdict {
+                verdict: Verdict::CouldNotRun,
+                ended: Ending::Refused,
+                exit: Outcome::CouldNotRun.exit_code(),
+                message: why.clone(),
+                steps: 0,
+                passed: 0,
+                failed: 0,
+                seconds: secs,
+            });
             return Outcome::CouldNotRun;
         }
-        Ok(()) if report.failed() == 0 => (Outcome::Passed, format!("PASS {title} ({counts})")),
-        Ok(()) => (Outcome::Failed, format!("FAIL {title}: a check failed ({counts})")),
+        Ok(()) if report.failed() == 0 => (
+            Outcome::Passed,
+            format!("PASS {title} ({counts})"),
+            Ending::Returned,
+        ),
+        Ok(()) => (
+            Outcome::Failed,
+            format!("FAIL {title}: a check failed ({counts})"),
+            Ending::Returned,
+        ),
         Err(Ended::Returned(msg)) => (
             Outcome::Failed,
             format!("FAIL {title}: the scenario returned an error: {msg} ({counts})"),
+            Ending::ReturnedError,
         ),
         Err(Ended::Limit(reason)) => (
             Outcome::Failed,
             format!("FAIL {title}: the scenario was stopped: {reason} ({counts})"),
+            Ending::Limit,
         ),
         Err(Ended::Deadline(limit)) => (
             Outcome::Failed,
@@ -354,6 +545,7 @@ fn verdict(
                  (policy limit run-timeout; give more with --timeout) ({counts})",
                 humantime::format_duration(limit)
             ),
+            Ending::Deadline,
         ),
         Err(Ended::Signal(sig)) => (
             Outcome::Interrupted(sig),
@@ -361,10 +553,12 @@ fn verdict(
                 "STOPPED {title}: interrupted by {}; its lab was removed ({counts})",
                 signal_name(sig)
             ),
+            Ending::Signal,
         ),
         Err(Ended::Trapped(trap)) => (
             Outcome::Failed,
             format!("FAIL {title}: the scenario crashed: {} ({counts})", describe_trap(&trap)),
+            Ending::Crashed,
         ),
     };
     if !report.refusals.is_empty() {
@@ -377,6 +571,21 @@ fn verdict(
         }
     }
     console.line(Verbosity::Quiet, &line);
+    console.event(|| Event::Verdict {
+        verdict: match outcome {
+            Outcome::Passed => Verdict::Passed,
+            Outcome::Failed => Verdict::Failed,
+            Outcome::CouldNotRun => Verdict::CouldNotRun,
+            Outcome::Interrupted(_) => Verdict::Interrupted,
+        },
+        ended: ending,
+        exit: outcome.exit_code(),
+        message: line.clone(),
+        steps: report.steps.len(),
+        passed: report.passed(),
+        failed: report.failed(),
+        seconds: crate::account::seconds(started.elapsed()),
+    });
     outcome
 }
 

@@ -521,6 +521,45 @@ impl Guest for Attacks {
                 }
                 Ok(())
             }
+            "attach" => {
+                // Names that would leave the report's files/ directory, or hide in it.
+                let long = "x".repeat(65);
+                for bad in [
+                    "../escape",
+                    ".hidden",
+                    "a/b",
+                    "",
+                    "/etc/passwd",
+                    long.as_str(),
+                ] {
+                    let r = attach(bad, b"nope");
+                    check(
+                        &format!("name {bad:?} refused"),
+                        r.is_err(),
+                        &format!("{r:?}"),
+                    );
+                }
+                // N files of SIZE bytes, until the policy says no.
+                let (n, size) = (number(&args, 1)?, number(&args, 2)?);
+                let data = vec![b'a'; size];
+                for i in 0..n {
+                    if let Err(e) = attach(&format!("f{i}.bin"), &data) {
+                        check(
+                            "the report's files are capped",
+                            true,
+                            &format!("file {i}: {e:?}"),
+                        );
+                        break;
+                    }
+                }
+                let again = attach("f0.bin", b"again");
+                check(
+                    "a name is saved once",
+                    again.is_err(),
+                    &format!("{again:?}"),
+                );
+                Ok(())
+            }
             "forge" => forge(),
             "files" => files(),
             "ready" => ready(),
@@ -540,6 +579,20 @@ impl Guest for Attacks {
                 );
                 let out = a.exec("ping", ["-c", "1", "-W", "2", "10.8.0.2"])?;
                 check("ping across it", out.success(), out.stderr_text().trim());
+                // The index the lab asks for when it moves a link in is taken too.
+                a.exec("ip", ["link", "add", "pbr2", "type", "bridge"])?;
+                let (m, _) = Link::veth("mv0", &b, "mv1", &b)?;
+                m.move_to(&a)?;
+                m.set_up()?;
+                let mi = m.info()?;
+                let listed = links(&a)?
+                    .into_iter()
+                    .any(|l| l.name == "mv0" && l.index == mi.index);
+                check(
+                    "a link moved where a program took its index is the lab's, and works",
+                    mi.name == "mv0" && mi.up && listed,
+                    &format!("{}#{}", mi.name, mi.index),
+                );
                 Ok(())
             }
             "many-ns" => {

@@ -118,6 +118,8 @@ impl Guest for Capture {
                 pcap.len()
             ),
         );
+        // The capture itself goes into the run's report, to open in Wireshark later.
+        attach("icmp.pcap", &pcap)?;
         Ok(())
     }
 }

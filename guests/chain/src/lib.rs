@@ -1,5 +1,5 @@
 //! A chain of N namespaces (`-- --n N`, default 10), each joined to the next by a veth pair with
-//! addresses on both ends: the lab bench/chain.sh times against the same lab built with `ip`.
+//! addresses on both ends: the lab bench/run.sh times against its lower bound and `ip`.
 
 use nslab_sdk::prelude::*;
 

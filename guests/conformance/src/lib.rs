@@ -155,6 +155,18 @@ impl Guest for Conformance {
 
         step("link: move-to another namespace of the run");
         let (m1, _m2) = Link::veth("m1", &a, "m2", &b)?;
+        let taken = Netns::create("mc")?;
+        let (_clash, _) = Link::veth("m3", &a, "m1", &taken)?;
+        let clash = m1
+            .move_to(&taken)
+            .err()
+            .map(|e| e.describe())
+            .unwrap_or_default();
+        check(
+            "moving it where its name is taken is refused as exists",
+            clash.starts_with("exists: ") && clash.contains("cannot move m1 into mc"),
+            &clash,
+        );
         m1.move_to(&b)?;
         let in_b: Vec<String> = links(&b)?.into_iter().map(|l| l.name).collect();
         check(

@@ -42,7 +42,7 @@ pub use bindings::export;
 pub use bindings::nslab::lab::exec::{Output, Process};
 pub use bindings::nslab::lab::link::{links, Link, LinkInfo, Shaping};
 pub use bindings::nslab::lab::netns::{delete, names, Namespace};
-pub use bindings::nslab::lab::report::{check, step};
+pub use bindings::nslab::lab::report::{attach, check, step};
 pub use bindings::nslab::lab::route::RouteInfo;
 pub use bindings::nslab::lab::types::Error;
 pub use bindings::{Guest, Info};
@@ -73,8 +73,8 @@ macro_rules! ensure {
 
 pub mod prelude {
     pub use crate::{
-        check, delete, ensure, export, info, links, names, step, wait_until, Args, Cmd, Error,
-        Guest, Info, Link, LinkInfo, Netns, NetnsExt, Output, OutputExt, Process, RouteInfo,
+        attach, check, delete, ensure, export, info, links, names, step, wait_until, Args, Cmd,
+        Error, Guest, Info, Link, LinkInfo, Netns, NetnsExt, Output, OutputExt, Process, RouteInfo,
         Shaping,
     };
 }

@@ -9,6 +9,7 @@ mod new;
 mod policy;
 mod policy_args;
 mod run;
+mod test;
 
 use std::process::ExitCode;
 
@@ -37,6 +38,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Run(run::RunArgs),
+    Test(test::TestArgs),
     Inspect(inspect::InspectArgs),
     Policy(policy::PolicyCmd),
     Ls(ls::LsArgs),
@@ -82,6 +84,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     }
     match cli.command {
         Command::Run(args) => run::main(args),
+        Command::Test(args) => test::main(args),
         Command::Inspect(args) => inspect::main(args),
         Command::Policy(args) => policy::main(args),
         Command::Ls(args) => ls::main(args),

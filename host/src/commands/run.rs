@@ -3,8 +3,42 @@ use std::process::ExitCode;
 
 use super::policy_args::PolicyArgs;
 use clap::Args;
+use nslab_host::account::Journal;
 use nslab_host::console::{Console, Verbosity};
-use nslab_host::run::{self, RunConfig};
+use nslab_host::run::{self, Outputs, RunConfig};
+use std::sync::Arc;
+
+/// What a run writes besides its terminal text (docs/report.md).
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Reports")]
+pub struct OutputArgs {
+    /// Print the run's events as JSON lines on stdout (the terminal text moves to stderr).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write a JUnit XML file: each check a test case, the run a test suite.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Write a report directory: index.html (self-contained), topology.svg, events.jsonl,
+    /// junit.xml and the files the scenario saved.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+
+    /// Write the picture of the lab: .svg, .dot (Graphviz) or .mmd (Mermaid), by extension.
+    #[arg(long, value_name = "FILE")]
+    pub graph: Option<PathBuf>,
+}
+
+impl OutputArgs {
+    pub fn outputs(&self) -> Outputs {
+        Outputs {
+            junit: self.junit.clone(),
+            report: self.report.clone(),
+            graph: self.graph.clone(),
+        }
+    }
+}
 
 /// Run a scenario: build its lab, run its checks, remove everything.
 #[derive(Args)]
@@ -30,6 +64,9 @@ pub struct RunArgs {
     verbose: bool,
 
     #[command(flatten)]
+    outputs: OutputArgs,
+
+    #[command(flatten)]
     policy: PolicyArgs,
 
     /// Arguments passed to the scenario's run(args), after `--`.
@@ -51,11 +88,14 @@ pub fn main(a: RunArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return super::fail(format!("cannot find the runner's own program: {e}")),
     };
+    let outputs = a.outputs.outputs();
+    let journal = Journal::new(a.outputs.json, outputs.any(), verbosity > Verbosity::Quiet);
     let cfg = RunConfig {
         file: a.file,
         args: a.args,
         policy,
-        console: Console::new(verbosity),
+        console: Console::new(verbosity).with_journal(Arc::new(journal)),
+        outputs,
         keep: a.keep,
         helper,
         cache: (!a.no_cache).then(nslab_host::cache::default_dir),

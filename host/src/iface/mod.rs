@@ -36,7 +36,7 @@ impl LabView<'_> {
     pub fn ask(&mut self, op: Op<'_>) -> LabResult<()> {
         let answer = self.policy.check(&op, self.declared);
         if let Err(LabError::Denied(why) | LabError::Limit(why)) = &answer {
-            self.report.refusals.push(why.clone());
+            self.report.refused(&self.console, why);
         }
         answer
     }

@@ -1,4 +1,5 @@
 use crate::bindings::report::Host;
+use crate::error::LabError;
 use crate::policy::Op;
 
 use super::LabView;
@@ -22,5 +23,13 @@ impl Host for LabView<'_> {
             .map_err(wasmtime::Error::msg)?;
         self.report.check(&self.console, name, passed, detail);
         Ok(())
+    }
+
+    async fn attach(&mut self, name: String, data: Vec<u8>) -> Result<(), LabError> {
+        self.ask(Op::Attach {
+            bytes: data.len(),
+            attached: self.report.attached_bytes(),
+        })?;
+        self.report.attach(&self.console, name, data)
     }
 }

@@ -96,6 +96,16 @@ pub struct Running {
     what: String,
     /// Its output, once it has ended.
     done: Option<ExecOutput>,
+    /// How the run's account knows it (its program-start event).
+    known: Known,
+}
+
+/// A program as the run's account names it: its number, namespace and command line.
+struct Known {
+    number: u32,
+    ns: String,
+    command: String,
+    echo: Arc<EchoBudget>,
 }
 
 fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
@@ -123,6 +133,9 @@ pub fn start(
         resolve(&req.program)?
     };
     let what = format!("run {} in {ns_name}", req.program);
+    let command = crate::console::printable(&req.command_line()).into_owned();
+    let console = echo.console().clone();
+    let number = console.journal().map_or(0, |j| j.next_program());
     // Arguments and environment were checked for what no program can take (input.rs).
     let mut cmd = Command::new(&path);
     cmd.args(&req.args)
@@ -163,6 +176,13 @@ pub fn start(
         })),
         _ => None,
     };
+    console.event(|| crate::account::Event::ProgramStart {
+        program: number,
+        ns: ns_name.to_string(),
+        command: command.clone(),
+        background: tag.is_some(),
+        pid: program_pid,
+    });
     let discard = Arc::new(AtomicBool::new(false));
     let printed = Arc::new(Printed::default());
     let capture_of = |stream, is_stderr| {
@@ -171,6 +191,7 @@ pub fn start(
             Capture {
                 limit: req.output_limit,
                 echo: echo.clone(),
+                program: number,
                 is_stderr,
                 tag: tag.clone(),
                 discard: discard.clone(),
@@ -193,6 +214,12 @@ pub fn start(
         started,
         what,
         done: None,
+        known: Known {
+            number,
+            ns: ns_name.to_string(),
+            command,
+            echo,
+        },
     })
 }
 
@@ -344,7 +371,42 @@ impl Running {
             timed_out,
             duration: self.started.elapsed(),
         });
+        self.account_end(status, timed_out);
         Ok(())
+    }
+
+    /// Record its end in the run's account.
+    fn account_end(&self, status: i32, timed_out: bool) {
+        let k = &self.known;
+        let [stdout_bytes, stderr_bytes] = self.printed.total();
+        k.echo
+            .console()
+            .event(|| crate::account::Event::ProgramEnd {
+                program: k.number,
+                ns: k.ns.clone(),
+                command: k.command.clone(),
+                status,
+                seconds: crate::account::seconds(self.started.elapsed()),
+                stdout_bytes,
+                stderr_bytes,
+                timed_out,
+            });
+    }
+}
+
+impl Drop for Running {
+    /// A program released after it ended without being waited for still has its end in the
+    /// account, with the status the kernel kept.
+    fn drop(&mut self) {
+        if self.done.is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                use std::os::unix::process::ExitStatusExt;
+                let code = status
+                    .code()
+                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+                self.account_end(code, false);
+            }
+        }
     }
 }
 
@@ -390,9 +452,15 @@ struct Printed {
     news: tokio::sync::Notify,
     /// How many of the two streams have reached their end (counted before the last `news`).
     closed: std::sync::atomic::AtomicUsize,
+    /// Bytes printed on each stream, kept or not.
+    printed: [std::sync::atomic::AtomicU64; 2],
 }
 
 impl Printed {
+    fn total(&self) -> [u64; 2] {
+        [0, 1].map(|i| self.printed[i].load(Ordering::SeqCst))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, [Vec<u8>; 2]> {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -420,6 +488,8 @@ struct Capture {
     limit: usize,
     /// The run's budget for echoing program output to the terminal (echo-bytes).
     echo: Arc<EchoBudget>,
+    /// The program's number in the run's account.
+    program: u32,
     is_stderr: bool,
     tag: Option<String>,
     discard: Arc<AtomicBool>,
@@ -441,10 +511,8 @@ async fn capture(stream: Option<Either>, c: Capture) {
     let echo = |line: &[u8]| {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches(['\n', '\r']);
-        match &c.tag {
-            Some(t) => c.echo.program_output(&format!("{t}: {text}"), c.is_stderr),
-            None => c.echo.program_output(text, c.is_stderr),
-        }
+        c.echo
+            .program_output(c.program, c.tag.as_deref(), text, c.is_stderr)
     };
     loop {
         let n = match stream.read(&mut buf).await {
@@ -452,6 +520,7 @@ async fn capture(stream: Option<Either>, c: Capture) {
             Ok(n) => n,
         };
         let chunk = &buf[..n];
+        c.printed.printed[index].fetch_add(n as u64, Ordering::SeqCst);
         {
             let mut streams = c.printed.lock();
             let kept = &mut streams[index];

@@ -9,14 +9,16 @@ use crate::records::NsRecord;
 impl Lab {
     /// The record is what `runner ls` and `runner cleanup` go by; failing to write it does not
     /// stop the lab, but the user should know those commands will not see this run.
-    pub(super) fn save_record(&self) {
+    pub(super) fn save_record(&self) -> bool {
         if let Err(e) = self.record.save() {
             self.console.warn(&format!(
                 "cannot write the run record under {}: {e}; `runner ls` will not show run {}",
                 crate::records::RUN_DIR,
                 self.record.id
             ));
+            return false;
         }
+        true
     }
 
     pub(super) fn sync_record(&mut self) {
@@ -30,7 +32,25 @@ impl Lab {
                 files: None,
             })
             .collect();
-        self.save_record();
+        let _ = self.save_record();
+    }
+
+    /// A namespace was made or deleted: the record's log says so (records.rs). The record is
+    /// saved whole once, at the first namespace; a run that makes none leaves no record.
+    pub(super) fn log_namespace(&mut self, change: crate::records::NsChange) {
+        if self.record_saved.is_none() {
+            self.record_saved = Some(self.save_record());
+        }
+        if self.record_saved != Some(true) {
+            return;
+        }
+        if let Err(e) = self.record.log_namespace(&change) {
+            self.console.warn(&format!(
+                "cannot write the run record under {}: {e}; `runner ls` will not show all of run {}",
+                crate::records::RUN_DIR,
+                self.record.id
+            ));
+        }
     }
 
     /// Keep the lab after the run: pin every namespace as /run/netns/nslab-RUNID-NAME, record
@@ -70,7 +90,7 @@ impl Lab {
             kept.push(record);
             // Recorded as each pin is made, so `cleanup` finds them whatever happens next.
             self.record.namespaces = kept.clone();
-            self.save_record();
+            let _ = self.save_record();
             if failed.is_some() {
                 break;
             }
@@ -86,7 +106,7 @@ impl Lab {
             return Err(e);
         }
         self.record.kept = true;
-        self.save_record();
+        let _ = self.save_record();
         self.programs.release_all();
         self.links.clear();
         self.namespaces.clear();

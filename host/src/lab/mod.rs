@@ -50,12 +50,19 @@ pub struct LinkId(u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProcId(u32);
 
-/// Where a link lives now (it moves with `move-to`).
+/// Where a link lives now (it moves with `move-to`), and what the run made of it, for the
+/// picture of the lab (account/graph.rs).
 #[derive(Debug, Clone)]
 struct LinkEntry {
     ns: NsId,
     index: u32,
     name: String,
+    kind: crate::account::LinkKind,
+    peer: Option<LinkId>,
+    master: Option<LinkId>,
+    addresses: Vec<String>,
+    shaping: Option<String>,
+    up: bool,
 }
 
 pub struct Lab {
@@ -68,9 +75,13 @@ pub struct Lab {
     links_created: usize,
     /// Files the scenario has given its namespaces (files.rs), for the policy's count.
     files_written: usize,
+    /// Namespaces the scenario turned forwarding on in.
+    forwarding: std::collections::BTreeSet<NsId>,
     console: Console,
     /// The runner's record of this run, kept in step with `namespaces` (see keep.rs).
     record: RunRecord,
+    /// Whether the record is on disk (it is written at the first namespace): None before then.
+    record_saved: Option<bool>,
 }
 
 /// What teardown removed and what went wrong on the way.
@@ -92,12 +103,14 @@ impl Lab {
             factory: NsFactory::new(exe),
             namespaces: BTreeMap::new(),
             links: BTreeMap::new(),
-            programs: programs::Programs::new(console, limits),
+            programs: programs::Programs::new(console.clone(), limits),
             next_id: 0,
             links_created: 0,
             files_written: 0,
+            forwarding: Default::default(),
             console,
             record,
+            record_saved: None,
         }
     }
 
@@ -116,6 +129,11 @@ impl Lab {
 
     pub fn links_created(&self) -> usize {
         self.links_created
+    }
+
+    /// Netlink requests the lab has made so far (netns.rs counts them).
+    pub fn kernel_requests(&self) -> u64 {
+        self.factory.requests()
     }
 
     fn ns(&self, id: NsId) -> LabResult<&Namespace> {
@@ -146,9 +164,14 @@ impl Lab {
         let id = NsId(self.next());
         self.namespaces.insert(id, ns);
         // On record before it is shown: whatever the user has seen, `runner ls` can find.
-        self.sync_record();
+        self.log_namespace(crate::records::NsChange::Made {
+            name: name.to_string(),
+            inode,
+        });
         self.console
             .action(&format!("netns add {name:<15}  net:[{inode}]"));
+        self.console
+            .lab_size(self.namespaces.len(), self.links_created);
         Ok(id)
     }
 
@@ -178,7 +201,7 @@ impl Lab {
         self.console.action(&format!("netns delete {}", ns.name));
         let name = ns.name.clone();
         drop(ns);
-        self.sync_record();
+        self.log_namespace(crate::records::NsChange::Deleted { name: name.clone() });
         if problems.is_empty() {
             Ok(())
         } else {
@@ -189,7 +212,13 @@ impl Lab {
         }
     }
 
-    fn add_link(&mut self, ns: NsId, index: u32, name: &str) -> LinkId {
+    fn add_link(
+        &mut self,
+        ns: NsId,
+        index: u32,
+        name: &str,
+        kind: crate::account::LinkKind,
+    ) -> LinkId {
         let id = LinkId(self.next());
         self.links.insert(
             id,
@@ -197,9 +226,53 @@ impl Lab {
                 ns,
                 index,
                 name: name.to_string(),
+                kind,
+                peer: None,
+                master: None,
+                addresses: Vec::new(),
+                shaping: None,
+                up: false,
             },
         );
         id
+    }
+
+    /// What the lab is now, as the run built it: for the picture and the report.
+    pub fn topology(&self) -> crate::account::Topology {
+        use crate::account::{LinkNode, NsNode, Topology};
+        let ns_name = |id: NsId| self.namespaces.get(&id).map(|n| n.name.clone());
+        Topology {
+            namespaces: self
+                .namespaces
+                .iter()
+                .map(|(id, n)| NsNode {
+                    name: n.name.clone(),
+                    forwarding: self.forwarding.contains(id),
+                })
+                .collect(),
+            links: self
+                .links
+                .values()
+                .filter_map(|l| {
+                    Some(LinkNode {
+                        ns: ns_name(l.ns)?,
+                        name: l.name.clone(),
+                        kind: l.kind,
+                        peer: l
+                            .peer
+                            .and_then(|p| self.links.get(&p))
+                            .and_then(|p| Some((ns_name(p.ns)?, p.name.clone()))),
+                        master: l
+                            .master
+                            .and_then(|m| self.links.get(&m))
+                            .map(|m| m.name.clone()),
+                        addresses: l.addresses.clone(),
+                        shaping: l.shaping.clone(),
+                        up: l.up,
+                    })
+                })
+                .collect(),
+        }
     }
 
     /// Remove everything the run created, newest first: its programs, then its namespaces.
@@ -207,14 +280,23 @@ impl Lab {
     /// then removes it with every link in it (a veth pair goes when either end goes), in one
     /// batch. Deleting each link first, as `delete` does to keep its "now" promise, would cost
     /// an RCU grace period per link: five times the whole run's time for a chain of 100
-    /// namespaces (bench/chain.sh). A step that fails is recorded and the rest goes on.
+    /// namespaces (bench/run.sh). A step that fails is recorded and the rest goes on.
     pub async fn teardown(&mut self) -> Teardown {
         let mut report = Teardown::default();
         report.removed.extend(self.kill_processes(None).await);
         // The programs are gone, so their watches and cgroup can go.
         self.programs.release_all();
         self.links.clear();
+        // Listing what each namespace held costs a request per namespace: only for `-v`, which
+        // prints it; otherwise teardown is closing fds, however large the lab.
+        let list_links = self.console.verbosity >= crate::console::Verbosity::Verbose;
         while let Some((_, ns)) = self.namespaces.pop_last() {
+            if !list_links {
+                report
+                    .removed
+                    .push(format!("netns {} (net:[{}])", ns.name, ns.inode));
+                continue;
+            }
             let links = match link::describe(&ns, None, "").await {
                 Ok(l) => l.into_iter().map(|l| l.name).collect::<Vec<_>>().join(", "),
                 Err(e) => {

@@ -7,6 +7,9 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use rtnetlink::sys::{AsyncSocket, SocketAddr, TokioSocket};
 use tokio::task::JoinHandle;
 
@@ -18,7 +21,9 @@ pub struct Namespace {
     pub name: String,
     fd: OwnedFd,
     pub inode: u64,
-    pub netlink: rtnetlink::Handle,
+    handle: rtnetlink::Handle,
+    /// Netlink requests made to any namespace of the run (see [`Namespace::netlink`]).
+    requests: Arc<AtomicU64>,
     connection: JoinHandle<()>,
     /// The filesystem box of its programs (sandbox.rs), made when the first one starts.
     pub boxfs: Option<OwnedFd>,
@@ -27,17 +32,22 @@ pub struct Namespace {
 }
 
 impl Namespace {
+    /// The namespace's netlink handle, for one request: each use is counted, so that the
+    /// run's account says how many requests the lab cost (and a test keeps it in check).
+    pub fn netlink(&self) -> &rtnetlink::Handle {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        &self.handle
+    }
+
     /// An interface index to ask the kernel for: likely free, so a create needs no lookup
     /// afterwards; the kernel says EBUSY when it is not (a program made a link meanwhile).
     pub fn take_index(&self) -> u32 {
-        self.next_index
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        self.next_index.fetch_add(1, Ordering::Relaxed)
     }
 
     /// A link now has `index` here (it moved in, or the kernel chose it): ask past it.
     pub fn saw_index(&self, index: u32) {
-        self.next_index
-            .fetch_max(index + 1, std::sync::atomic::Ordering::Relaxed);
+        self.next_index.fetch_max(index + 1, Ordering::Relaxed);
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -84,16 +94,27 @@ pub struct NsFactory {
     /// The runner program, which serves as the helper (helper.rs).
     exe: std::path::PathBuf,
     helper: Option<Helper>,
+    /// Netlink requests made so far, all namespaces together.
+    requests: Arc<AtomicU64>,
 }
 
 impl NsFactory {
     pub fn new(exe: std::path::PathBuf) -> NsFactory {
-        NsFactory { exe, helper: None }
+        NsFactory {
+            exe,
+            helper: None,
+            requests: Arc::default(),
+        }
     }
 
     /// The runner program, which also serves as the helper and the cgroup janitor.
     pub fn exe(&self) -> &std::path::Path {
         &self.exe
+    }
+
+    /// Netlink requests the lab has made so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     /// The run's user namespace, once there is one.
@@ -126,12 +147,13 @@ impl NsFactory {
             .bind_auto()
             .and_then(|_| socket.socket_mut().connect(&SocketAddr::new(0, 0)))
             .map_err(|e| LabError::from_io(&e, format!("{what}: connect its netlink socket")))?;
-        let (connection, netlink, _) = rtnetlink::from_socket(socket);
+        let (connection, handle, _) = rtnetlink::from_socket(socket);
         Ok(Namespace {
             name: name.to_string(),
             fd,
             inode,
-            netlink,
+            handle,
+            requests: self.requests.clone(),
             connection: tokio::spawn(connection),
             boxfs: None,
             next_index: std::sync::atomic::AtomicU32::new(2),

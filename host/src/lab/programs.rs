@@ -251,7 +251,7 @@ impl Lab {
         id: ProcId,
         limit: std::time::Duration,
     ) -> LabResult<ExecOutput> {
-        let console = self.console;
+        let console = self.console.clone();
         let entry = self.process(id)?;
         let ended_before = entry.running.has_ended();
         match entry.running.wait(limit).await? {
@@ -304,7 +304,7 @@ impl Lab {
 
     /// Stop a background program: SIGTERM, then SIGKILL after a second.
     pub async fn process_kill(&mut self, id: ProcId) -> LabResult<()> {
-        let console = self.console;
+        let console = self.console.clone();
         let entry = self.process(id)?;
         if entry.running.has_ended() {
             return Ok(());

@@ -68,7 +68,7 @@ pub async fn add(ns: &Namespace, r: &Route, what: &str) -> LabResult<()> {
         )));
     }
     let msg = message(r)?;
-    ns.netlink
+    ns.netlink()
         .route()
         .add(msg)
         .execute()
@@ -80,15 +80,12 @@ pub async fn remove(ns: &Namespace, r: &Route, what: &str) -> LabResult<()> {
     let mut msg = message(r)?;
     // Deleting matches on what is given; leave scope to the kernel.
     msg.header.scope = RouteScope::NoWhere;
-    ns.netlink
-        .route()
-        .del(msg)
-        .execute()
-        .await
-        .map_err(|e| match LabError::from_netlink(e, what) {
+    ns.netlink().route().del(msg).execute().await.map_err(|e| {
+        match LabError::from_netlink(e, what) {
             LabError::NotFound(t) => LabError::NotFound(format!("{t}: no such route")),
             other => other,
-        })
+        }
+    })
 }
 
 /// The unicast routes of the main table, IPv4 then IPv6, with device indexes.
@@ -99,7 +96,7 @@ pub async fn list(ns: &Namespace) -> LabResult<Vec<(Cidr, Option<IpAddr>, Option
         RouteMessageBuilder::<Ipv6Addr>::new().build(),
     ] {
         let msgs: Vec<RouteMessage> = ns
-            .netlink
+            .netlink()
             .route()
             .get(dump)
             .execute()

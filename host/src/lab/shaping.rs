@@ -175,7 +175,7 @@ async fn request(
 ) -> Result<(), rtnetlink::Error> {
     let mut req = NetlinkMessage::from(msg);
     req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-    let mut handle = ns.netlink.clone();
+    let mut handle = ns.netlink().clone();
     let mut answers = handle.request(req)?;
     while let Some(answer) = answers.next().await {
         if let NetlinkPayload::Error(e) = answer.payload {

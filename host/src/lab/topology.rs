@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::route::Route;
 use super::shaping::{self, Shaping};
 use super::{link, route, sysctl, Lab, LinkId, LinkInfoView, NsId};
+use crate::account::LinkKind;
 use crate::error::{LabError, LabResult};
 use crate::input::{destination_text, Cidr, Mac, Name, RouteSpec};
 
@@ -67,10 +68,13 @@ impl Lab {
             ans.name, bns.name
         ));
         self.links_created += 2;
-        Ok((
-            self.add_link(a_ns, ai, a.as_str()),
-            self.add_link(b_ns, bi, b.as_str()),
-        ))
+        self.console
+            .lab_size(self.namespaces.len(), self.links_created);
+        let a = self.add_link(a_ns, ai, a.as_str(), LinkKind::Veth);
+        let b = self.add_link(b_ns, bi, b.as_str(), LinkKind::Veth);
+        self.entry(a).peer = Some(b);
+        self.entry(b).peer = Some(a);
+        Ok((a, b))
     }
 
     pub async fn bridge(&mut self, name: &Name, ns_id: NsId) -> LabResult<LinkId> {
@@ -79,7 +83,9 @@ impl Lab {
         self.console
             .action(&format!("link add {name} ({}) type bridge", ns.name));
         self.links_created += 1;
-        Ok(self.add_link(ns_id, index, name.as_str()))
+        self.console
+            .lab_size(self.namespaces.len(), self.links_created);
+        Ok(self.add_link(ns_id, index, name.as_str(), LinkKind::Bridge))
     }
 
     pub async fn loopback(&mut self, ns_id: NsId) -> LabResult<LinkId> {
@@ -95,7 +101,7 @@ impl Lab {
         {
             return Ok(*id);
         }
-        Ok(self.add_link(ns_id, index, "lo"))
+        Ok(self.add_link(ns_id, index, "lo", LinkKind::Loopback))
     }
 
     pub fn link_name(&self, id: LinkId) -> LabResult<&str> {
@@ -114,14 +120,16 @@ impl Lab {
         link::describe(self.ns(ns)?, None, "").await
     }
 
-    pub async fn set_up(&self, id: LinkId, up: bool) -> LabResult<()> {
+    pub async fn set_up(&mut self, id: LinkId, up: bool) -> LabResult<()> {
         let (l, ns) = self.link(id)?;
         let state = if up { "up" } else { "down" };
         let what = format!("link set {} {state} ({})", l.name, ns.name);
         self.act(what, async |w| {
             link::set(ns, link::up_down(l.index, up), w).await
         })
-        .await
+        .await?;
+        self.entry(id).up = up;
+        Ok(())
     }
 
     pub async fn set_mtu(&self, id: LinkId, mtu: u32) -> LabResult<()> {
@@ -161,46 +169,44 @@ impl Lab {
                 from.name
             )));
         }
-        if link::find(to, &l.name).await?.is_some() {
-            return Err(LabError::Exists(format!(
-                "cannot move {} into {}: that namespace already has a link with this name",
-                l.name, to.name
-            )));
-        }
         let what = format!("link set {} netns {} (from {})", l.name, to.name, from.name);
-        link::set(from, link::move_to(l.index, to), &what).await?;
-        // The kernel keeps the index when it is free in the new namespace, else picks another.
-        let moved = link::find(to, &l.name).await?.ok_or_else(|| {
-            LabError::Os(format!("{what}: the link is not in {} afterwards", to.name))
-        })?;
+        let index = link::move_to(from, l.index, &l.name, to, &what).await?;
         self.console.action(&what);
-        let index = moved.header.index;
-        to.saw_index(index);
         let entry = self.links.get_mut(&id).expect("looked up above");
         entry.ns = target;
         entry.index = index;
         Ok(())
     }
 
-    pub async fn add_address(&self, id: LinkId, cidr: Cidr) -> LabResult<()> {
+    pub async fn add_address(&mut self, id: LinkId, cidr: Cidr) -> LabResult<()> {
         let (l, ns) = self.link(id)?;
         let what = format!("address add {cidr} dev {} ({})", l.name, ns.name);
         self.act(what, async |w| {
             link::add_address(ns, l.index, cidr, w).await
         })
-        .await
+        .await?;
+        self.entry(id).addresses.push(cidr.to_string());
+        Ok(())
     }
 
-    pub async fn remove_address(&self, id: LinkId, cidr: Cidr) -> LabResult<()> {
+    pub async fn remove_address(&mut self, id: LinkId, cidr: Cidr) -> LabResult<()> {
         let (l, ns) = self.link(id)?;
         let what = format!("address del {cidr} dev {} ({})", l.name, ns.name);
         self.act(what, async |w| {
             link::remove_address(ns, l.index, cidr, w).await
         })
-        .await
+        .await?;
+        let text = cidr.to_string();
+        self.entry(id).addresses.retain(|a| *a != text);
+        Ok(())
     }
 
-    pub async fn set_master(&self, id: LinkId, bridge: LinkId) -> LabResult<()> {
+    /// The table entry of a link the caller has just looked up.
+    fn entry(&mut self, id: LinkId) -> &mut super::LinkEntry {
+        self.links.get_mut(&id).expect("looked up by the caller")
+    }
+
+    pub async fn set_master(&mut self, id: LinkId, bridge: LinkId) -> LabResult<()> {
         let (l, ns) = self.link(id)?;
         let (b, bns) = self.link(bridge)?;
         if l.ns != b.ns {
@@ -224,10 +230,12 @@ impl Lab {
         self.act(what, async |w| {
             link::set(ns, link::master(l.index, b.index), w).await
         })
-        .await
+        .await?;
+        self.entry(id).master = Some(bridge);
+        Ok(())
     }
 
-    pub async fn set_shaping(&self, id: LinkId, s: Shaping) -> LabResult<()> {
+    pub async fn set_shaping(&mut self, id: LinkId, s: Shaping) -> LabResult<()> {
         let (l, ns) = self.link(id)?;
         let what = format!(
             "qdisc replace dev {} root {} ({})",
@@ -236,17 +244,21 @@ impl Lab {
             ns.name
         );
         self.act(what, async |w| shaping::set(ns, l.index, &s, w).await)
-            .await
+            .await?;
+        self.entry(id).shaping = Some(s.describe());
+        Ok(())
     }
 
-    pub async fn clear_shaping(&self, id: LinkId) -> LabResult<()> {
+    pub async fn clear_shaping(&mut self, id: LinkId) -> LabResult<()> {
         let (l, ns) = self.link(id)?;
         let what = format!("qdisc del dev {} root ({})", l.name, ns.name);
         self.act(what, async |w| shaping::clear(ns, l.index, w).await)
-            .await
+            .await?;
+        self.entry(id).shaping = None;
+        Ok(())
     }
 
-    pub fn set_forwarding(&self, id: NsId, on: bool) -> LabResult<()> {
+    pub fn set_forwarding(&mut self, id: NsId, on: bool) -> LabResult<()> {
         let ns = self.ns(id)?;
         let what = format!(
             "sysctl net.ipv4.ip_forward={} net.ipv6.conf.all.forwarding={} ({})",
@@ -256,6 +268,10 @@ impl Lab {
         );
         sysctl::set_forwarding(ns.fd(), on, &what)?;
         self.console.action(&what);
+        match on {
+            true => self.forwarding.insert(id),
+            false => self.forwarding.remove(&id),
+        };
         Ok(())
     }
 

@@ -65,7 +65,7 @@ impl LinkLimit {
         // SAFETY: the socket is owned by the AsyncFd, which deregisters it before closing it.
         let socket = unsafe { AsyncFd::register(socket) }
             .map_err(|e| LabError::from_io(&e.into_parts().1, &what))?;
-        let handle = ns.netlink.clone();
+        let handle = ns.netlink().clone();
         let limit = self.clone();
         Ok(tokio::spawn(async move {
             let mut known = HashSet::new();

@@ -261,6 +261,9 @@ keys! {
     /// How many files a run's scenario may give its namespaces.
     max_files: usize = 256, count, "max-files",
         flag max_files: Option<usize> [long, value_name = "N"];
+    /// What a scenario may save into its report, all files together (report.attach; e.g. 64MiB).
+    attach_bytes: usize = 16 << 20, bytes, "attach-bytes",
+        flag attach_bytes: Option<usize> [long, value_name = "SIZE", value_parser = parse_size];
     /// Time limit of the scenario's describe(), in `run` and `inspect` (e.g. 5s).
     describe_timeout: Duration = Duration::from_secs(5), time, "describe-timeout",
         flag describe_timeout: Option<Duration> [long, value_name = "DURATION", value_parser = humantime::parse_duration];

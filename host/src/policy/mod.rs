@@ -122,6 +122,8 @@ pub enum Op<'a> {
     WriteFile { bytes: usize, written: usize },
     /// Read a file of a namespace back (its size is held to file-bytes as it is read).
     ReadFile,
+    /// Save a file of `bytes` into the report, when the run has saved `attached` bytes already.
+    Attach { bytes: usize, attached: usize },
 }
 
 impl Policy {
@@ -215,6 +217,14 @@ impl Policy {
                 self.max_files
             ))),
             Op::WriteFile { .. } | Op::ReadFile => Ok(()),
+            Op::Attach { bytes, attached } if bytes.saturating_add(attached) > self.attach_bytes => {
+                Err(LabError::Limit(format!(
+                    "a report file of {bytes} bytes refused: the run's report files may hold {} bytes in all and \
+                     {attached} are used (policy limit attach-bytes; raise it with --attach-bytes)",
+                    self.attach_bytes
+                )))
+            }
+            Op::Attach { .. } => Ok(()),
         }
     }
 

@@ -1,18 +1,5 @@
-#!/usr/bin/env bash
-# Time building and removing a chain of N namespaces joined by veth pairs (addresses on both
-# ends, links up): the runner with guests/chain against the same lab as an `ip` shell script
-# and with `ip -batch`. Reports wall time and peak memory for each. Needs root; uses
-# namespaces named nslab-bench-* for the ip variants and removes them.
-#   bench/chain.sh [N...]        (default: 10 100 1000)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-scripts/setup.sh
-[[ -x /usr/bin/time ]] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
-scripts/build-guests.sh
-cargo build --quiet --release -p nslab-host
-sizes=("$@"); [[ ${#sizes[@]} -gt 0 ]] || sizes=(10 100 1000)
-runner=target/release/runner
-chain=guests/target/wasm32-wasip2/release/chain.wasm
+# The shell baselines of bench/run.sh: the chain of guests/chain built with `ip`, one command at
+# a time, and with `ip -batch`. Sourced; every namespace is named nslab-bench-N.
 
 ip_script() {  # N: the chain as plain `ip` commands, then its removal
     local n=$1 i
@@ -47,20 +34,9 @@ ip_batch() {  # N: the same with `ip -batch`: one batch for namespaces and veth 
     for ((i = 0; i < n; i++)); do echo "netns delete nslab-bench-$i"; done | ip -batch -
 }
 
-measure() {  # LABEL CMD...: wall seconds and peak RSS of one run
-    local label=$1; shift
-    local out
-    out=$(mktemp)
-    /usr/bin/time -f "%e %M" -o "$out" "$@" >/dev/null 2>&1
-    printf "%-28s %8s s %10s KiB\n" "$label" $(tail -1 "$out")
-    rm -f "$out"
+remove_bench_namespaces() {
+    local ns
+    for ns in $(ip netns list | awk '/^nslab-bench-/{print $1}'); do ip netns delete "$ns"; done
 }
 
-trap 'for ns in $(ip netns list | awk "/^nslab-bench-/{print \$1}"); do ip netns delete "$ns"; done' EXIT
 export -f ip_script ip_batch
-printf "%-28s %10s %14s\n" "lab (build + remove)" "wall" "peak RSS"
-for n in "${sizes[@]}"; do
-    measure "runner, chain of $n" "$runner" run -q --max-namespaces $((n + 1)) --max-links $((2 * n)) "$chain" -- --n "$n"
-    measure "ip script, chain of $n" bash -c "ip_script $n"
-    measure "ip -batch, chain of $n" bash -c "ip_batch $n"
-done
