@@ -9,6 +9,11 @@ cargo fmt --all -- --check
 (cd guests && cargo fmt --all -- --check)
 cargo clippy --quiet --release --all-targets -- -D warnings
 (cd guests && cargo clippy --quiet --release --target wasm32-wasip2 -- -D warnings)
+# The rootless tests (tests/rootless.rs) run the runner as two ordinary users: nslab-test, with
+# subordinate ids (useradd gives a regular user a range in /etc/subuid and /etc/subgid), and
+# nslab-alone, a system user without any.
+id nslab-test >/dev/null 2>&1 || useradd --create-home --shell /usr/sbin/nologin nslab-test
+id nslab-alone >/dev/null 2>&1 || useradd --system --create-home --shell /usr/sbin/nologin nslab-alone
 rm -f target/tmp/skipped.txt
 cargo test --release -p nslab-host
 if [[ -s target/tmp/skipped.txt ]]; then

@@ -77,12 +77,3 @@ fn wasi_command_component_of_another_world() {
         "is a component but not an nslab scenario: no export `describe` found. A scenario is built against the world nslab:lab/scenario@0.1.0",
     );
 }
-
-#[test]
-fn without_privilege_it_says_so_before_creating_anything() {
-    let run = runner_as_nobody("run", &guest("seed"));
-    run.assert_code(2).assert_stderr(
-        "runner: error: the runner lacks CAP_SYS_ADMIN and CAP_NET_ADMIN needed to create network namespaces: run it as root",
-    );
-    assert!(run.stdout.is_empty(), "{}", run.all());
-}

@@ -17,6 +17,7 @@ mod labs;
 mod lifecycle;
 mod policy;
 mod reports;
+mod rootless;
 mod scale;
 mod security;
 mod seed;

@@ -25,7 +25,17 @@ pub fn cleanup(rec: &RunRecord) -> Result<Cleaned, String> {
         ));
     }
     let mut done = Cleaned::default();
-    for ns in &rec.namespaces {
+    if let Some((pid, start)) = rec.keeper {
+        stop_keeper(rec, pid, start, &mut done);
+    }
+    // Pins under /run/netns are root's to make: a record in a user's directory that names one
+    // is not followed (a user could copy root's pin names and inodes into it).
+    let pins = if rec.owner == 0 {
+        &rec.namespaces[..]
+    } else {
+        &[]
+    };
+    for ns in pins {
         let Some(pinned) = &ns.pinned else { continue };
         if !is_our_pin(&rec.id, pinned) {
             done.notes.push(format!(
@@ -74,6 +84,39 @@ pub fn cleanup(rec: &RunRecord) -> Result<Cleaned, String> {
             .map_err(|e| format!("cannot remove the record of run {}: {e}", rec.id))?;
     }
     Ok(done)
+}
+
+/// Stop the keeper of an ordinary user's kept lab (lab/keeper.rs), if the pid still is that
+/// keeper: a process of the record's owner running `runner __keeper`, started when recorded.
+fn stop_keeper(rec: &RunRecord, pid: u32, start: u64, done: &mut Cleaned) {
+    if !crate::lab::keeper::is_keeper(pid, start, rec.owner) {
+        done.notes.push(format!(
+            "process {pid}, which held the lab, is gone (or is not the runner's keeper): nothing to stop"
+        ));
+        return;
+    }
+    match nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    ) {
+        Ok(()) => {
+            // Gone when cleanup returns, as an unmounted pin is.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while crate::lab::keeper::is_keeper(pid, start, rec.owner)
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            for ns in &rec.namespaces {
+                done.removed
+                    .push(format!("netns {} (net:[{}])", ns.name, ns.inode));
+            }
+            done.removed.push(format!("process {pid}, which held them"));
+        }
+        Err(e) => done.problems.push(format!(
+            "cannot stop process {pid}, which holds the lab: {e}"
+        )),
+    }
 }
 
 /// Whether a recorded pin is one `--keep` makes for run `id`: `nslab-ID-NAME`, a plain file

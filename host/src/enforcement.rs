@@ -56,6 +56,9 @@ pub fn on_this_machine() -> Vec<Enforcement> {
             complete: false,
         },
     });
+    if let crate::privilege::Mode::Rootless { uid, .. } = crate::privilege::mode() {
+        list.extend(rootless(uid));
+    }
     list.push(Enforcement {
         key: "max-links",
         how: "by the runner: it watches the namespaces where programs run (netlink) and stops the \
@@ -69,6 +72,32 @@ pub fn on_this_machine() -> Vec<Enforcement> {
         complete: true,
     });
     list
+}
+
+/// What a run of an ordinary user can and cannot do here: its user namespace maps the user
+/// (and subordinate ids, where configured); without them, programs keep the user's groups and
+/// cannot switch to a service user.
+fn rootless(uid: u32) -> Vec<Enforcement> {
+    match crate::lab::helper::subordinate_ids(uid) {
+        Ok(((first, count), _)) => vec![Enforcement {
+            key: "rootless",
+            how: format!(
+                "as user {uid}: the run's user namespace maps you as its root and your subordinate \
+                 ids {first}-{} as its ids 1-{count}; programs drop your groups",
+                first + count - 1
+            ),
+            complete: true,
+        }],
+        Err(why) => vec![Enforcement {
+            key: "rootless",
+            how: format!(
+                "as user {uid}, in part: the run's user namespace maps only you ({why}); programs \
+                 keep your supplementary groups, and programs that switch to a service user \
+                 (tcpdump, FRR's daemons) cannot run"
+            ),
+            complete: false,
+        }],
+    }
 }
 
 /// The limits that hold only in part here, as warnings to print.

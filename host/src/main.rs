@@ -11,6 +11,12 @@ fn main() -> ExitCode {
     {
         return nslab_host::lab::helper::serve();
     }
+    // The process that holds an ordinary user's kept lab (host/src/lab/keeper.rs).
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(nslab_host::lab::keeper::KEEPER_ARG))
+    {
+        return nslab_host::lab::keeper::serve();
+    }
     // The janitor of a run's cgroup (host/src/lab/cgroup.rs).
     let mut args = std::env::args_os().skip(1);
     if args.next().as_deref() == Some(std::ffi::OsStr::new(nslab_host::lab::cgroup::JANITOR_ARG)) {

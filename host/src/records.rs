@@ -1,7 +1,8 @@
 //! The runner's own record of each run, so that `runner ls` can show runs in progress and kept
 //! labs, and `runner cleanup` can remove exactly what a run pinned, found by this record and
-//! never by a name pattern. One JSON file per run under [`RUN_DIR`] (a tmpfs, gone at reboot
-//! like the namespaces themselves).
+//! never by a name pattern. One JSON file per run under [`run_dir`] (a tmpfs, gone at reboot
+//! like the namespaces themselves): /run/nslab/runs for root, the user's runtime directory
+//! otherwise.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,27 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-pub const RUN_DIR: &str = "/run/nslab/runs";
+/// Where this user's runs are recorded.
+pub fn run_dir() -> PathBuf {
+    crate::privilege::runtime_dir().join("runs")
+}
+
+/// Where `ls` and `cleanup` look: a user's own runs; for root, root's and every user's.
+fn run_dirs() -> Vec<PathBuf> {
+    let mut dirs = vec![run_dir()];
+    if crate::privilege::mode() == crate::privilege::Mode::Root {
+        if let Ok(users) = std::fs::read_dir("/run/user") {
+            let mut found: Vec<PathBuf> = users
+                .flatten()
+                .map(|u| u.path().join("nslab/runs"))
+                .filter(|d| d.is_dir())
+                .collect();
+            found.sort();
+            dirs.extend(found);
+        }
+    }
+    dirs
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NsRecord {
@@ -38,6 +59,13 @@ pub struct RunRecord {
     /// Written whole when the lab is kept; while the run goes, its namespaces are in the
     /// record's log instead (see [`RunRecord::log_namespace`]), and `load` reads them from there.
     pub namespaces: Vec<NsRecord>,
+    /// An ordinary user's kept lab is held by a keeper process (lab/keeper.rs): its pid and
+    /// start time; the namespaces' `pinned` are then /proc/PID/fd/N.
+    #[serde(default)]
+    pub keeper: Option<(u32, u64)>,
+    /// Who owns the record's file: whose run it is (set when it is loaded).
+    #[serde(skip)]
+    pub owner: u32,
 }
 
 /// A line of a record's log: a namespace made or deleted while the run goes.
@@ -109,15 +137,24 @@ impl RunRecord {
             started_unix: now_unix(),
             kept: false,
             namespaces: Vec::new(),
+            keeper: None,
+            owner: nix::unistd::geteuid().as_raw(),
         }
     }
 
+    /// Where the record of `id` is: in this user's directory, or (for root) wherever a user's
+    /// run left it.
     fn path(id: &str) -> PathBuf {
-        PathBuf::from(RUN_DIR).join(format!("{id}.json"))
+        let file = format!("{id}.json");
+        run_dirs()
+            .into_iter()
+            .map(|d| d.join(&file))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| run_dir().join(file))
     }
 
     fn log_path(id: &str) -> PathBuf {
-        PathBuf::from(RUN_DIR).join(format!("{id}.log"))
+        Self::path(id).with_extension("log")
     }
 
     /// Note a namespace made or deleted: one line appended to the record's log, so a change
@@ -164,20 +201,21 @@ impl RunRecord {
     /// symlink someone planted, and only in a directory this user owns.
     pub fn save(&self) -> std::io::Result<()> {
         use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-        let dir = Path::new(RUN_DIR);
+        let dir = run_dir();
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
-            .create(dir)?;
-        let meta = std::fs::symlink_metadata(dir)?;
+            .create(&dir)?;
+        let meta = std::fs::symlink_metadata(&dir)?;
         if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() {
             return Err(std::io::Error::other(format!(
-                "{RUN_DIR} is not a directory of this user's (a symlink, or made by someone else): remove it"
+                "{} is not a directory of this user's (a symlink, or made by someone else): remove it",
+                dir.display()
             )));
         }
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         write_whole(
-            &Self::path(&self.id),
+            &dir.join(format!("{}.json", self.id)),
             &temp_path(&self.id, std::process::id()),
             0o644,
             &[&json],
@@ -215,9 +253,13 @@ impl RunRecord {
                 format!("{id:?} is not a run id (8 hex digits, as `runner ls` shows)"),
             ));
         }
-        let bytes = std::fs::read(Self::path(id))?;
+        use std::os::unix::fs::MetadataExt;
+        let path = Self::path(id);
+        let owner = std::fs::symlink_metadata(&path)?.uid();
+        let bytes = std::fs::read(&path)?;
         let mut record: RunRecord = serde_json::from_slice(&bytes)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        record.owner = owner;
         if !record.kept && record.namespaces.is_empty() {
             record.namespaces = Self::replay_log(id);
         }
@@ -226,18 +268,18 @@ impl RunRecord {
 
     /// Every record, oldest first. Files that are not records are passed over.
     pub fn load_all() -> std::io::Result<Vec<RunRecord>> {
-        let entries = match std::fs::read_dir(RUN_DIR) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut runs: Vec<RunRecord> = entries
-            .flatten()
-            .filter_map(|e| {
+        let mut runs = Vec::new();
+        for dir in run_dirs() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            runs.extend(entries.flatten().filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
                 RunRecord::load(name.strip_suffix(".json")?).ok()
-            })
-            .collect();
+            }));
+        }
         runs.sort_by_key(|r| (r.started_unix, r.id.clone()));
         Ok(runs)
     }
@@ -271,12 +313,12 @@ pub fn write_whole(path: &Path, tmp: &Path, mode: u32, parts: &[&[u8]]) -> std::
 /// Where a record is written before it is renamed into place. The writer's pid is in the name so
 /// that a copy left by a runner killed mid-write can be told from one being written now.
 fn temp_path(id: &str, pid: u32) -> PathBuf {
-    PathBuf::from(RUN_DIR).join(format!(".{id}.{pid}.tmp"))
+    run_dir().join(format!(".{id}.{pid}.tmp"))
 }
 
 /// Every half-written record: (run id, writer pid, path).
 fn temp_files() -> Vec<(String, u32, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir(RUN_DIR) else {
+    let Ok(entries) = std::fs::read_dir(run_dir()) else {
         return Vec::new();
     };
     entries
@@ -315,7 +357,7 @@ mod tests {
 
     #[test]
     fn the_log_replays_to_the_namespaces_there_are_now() {
-        let _ = std::fs::create_dir_all(RUN_DIR);
+        let _ = std::fs::create_dir_all(run_dir());
         let r = RunRecord::new(new_run_id().unwrap(), "x.wasm".into());
         for change in [
             NsChange::Made {

@@ -224,12 +224,19 @@ async fn run_scenario(cfg: RunConfig) -> (Outcome, Vec<(String, Vec<u8>)>) {
     };
     start_event(&record.id, &sha256);
     let tripped = Arc::new(Tripped::default());
-    let lab = Lab::new(
+    let mut lab = Lab::new(
         console.clone(),
         record,
         cfg.helper.clone(),
         program_limits(&cfg.policy, tripped.clone()),
     );
+    // An ordinary user learns now, not at the scenario's first namespace, that the kernel
+    // refuses the user namespace a rootless run needs: the file could not be run at all.
+    if privilege::mode() != privilege::Mode::Root {
+        if let Err(e) = lab.prepare() {
+            return fail_load(&e.to_string());
+        }
+    }
     let (mut store, stdout, stderr) = new_store(
         &engine,
         &cfg.file,
@@ -403,6 +410,51 @@ pub(crate) fn program_limits(policy: &Policy, tripped: Arc<Tripped>) -> ProgramL
 fn keep_lab(lab: &mut Lab, console: &Console) -> bool {
     let id = lab.run_id().to_string();
     match lab.keep() {
+        Ok(pins) if privilege::mode() != privilege::Mode::Root => {
+            // An ordinary user's lab is held by a keeper process (lab/keeper.rs).
+            let keeper = pins
+                .first()
+                .and_then(|p| p.pinned.as_deref())
+                .and_then(|p| p.strip_prefix("/proc/"))
+                .and_then(|p| p.split('/').next())
+                .unwrap_or("?")
+                .to_string();
+            console.line(
+                Verbosity::Quiet,
+                &format!(
+                    "kept: run {id}; process {keeper} holds its namespaces (rootless: nothing under /run/netns):"
+                ),
+            );
+            for p in &pins {
+                let pinned = p.pinned.as_deref().unwrap_or_default();
+                console.line(
+                    Verbosity::Quiet,
+                    &format!("   {:<15}  {pinned:<30}  net:[{}]", p.name, p.inode),
+                );
+            }
+            let user = format!("/proc/{keeper}/fd/{}", crate::lab::keeper::FIRST_FD);
+            if let Some(first) = pins.first().and_then(|p| p.pinned.as_deref()) {
+                console.line(
+                    Verbosity::Quiet,
+                    &format!(
+                        "   enter one:  nsenter --preserve-credentials --user={user} --net={first} ip address"
+                    ),
+                );
+            }
+            if let Some((files, _)) = pins.iter().find_map(|p| p.files.as_ref()) {
+                console.line(
+                    Verbosity::Quiet,
+                    &format!(
+                        "   its files:  nsenter --preserve-credentials --user={user} --mount={files} ls /tmp /run"
+                    ),
+                );
+            }
+            console.line(
+                Verbosity::Quiet,
+                &format!("   remove it:  runner cleanup {id}"),
+            );
+            true
+        }
         Ok(pins) => {
             console.line(
                 Verbosity::Quiet,

@@ -21,7 +21,7 @@ pub fn main(_: LsArgs) -> ExitCode {
         Err(e) => {
             eprintln!(
                 "runner: error: cannot read the run records in {}: {e}",
-                nslab_host::records::RUN_DIR
+                nslab_host::records::run_dir().display()
             );
             return ExitCode::from(1);
         }
@@ -41,10 +41,14 @@ pub fn main(_: LsArgs) -> ExitCode {
             r.scenario
         );
         for ns in &r.namespaces {
-            let pinned = ns
-                .pinned
-                .as_deref()
-                .map_or("-".to_string(), |p| format!("/run/netns/{p}"));
+            let pinned =
+                ns.pinned
+                    .as_deref()
+                    .map_or("-".to_string(), |p| match p.starts_with('/') {
+                        // An ordinary user's kept lab: the keeper's fd (lab/keeper.rs).
+                        true => p.to_string(),
+                        false => format!("/run/netns/{p}"),
+                    });
             println!(
                 "          {:<15}  {pinned:<40}  net:[{}]",
                 ns.name, ns.inode

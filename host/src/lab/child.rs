@@ -23,6 +23,8 @@ pub struct Boxing {
     pub max_processes: u64,
     /// RLIMIT_AS of each program, where no memory cgroup bounds them together.
     pub address_space: Option<u64>,
+    /// How the program loses the groups of the user who started the runner.
+    pub groups: super::helper::GroupDrop,
 }
 
 /// Between fork and exec, in the child: join the run's memory cgroup, enter the run's user
@@ -51,8 +53,15 @@ pub(super) unsafe fn enter_lab(b: Boxing, runner: libc::pid_t) -> std::io::Resul
             return fail();
         }
     }
-    if libc::setgroups(0, std::ptr::null()) != 0 || libc::setns(b.userns, libc::CLONE_NEWUSER) != 0
-    {
+    use super::helper::GroupDrop;
+    if b.groups == GroupDrop::Outside && libc::setgroups(0, std::ptr::null()) != 0 {
+        return fail();
+    }
+    if libc::setns(b.userns, libc::CLONE_NEWUSER) != 0 {
+        return fail();
+    }
+    // An ordinary user's groups go once inside, where setgroups is the run's to allow.
+    if b.groups == GroupDrop::Inside && libc::setgroups(0, std::ptr::null()) != 0 {
         return fail();
     }
     // After the credential change, which clears the parent-death signal.

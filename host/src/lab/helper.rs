@@ -108,13 +108,164 @@ impl From<LabError> for FileFailure {
     }
 }
 
+/// How the run's user namespace maps ids (root inside is always id 0).
+pub enum IdMap {
+    /// The host's root: a block of host ids of the run's own, held by their lock.
+    Range(IdRange),
+    /// An ordinary user with subordinate ids (/etc/subuid, /etc/subgid) and newuidmap: the user
+    /// is root inside, and ids 1.. are the user's subordinate ids, for daemons that switch to a
+    /// service user.
+    Subordinate {
+        uid: u32,
+        gid: u32,
+        uids: (u32, u32),
+        gids: (u32, u32),
+    },
+    /// An ordinary user alone: root inside is the user outside, the only id there is; the
+    /// kernel then denies setgroups.
+    Own { uid: u32, gid: u32 },
+}
+
+/// How a program loses the groups of the user who started the runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupDrop {
+    /// Before it joins the run's user namespace (root may).
+    Outside,
+    /// Once inside it (setgroups is allowed there).
+    Inside,
+    /// Not at all: an ordinary user without subordinate ids cannot drop them.
+    Cannot,
+}
+
+impl IdMap {
+    /// The map for this process: a range for root, else the user (and subordinate ids where
+    /// they are configured).
+    fn for_this_process() -> LabResult<IdMap> {
+        match crate::privilege::mode() {
+            crate::privilege::Mode::Root => Ok(IdMap::Range(IdRange::take()?)),
+            crate::privilege::Mode::Rootless { uid, gid } => Ok(match subordinate_ids(uid) {
+                Ok((uids, gids)) => IdMap::Subordinate {
+                    uid,
+                    gid,
+                    uids,
+                    gids,
+                },
+                Err(_) => IdMap::Own { uid, gid },
+            }),
+        }
+    }
+
+    pub fn groups(&self) -> GroupDrop {
+        match self {
+            IdMap::Range(_) => GroupDrop::Outside,
+            IdMap::Subordinate { .. } => GroupDrop::Inside,
+            IdMap::Own { .. } => GroupDrop::Cannot,
+        }
+    }
+
+    /// Write the helper's maps.
+    fn apply(&self, pid: u32) -> LabResult<()> {
+        let write = |file: &str, text: String| {
+            std::fs::write(format!("/proc/{pid}/{file}"), text)
+                .map_err(|e| LabError::from_io(&e, format!("write the lab's {file}")))
+        };
+        match self {
+            // setgroups stays allowed, for daemons that set their service user's groups:
+            // every group they can name is the run's own, and programs start with none of
+            // the host's (child.rs drops them).
+            IdMap::Range(r) => {
+                write("uid_map", format!("0 {} {IDS_PER_RUN}\n", r.first))?;
+                write("gid_map", format!("0 {} {IDS_PER_RUN}\n", r.first))
+            }
+            IdMap::Own { uid, gid } => {
+                write("setgroups", "deny".into())?;
+                write("uid_map", format!("0 {uid} 1\n"))?;
+                write("gid_map", format!("0 {gid} 1\n"))
+            }
+            IdMap::Subordinate {
+                uid,
+                gid,
+                uids,
+                gids,
+            } => {
+                let run = |tool: &str, own: u32, (start, count): (u32, u32)| {
+                    let args = [pid, 0, own, 1, 1, start, count].map(|n| n.to_string());
+                    let out = Command::new(tool)
+                        .args(&args)
+                        .stdin(Stdio::null())
+                        .output()
+                        .map_err(|e| LabError::from_io(&e, format!("run {tool}")))?;
+                    if !out.status.success() {
+                        return Err(LabError::Os(format!(
+                            "{tool} {}: {}",
+                            args.join(" "),
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        )));
+                    }
+                    Ok(())
+                };
+                run("newuidmap", *uid, *uids)?;
+                run("newgidmap", *gid, *gids)
+            }
+        }
+    }
+}
+
+/// The subordinate ids /etc/subuid (or subgid) gives user `uid`, by name or number: (first,
+/// count), at most 65535 of them.
+fn subordinate(file: &str, uid: u32) -> Option<(u32, u32)> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name);
+    text.lines().find_map(|line| {
+        let mut f = line.trim().split(':');
+        let (who, start, count) = (
+            f.next()?,
+            f.next()?.parse().ok()?,
+            f.next()?.parse::<u32>().ok()?,
+        );
+        let ours = who == uid.to_string() || Some(who) == name.as_deref();
+        (ours && count > 0).then_some((start, count.min(IDS_PER_RUN - 1)))
+    })
+}
+
+/// A block of subordinate ids: (first, count).
+pub type IdBlock = (u32, u32);
+
+/// The subordinate uids and gids of user `uid`, or why a rootless run has none.
+pub fn subordinate_ids(uid: u32) -> Result<(IdBlock, IdBlock), String> {
+    let (Some(uids), Some(gids)) = (
+        subordinate("/etc/subuid", uid),
+        subordinate("/etc/subgid", uid),
+    ) else {
+        return Err(format!(
+            "user {uid} has no subordinate ids in /etc/subuid and /etc/subgid (an administrator adds them: usermod --add-subuids, --add-subgids)"
+        ));
+    };
+    if !has_newidmap() {
+        return Err("newuidmap and newgidmap are not installed (apt-get install uidmap)".into());
+    }
+    Ok((uids, gids))
+}
+
+fn has_newidmap() -> bool {
+    ["newuidmap", "newgidmap"].iter().all(|tool| {
+        super::exec::SYSTEM_PATH
+            .split(':')
+            .any(|dir| std::path::Path::new(dir).join(tool).is_file())
+    })
+}
+
 /// The runner's side: the helper process, its socket, and the user namespace it made.
 pub struct Helper {
     child: Child,
     socket: OwnedFd,
     userns: OwnedFd,
-    /// The run's host ids, held (by their lock) for as long as the helper lives.
-    _ids: IdRange,
+    /// How its ids are mapped (for root, the run's host ids, held by their lock for as long as
+    /// the helper lives).
+    ids: IdMap,
 }
 
 impl Helper {
@@ -155,7 +306,7 @@ impl Helper {
             &nix::sys::time::TimeVal::new(HELPER_ANSWER_SECS, 0),
         );
         let pid = child.id();
-        let ids = match IdRange::take() {
+        let ids = match IdMap::for_this_process() {
             Ok(ids) => ids,
             Err(e) => {
                 let _ = child.kill();
@@ -165,7 +316,7 @@ impl Helper {
         };
         let handshake = || -> LabResult<OwnedFd> {
             expect(&ours, b'U')?;
-            map_ids(pid, ids.first)?;
+            ids.apply(pid)?;
             send(&ours, b'M')?;
             expect(&ours, b'R')?;
             let path = format!("/proc/{pid}/ns/user");
@@ -180,7 +331,7 @@ impl Helper {
                 child,
                 socket: ours,
                 userns,
-                _ids: ids,
+                ids,
             }),
             Err(e) => {
                 let _ = child.kill();
@@ -192,6 +343,11 @@ impl Helper {
 
     pub fn userns_fd(&self) -> RawFd {
         self.userns.as_raw_fd()
+    }
+
+    /// How the run's programs lose the groups of the user who started the runner.
+    pub fn groups(&self) -> GroupDrop {
+        self.ids.groups()
     }
 
     /// The filesystem box for one lab namespace's programs (sandbox.rs): a mount namespace
@@ -291,6 +447,38 @@ impl Helper {
         }
     }
 
+    /// Turn forwarding on or off in the namespace `netns`: the helper enters it and writes its
+    /// /proc/sys/net (sysctl.rs).
+    pub fn set_forwarding(&self, netns: BorrowedFd<'_>, on: bool, what: &str) -> LabResult<()> {
+        send_with(&self.socket, &[b'S', u8::from(on)], &[netns.as_raw_fd()])?;
+        match self.receive()? {
+            (b'K', _, _) => Ok(()),
+            (b'E', errno, _) => Err(LabError::from_errno(
+                nix::errno::Errno::from_raw(errno),
+                what,
+            )),
+            (other, _, _) => Err(LabError::Os(format!(
+                "{what}: the lab helper said {other:?}"
+            ))),
+        }
+    }
+
+    /// A netlink socket inside `netns`, subscribed to its link events (watch.rs).
+    pub fn link_watch_socket(&self, netns: BorrowedFd<'_>, name: &str) -> LabResult<OwnedFd> {
+        let what = format!("watch the links of namespace {name}");
+        send_with(&self.socket, b"L", &[netns.as_raw_fd()])?;
+        match self.receive()? {
+            (b'K', _, fds) if fds.len() == 1 => Ok(fds.into_iter().next().expect("one fd")),
+            (b'E', errno, _) => Err(LabError::from_errno(
+                nix::errno::Errno::from_raw(errno),
+                &what,
+            )),
+            (other, _, _) => Err(LabError::Os(format!(
+                "{what}: the lab helper said {other:?}"
+            ))),
+        }
+    }
+
     /// A new network namespace inside the run's user namespace: (namespace fd, netlink socket).
     pub fn new_netns(&self, name: &str) -> LabResult<(OwnedFd, OwnedFd)> {
         send(&self.socket, b'N')?;
@@ -308,18 +496,6 @@ impl Helper {
             ))),
         }
     }
-}
-
-/// Map ids 0-65535 of the helper's new user namespace to the run's host ids. setgroups stays
-/// allowed, for daemons that set their service user's groups: every group they can name is the
-/// run's own, and programs start with none of the host's (child.rs drops them).
-fn map_ids(pid: u32, first: u32) -> LabResult<()> {
-    let write = |file: &str, text: String| {
-        std::fs::write(format!("/proc/{pid}/{file}"), text)
-            .map_err(|e| LabError::from_io(&e, format!("write the lab's {file}")))
-    };
-    write("uid_map", format!("0 {first} {IDS_PER_RUN}\n"))?;
-    write("gid_map", format!("0 {first} {IDS_PER_RUN}\n"))
 }
 
 fn send(socket: &OwnedFd, byte: u8) -> LabResult<()> {
@@ -385,10 +561,31 @@ fn recv(socket: &OwnedFd) -> LabResult<(u8, i32, Vec<OwnedFd>)> {
 fn expect(socket: &OwnedFd, byte: u8) -> LabResult<()> {
     match recv(socket)? {
         (b, _, _) if b == byte => Ok(()),
-        (b'E', errno, _) => Err(LabError::from_errno(
-            nix::errno::Errno::from_raw(errno),
-            "set up the lab's user namespace",
-        )),
+        (b'E', errno, _) => {
+            let errno = nix::errno::Errno::from_raw(errno);
+            // The kernel refused the user namespace itself: say which settings decide that.
+            if crate::privilege::mode() != crate::privilege::Mode::Root
+                && matches!(
+                    errno,
+                    nix::errno::Errno::EPERM
+                        | nix::errno::Errno::ENOSPC
+                        | nix::errno::Errno::EUSERS
+                )
+            {
+                return Err(LabError::Denied(format!(
+                    "the kernel refused an ordinary user the user namespace a rootless run needs ({}): \
+                     user.max_user_namespaces, kernel.unprivileged_userns_clone or \
+                     kernel.apparmor_restrict_unprivileged_userns forbids it (or the runner already \
+                     runs 32 user namespaces deep); run the runner as root \
+                     (sudo runner run ...), or have an administrator change that setting",
+                    errno.desc()
+                )));
+            }
+            Err(LabError::from_errno(
+                errno,
+                "set up the lab's user namespace",
+            ))
+        }
         (other, _, _) => Err(LabError::Os(format!(
             "the lab helper said {other:?}, expected {byte:?}"
         ))),
@@ -438,6 +635,62 @@ fn make_netns() -> nix::Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: socket(2) just returned this fd; nothing else owns it.
     Ok((ns, unsafe { OwnedFd::from_raw_fd(raw) }))
+}
+
+/// Enter the lab namespace `netns` (the helper's own network namespace does not matter: each
+/// request that needs one enters it first).
+fn enter_netns(netns: &OwnedFd) -> nix::Result<()> {
+    nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET)
+}
+
+/// Forwarding on or off in the namespace the helper is in.
+fn write_forwarding(on: bool) -> nix::Result<()> {
+    let value = if on { "1" } else { "0" };
+    for file in [
+        "/proc/sys/net/ipv4/ip_forward",
+        "/proc/sys/net/ipv6/conf/all/forwarding",
+    ] {
+        std::fs::write(file, value).map_err(io_errno)?;
+    }
+    Ok(())
+}
+
+/// A netlink socket in the namespace the helper is in, subscribed to link events, with a
+/// receive buffer large enough for a burst (root of the namespace's owner: SO_RCVBUFFORCE).
+fn link_events_socket() -> nix::Result<OwnedFd> {
+    const RTMGRP_LINK: u32 = 1;
+    // SAFETY: plain syscalls on a socket owned from its creation.
+    unsafe {
+        let raw = libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            libc::NETLINK_ROUTE,
+        );
+        if raw < 0 {
+            return Err(nix::errno::Errno::last());
+        }
+        let socket = OwnedFd::from_raw_fd(raw);
+        let size: libc::c_int = 8 << 20;
+        libc::setsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let mut addr: libc::sockaddr_nl = std::mem::zeroed();
+        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        addr.nl_groups = RTMGRP_LINK;
+        if libc::bind(
+            raw,
+            (&addr as *const libc::sockaddr_nl).cast(),
+            size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        ) != 0
+        {
+            return Err(nix::errno::Errno::last());
+        }
+        Ok(socket)
+    }
 }
 
 /// Do `work` in a child of the helper (which must keep its own mount namespace): the child
@@ -694,6 +947,16 @@ pub fn serve() -> std::process::ExitCode {
                         open_in_box(&path).map(|f| vec![f])
                     })?
                 }
+                (b'S', [netns]) if n >= 2 => {
+                    match enter_netns(netns).and_then(|()| write_forwarding(msg[1] == 1)) {
+                        Ok(()) => reply(fd, b'K', 0, &[])?,
+                        Err(e) => fail(fd, e)?,
+                    }
+                }
+                (b'L', [netns]) => match enter_netns(netns).and_then(|()| link_events_socket()) {
+                    Ok(socket) => reply(fd, b'K', 0, &[socket.as_raw_fd()])?,
+                    Err(e) => fail(fd, e)?,
+                },
                 (b'N', _) => match make_netns() {
                     Ok((ns, nl)) => reply(fd, b'K', 0, &[ns.as_raw_fd(), nl.as_raw_fd()])?,
                     Err(e) => fail(fd, e)?,

@@ -13,7 +13,7 @@ impl Lab {
         if let Err(e) = self.record.save() {
             self.console.warn(&format!(
                 "cannot write the run record under {}: {e}; `runner ls` will not show run {}",
-                crate::records::RUN_DIR,
+                crate::records::run_dir().display(),
                 self.record.id
             ));
             return false;
@@ -47,7 +47,7 @@ impl Lab {
         if let Err(e) = self.record.log_namespace(&change) {
             self.console.warn(&format!(
                 "cannot write the run record under {}: {e}; `runner ls` will not show all of run {}",
-                crate::records::RUN_DIR,
+                crate::records::run_dir().display(),
                 self.record.id
             ));
         }
@@ -57,6 +57,9 @@ impl Lab {
     /// the pins, and let go of the fds. If any pin fails, undo the others and report; the caller
     /// then tears the lab down as usual.
     pub fn keep(&mut self) -> LabResult<Vec<NsRecord>> {
+        if crate::privilege::mode() != crate::privilege::Mode::Root {
+            return self.keep_by_keeper();
+        }
         let mut kept: Vec<NsRecord> = Vec::new();
         let mut failed = None;
         for ns in self.namespaces.values() {
@@ -105,11 +108,69 @@ impl Lab {
             self.sync_record();
             return Err(e);
         }
+        Ok(self.kept(kept))
+    }
+
+    /// The lab is kept elsewhere (pins, or a keeper): record it so, and let go of it here.
+    fn kept(&mut self, kept: Vec<NsRecord>) -> Vec<NsRecord> {
+        self.record.namespaces = kept.clone();
         self.record.kept = true;
         let _ = self.save_record();
         self.programs.release_all();
         self.links.clear();
         self.namespaces.clear();
-        Ok(kept)
+        kept
+    }
+
+    /// Keep the lab of an ordinary user: a keeper process holds the user namespace, every
+    /// namespace and every box (keeper.rs), and the record says where: /proc/PID/fd/N.
+    fn keep_by_keeper(&mut self) -> LabResult<Vec<NsRecord>> {
+        use std::os::fd::AsRawFd;
+        let userns = self.factory.helper()?.userns_fd();
+        let mut fds = vec![userns];
+        let mut kept = Vec::new();
+        // Where each namespace's and box's fd will be in the keeper, known before it starts.
+        let at = |n: usize| super::keeper::FIRST_FD + n as i32;
+        for ns in self.namespaces.values() {
+            fds.push(ns.raw_fd());
+            let net = at(fds.len() - 1);
+            let files = match &ns.boxfs {
+                Some(boxfs) => {
+                    fds.push(boxfs.as_raw_fd());
+                    let inode = nix::sys::stat::fstat(boxfs).map(|s| s.st_ino).unwrap_or(0);
+                    Some((at(fds.len() - 1), inode))
+                }
+                None => None,
+            };
+            kept.push((ns.name.clone(), ns.inode, net, files));
+        }
+        let pid = super::keeper::start(self.factory.exe(), &fds)?;
+        let start = crate::records::process_start(pid).unwrap_or(0);
+        let kept: Vec<NsRecord> = kept
+            .into_iter()
+            .map(|(name, inode, net, files)| NsRecord {
+                name,
+                inode,
+                pinned: Some(format!("/proc/{pid}/fd/{net}")),
+                files: files.map(|(fd, inode)| (format!("/proc/{pid}/fd/{fd}"), inode)),
+            })
+            .collect();
+        self.record.keeper = Some((pid, start));
+        self.record.namespaces = kept.clone();
+        self.record.kept = true;
+        // Only the record leads `cleanup` to the keeper: without one, nothing would ever stop it.
+        if !self.save_record() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            self.record.keeper = None;
+            self.record.kept = false;
+            return Err(LabError::Os(format!(
+                "the run record could not be written under {}, and only it would lead `runner cleanup` to the kept lab",
+                crate::records::run_dir().display()
+            )));
+        }
+        Ok(self.kept(kept))
     }
 }

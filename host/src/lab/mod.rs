@@ -13,6 +13,7 @@ pub mod exec;
 mod files;
 pub mod helper;
 mod keep;
+pub mod keeper;
 pub mod link;
 pub mod netns;
 pub mod pin;
@@ -112,6 +113,12 @@ impl Lab {
             record,
             record_saved: None,
         }
+    }
+
+    /// Make the run's user namespace now rather than at the first namespace: for an ordinary
+    /// user, whether the kernel allows it is known before the scenario starts.
+    pub fn prepare(&mut self) -> LabResult<()> {
+        self.factory.start_helper()
     }
 
     pub fn run_id(&self) -> &str {

@@ -67,27 +67,6 @@ impl Drop for Namespace {
     }
 }
 
-/// Run `work` on a short-lived thread that has entered the network namespace held by `ns`, and
-/// wait for it: what resolves to the caller's network namespace (a new socket, /proc/sys/net)
-/// is then the lab's. No runtime thread ever changes namespace.
-pub fn in_thread<T: Send + 'static>(
-    ns: BorrowedFd<'_>,
-    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> std::io::Result<T> {
-    let fd = ns.as_raw_fd();
-    std::thread::Builder::new()
-        .name("nslab-in-netns".into())
-        .spawn(move || {
-            // SAFETY: plain syscall on a namespace fd that outlives this thread (joined below).
-            if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            work()
-        })?
-        .join()
-        .map_err(|_| std::io::Error::other("the thread in the namespace panicked"))?
-}
-
 /// Makes the run's namespaces; starts the helper (and so the run's user namespace) on first use,
 /// so a run that creates nothing starts nothing.
 pub struct NsFactory {
@@ -129,11 +108,17 @@ impl NsFactory {
             .ok_or_else(|| LabError::Os("the run has no lab helper yet".to_string()))
     }
 
-    /// Create a namespace; its loopback is down, as after `ip netns add`.
-    pub fn create(&mut self, name: &str) -> LabResult<Namespace> {
+    /// Start the helper, and so the run's user namespace, if it is not started yet.
+    pub fn start_helper(&mut self) -> LabResult<()> {
         if self.helper.is_none() {
             self.helper = Some(Helper::start(&self.exe)?);
         }
+        Ok(())
+    }
+
+    /// Create a namespace; its loopback is down, as after `ip netns add`.
+    pub fn create(&mut self, name: &str) -> LabResult<Namespace> {
+        self.start_helper()?;
         let helper = self.helper.as_ref().expect("started above");
         let (fd, netlink_fd) = helper.new_netns(name)?;
         let what = format!("create namespace {name}");

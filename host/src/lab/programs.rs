@@ -145,7 +145,12 @@ impl Lab {
             };
         }
         if !self.programs.watchers.contains_key(&ns_id) {
-            let watcher = self.programs.link_limit.watch(self.ns(ns_id)?)?;
+            let ns = self.ns(ns_id)?;
+            let socket = self
+                .factory
+                .helper()?
+                .link_watch_socket(ns.fd(), &ns.name)?;
+            let watcher = self.programs.link_limit.watch(ns, socket)?;
             self.programs.watchers.insert(ns_id, watcher);
         }
         let mntns = self.boxfs(ns_id)?.as_raw_fd();
@@ -160,6 +165,7 @@ impl Lab {
             max_processes: self.programs.limits.max_processes as u64,
             address_space: matches!(self.programs.memory, MemoryBound::PerProgram)
                 .then_some(self.programs.limits.program_memory),
+            groups: self.factory.helper()?.groups(),
         })
     }
 

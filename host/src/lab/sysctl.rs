@@ -1,17 +1,14 @@
 //! Per-namespace kernel settings under /proc/sys/net, which resolve to the network namespace of
-//! the thread that opens them. A short-lived thread enters the namespace, writes, and ends, so
-//! no runtime thread ever changes namespace.
+//! the process that opens them. The lab helper writes them (helper.rs): it is in the run's user
+//! namespace, so it may enter the lab's namespaces whether the runner is root or not, and no
+//! thread of the runner ever changes namespace.
 
 use std::os::fd::BorrowedFd;
 
-use crate::error::{LabError, LabResult};
+use super::helper::Helper;
+use crate::error::LabResult;
 
 /// Turn IPv4 and IPv6 forwarding on or off in the namespace held by `ns`.
-pub fn set_forwarding(ns: BorrowedFd<'_>, on: bool, what: &str) -> LabResult<()> {
-    let value = if on { "1" } else { "0" };
-    super::netns::in_thread(ns, move || {
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", value)?;
-        std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", value)
-    })
-    .map_err(|e| LabError::from_io(&e, what))
+pub fn set_forwarding(helper: &Helper, ns: BorrowedFd<'_>, on: bool, what: &str) -> LabResult<()> {
+    helper.set_forwarding(ns, on, what)
 }

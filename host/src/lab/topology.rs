@@ -266,7 +266,7 @@ impl Lab {
             u8::from(on),
             ns.name
         );
-        sysctl::set_forwarding(ns.fd(), on, &what)?;
+        sysctl::set_forwarding(self.factory.helper()?, ns.fd(), on, &what)?;
         self.console.action(&what);
         match on {
             true => self.forwarding.insert(id),

@@ -6,7 +6,7 @@
 //! and its teardown kills the programs and removes everything.
 
 use std::collections::HashSet;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -18,7 +18,6 @@ use super::netns::Namespace;
 use crate::error::{LabError, LabResult};
 use crate::guest_limits::Tripped;
 
-const RTMGRP_LINK: u32 = 1;
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 /// Every namespace's loopback has index 1; it is not one of the run's links.
@@ -57,11 +56,11 @@ impl LinkLimit {
         }
     }
 
-    /// Start watching `ns`; the task ends when aborted (the namespace is deleted, or the run
-    /// ends).
-    pub fn watch(&self, ns: &Namespace) -> LabResult<JoinHandle<()>> {
+    /// Start watching `ns` through `socket`, a netlink socket inside it subscribed to link
+    /// events (the lab helper makes it: Helper::link_watch_socket); the task ends when aborted
+    /// (the namespace is deleted, or the run ends).
+    pub fn watch(&self, ns: &Namespace, socket: OwnedFd) -> LabResult<JoinHandle<()>> {
         let what = format!("watch the links of namespace {}", ns.name);
-        let socket = subscribed_socket(ns.fd()).map_err(|e| LabError::from_io(&e, &what))?;
         // SAFETY: the socket is owned by the AsyncFd, which deregisters it before closing it.
         let socket = unsafe { AsyncFd::register(socket) }
             .map_err(|e| LabError::from_io(&e.into_parts().1, &what))?;
@@ -144,43 +143,4 @@ impl LinkLimit {
             self.adjust(added, removed);
         }
     }
-}
-
-/// A netlink socket inside the namespace held by `ns`, subscribed to link events, with a
-/// receive buffer large enough for a burst (the runner is root: SO_RCVBUFFORCE).
-fn subscribed_socket(ns: BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
-    super::netns::in_thread(ns, || {
-        // SAFETY: plain syscalls on a socket this closure owns from its creation.
-        unsafe {
-            let raw = libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                libc::NETLINK_ROUTE,
-            );
-            if raw < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let socket = OwnedFd::from_raw_fd(raw);
-            let size: libc::c_int = 8 << 20;
-            libc::setsockopt(
-                raw,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&size as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            );
-            let mut addr: libc::sockaddr_nl = std::mem::zeroed();
-            addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-            addr.nl_groups = RTMGRP_LINK;
-            if libc::bind(
-                raw,
-                (&addr as *const libc::sockaddr_nl).cast(),
-                size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(socket)
-        }
-    })
 }

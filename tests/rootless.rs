@@ -1,0 +1,391 @@
+//! Runs of an ordinary user (no sudo, no setuid runner, no capabilities): the gallery, the box,
+//! `--keep` held by a keeper process, `ls` and `cleanup` of the user's own runs, and the one
+//! sentence of a machine that forbids unprivileged user namespaces. scripts/test.sh makes the
+//! two users: nslab-test, with subordinate ids, and nslab-alone, a system user without.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::common::*;
+
+const USER: &str = "nslab-test";
+const ALONE: &str = "nslab-alone";
+
+/// The runner and the scenarios, copied where any user may read them (the clone may be in a
+/// directory only root can enter), once per test process.
+fn shared() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("nslab-test-{}-rootless", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::copy(RUNNER, dir.join("runner")).unwrap();
+        for g in [
+            "seed", "router", "lan", "ipv6", "shaped", "capture", "attacks",
+        ] {
+            std::fs::copy(guest(g), dir.join(format!("{g}.wasm"))).unwrap();
+        }
+        dir
+    })
+}
+
+fn uid_of(user: &str) -> u32 {
+    let out = Command::new("id").args(["-u", user]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("user {user} does not exist: scripts/test.sh creates it"))
+}
+
+/// An ordinary user's home and runtime directory for one test, removed afterwards.
+struct AsUser {
+    user: &'static str,
+    dir: PathBuf,
+    /// Its XDG_RUNTIME_DIR: under `dir`, or /run/user/UID as a login session has it.
+    runtime: PathBuf,
+}
+
+impl AsUser {
+    fn new(user: &'static str, tag: &str) -> AsUser {
+        let dir = std::env::temp_dir().join(format!("nslab-test-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for sub in ["home", "runtime"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let uid = uid_of(user);
+        for sub in ["", "home", "runtime"] {
+            std::os::unix::fs::chown(dir.join(sub), Some(uid), None).unwrap();
+            std::fs::set_permissions(dir.join(sub), std::fs::Permissions::from_mode(0o700))
+                .unwrap();
+        }
+        let runtime = dir.join("runtime");
+        AsUser { user, dir, runtime }
+    }
+
+    /// The user with /run/user/UID as its runtime directory, as a login session has it (made
+    /// here, and removed afterwards).
+    fn in_session(user: &'static str, tag: &str) -> AsUser {
+        let mut me = AsUser::new(user, tag);
+        let uid = uid_of(user);
+        me.runtime = PathBuf::from(format!("/run/user/{uid}"));
+        assert!(
+            !me.runtime.exists(),
+            "{} exists: a session of {user} is open",
+            me.runtime.display()
+        );
+        std::fs::create_dir_all(&me.runtime).unwrap();
+        std::os::unix::fs::chown(&me.runtime, Some(uid), None).unwrap();
+        std::fs::set_permissions(&me.runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+        me
+    }
+
+    /// Run the shared runner as the user, with nothing of root's environment.
+    fn runner(&self, args: &[&str]) -> Run {
+        let runner = shared().join("runner");
+        self.command(runner.to_str().unwrap(), args)
+    }
+
+    fn command(&self, program: &str, args: &[&str]) -> Run {
+        let out = Command::new("runuser")
+            .args(["-u", self.user, "--", "env", "-i"])
+            .arg("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .arg(format!("HOME={}", self.dir.join("home").display()))
+            .arg(format!("XDG_RUNTIME_DIR={}", self.runtime.display()))
+            .arg(program)
+            .args(args)
+            .output()
+            .unwrap();
+        Run::from_output(out)
+    }
+
+    /// Run as the user and check that nothing is left: no process of the user, no record, no
+    /// namespace the run made still held, the host's namespaces and links as before.
+    fn run_clean(&self, args: &[&str]) -> Run {
+        let _labs = lab_lock();
+        self.run_checked(args)
+    }
+
+    fn run_checked(&self, args: &[&str]) -> Run {
+        let before = host_state();
+        let run = self.runner(args);
+        assert_eq!(host_state(), before, "the host changed\n{}", run.all());
+        self.assert_nothing_left(&run);
+        run
+    }
+
+    fn assert_nothing_left(&self, run: &Run) {
+        let holders = namespace_holders(&run.namespace_inodes());
+        assert!(holders.is_empty(), "still held: {holders:?}\n{}", run.all());
+        // Reparented to init when the runner ends, they may take a moment to be reaped.
+        let alive = || {
+            let out = Command::new("pgrep")
+                .args(["-u", self.user])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let gone = within(std::time::Duration::from_secs(3), || alive().is_empty());
+        assert!(gone, "processes of {} are left: {}", self.user, alive());
+        let runs = self.runtime.join("nslab/runs");
+        let left: Vec<_> = std::fs::read_dir(&runs)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            left.is_empty(),
+            "records left in {}: {left:?}",
+            runs.display()
+        );
+    }
+
+    fn scenario(name: &str) -> String {
+        shared().join(format!("{name}.wasm")).display().to_string()
+    }
+}
+
+impl Drop for AsUser {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.runtime.starts_with("/run/user") {
+            let _ = std::fs::remove_dir_all(&self.runtime);
+        }
+    }
+}
+
+#[test]
+fn the_gallery_runs_as_an_ordinary_user() {
+    let me = AsUser::new(USER, "rootless-gallery");
+    for g in ["seed", "router", "lan", "ipv6", "shaped"] {
+        let run = me.run_clean(&["run", &AsUser::scenario(g)]);
+        run.assert_code(0).assert_stdout(&format!("PASS {g} ("));
+        // The same narration as root's: the runner made each change.
+        assert!(run.stdout.contains("   + netns add "), "{}", run.stdout);
+        // With subordinate ids nothing is missing but the memory cgroup, which needs root or
+        // a delegated cgroup; the header says so.
+        assert!(
+            !run.stderr.contains("rootless is enforced"),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn a_daemon_that_changes_user_runs_with_subordinate_ids_and_without_them_is_named() {
+    let with = AsUser::new(USER, "rootless-capture");
+    with.run_clean(&[
+        "run",
+        "-q",
+        "--allow-exec",
+        "tcpdump",
+        &AsUser::scenario("capture"),
+    ])
+    .assert_code(0)
+    .assert_stdout("ok   the capture holds 3 echo requests and 3 replies");
+
+    let alone = AsUser::new(ALONE, "rootless-alone");
+    let policy = alone.runner(&["policy"]);
+    policy
+        .assert_code(0)
+        .assert_stdout("rootless             NOT FULLY: as user");
+    assert!(policy
+        .stdout
+        .contains("programs that switch to a service user (tcpdump, FRR's daemons) cannot run"));
+    // The seed needs no other user: it runs.
+    alone
+        .run_clean(&["run", "-q", &AsUser::scenario("seed")])
+        .assert_code(0)
+        .assert_stderr("has no subordinate ids in /etc/subuid and /etc/subgid");
+    // tcpdump switches to its own user: the header said it could not, and it does not.
+    let run = alone.run_clean(&[
+        "run",
+        "-q",
+        "--allow-exec",
+        "tcpdump",
+        &AsUser::scenario("capture"),
+    ]);
+    run.assert_code(1).assert_stderr(
+        "programs that switch to a service user (tcpdump, FRR's daemons) cannot run",
+    );
+}
+
+#[test]
+fn the_box_holds_for_an_ordinary_user() {
+    let me = AsUser::new(USER, "rootless-box");
+    // The user's own secret, in the user's home: the programs run as the user, so only the
+    // box keeps it from them.
+    let secret = me.dir.join("home/secret");
+    std::fs::write(&secret, "the user's secret\n").unwrap();
+    std::os::unix::fs::chown(&secret, Some(uid_of(USER)), None).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let host_netns = format!("nslab-host-{}-rl", std::process::id());
+    let _labs = lab_lock();
+    assert!(Command::new("ip")
+        .args(["netns", "add", &host_netns])
+        .status()
+        .unwrap()
+        .success());
+    let pid = std::process::id().to_string();
+    let run = me.runner(&[
+        "run",
+        "--allow-exec",
+        ATTACKS_ALLOW,
+        &AsUser::scenario("attacks"),
+        "--",
+        "programs",
+        &pid,
+        &host_netns,
+        secret.to_str().unwrap(),
+    ]);
+    let _ = Command::new("ip")
+        .args(["netns", "delete", &host_netns])
+        .status();
+    for line in [
+        "ok   `ip link set v0 netns 1` leaves v0 in the lab",
+        "ok   `ip link set v0 netns HOST-PID` is refused",
+        "ok   `ip netns exec HOST-NETNS` is refused",
+        "ok   `nsenter --net=/run/netns/HOST-NETNS` is refused",
+        "ok   `nsenter -t HOST-PID -n` is refused",
+        "ok   reading /etc/shadow is refused",
+        "ok   reading the host's secret is refused",
+        "ok   writing the host's secret is refused",
+        "ok   /proc shows only the program's own processes",
+        "ok   `kill -0 HOST-PID` is refused",
+        "ok   ping across the lab",
+    ] {
+        run.assert_stdout(line);
+    }
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "the user's secret\n"
+    );
+    me.assert_nothing_left(&run);
+}
+
+#[test]
+fn keep_as_an_ordinary_user_is_held_by_a_keeper_until_cleanup() {
+    let me = AsUser::new(USER, "rootless-keep");
+    let _labs = lab_lock();
+    let before = host_state();
+    let run = me.runner(&["run", "-q", "--keep", &AsUser::scenario("seed")]);
+    run.assert_code(0)
+        .assert_stdout("process ")
+        .assert_stdout("holds its namespaces (rootless: nothing under /run/netns)");
+    // Nothing under /run/netns: the host is as it was.
+    assert_eq!(host_state(), before);
+    let enter = run
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("enter one:  "))
+        .expect("the command that enters the lab")
+        .to_string();
+    let words: Vec<&str> = enter.split_whitespace().collect();
+    assert_eq!(&words[..2], ["nsenter", "--preserve-credentials"]);
+    let inside = me.command("/usr/bin/nsenter", &words[1..]);
+    inside.assert_code(0).assert_stdout("192.168.0.1/24");
+    let id = run_id(&run.stdout);
+    me.runner(&["ls"])
+        .assert_code(0)
+        .assert_stdout(&format!("{id}  kept"));
+    let cleaned = me.runner(&["cleanup", &id]);
+    cleaned.assert_code(0).assert_stdout(", which held them");
+    me.assert_nothing_left(&run);
+    me.runner(&["ls"])
+        .assert_stdout("no runs in progress and no kept labs");
+}
+
+#[test]
+fn an_ordinary_user_sees_and_cleans_only_their_own_runs() {
+    let me = AsUser::new(USER, "rootless-ls");
+    let _labs = lab_lock();
+    // Root keeps a lab; the user neither sees it nor may remove it.
+    let kept = runner(["run", "-q", "--keep", guest("seed").to_str().unwrap()]);
+    kept.assert_code(0);
+    let id = run_id(&kept.stdout);
+    let _cleanup = KeptRun(id.clone());
+    me.runner(&["ls"])
+        .assert_stdout("no runs in progress and no kept labs");
+    me.runner(&["cleanup", &id]).assert_code(2);
+    runner(["ls"]).assert_stdout(&format!("{id}  kept"));
+}
+
+#[test]
+fn root_sees_and_cleans_a_users_kept_lab_but_not_through_an_edited_record() {
+    let me = AsUser::in_session(USER, "rootless-root-sees");
+    let _labs = lab_lock();
+    let run = me.runner(&["run", "-q", "--keep", &AsUser::scenario("seed")]);
+    run.assert_code(0);
+    let id = run_id(&run.stdout);
+    // Root sees every user's runs.
+    runner(["ls"]).assert_stdout(&format!("{id}  kept"));
+
+    // The user edits the record to name a process of root's as the keeper: root's cleanup
+    // must not signal it.
+    let victim = Command::new("sleep").arg("300").spawn().unwrap();
+    let record = me.runtime.join(format!("nslab/runs/{id}.json"));
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    let keeper = json["keeper"].clone();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", victim.id())).unwrap();
+    let start: u64 = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    json["keeper"] = serde_json::json!([victim.id(), start]);
+    std::fs::write(&record, json.to_string()).unwrap();
+    let forged = runner(["cleanup", &id]);
+    let mut victim = victim;
+    let alive = victim.try_wait().unwrap().is_none();
+    let _ = victim.kill();
+    let _ = victim.wait();
+    assert!(
+        alive,
+        "root's cleanup killed a process the record named:\n{}",
+        forged.all()
+    );
+    forged.assert_stdout("is gone (or is not the runner's keeper): nothing to stop");
+
+    // With the real keeper back in the record, root removes the user's lab.
+    let _ = std::fs::create_dir_all(record.parent().unwrap());
+    json["keeper"] = keeper;
+    std::fs::write(&record, json.to_string()).unwrap();
+    std::os::unix::fs::chown(&record, Some(uid_of(USER)), None).unwrap();
+    runner(["cleanup", &id])
+        .assert_code(0)
+        .assert_stdout(", which held them");
+    me.assert_nothing_left(&run);
+}
+
+#[test]
+fn a_kernel_that_refuses_the_user_namespace_gets_one_sentence_before_anything_runs() {
+    // This machine's /proc/sys is read-only, so user.max_user_namespaces cannot be set to 0
+    // here; the kernel refuses the same way 33 user namespaces deep (its nesting limit), which
+    // an ordinary user can reach alone. (privilege.rs reads the three settings first; a unit
+    // test covers the sentence for each.)
+    let me = AsUser::new(ALONE, "rootless-refused");
+    let seed = AsUser::scenario("seed");
+    let runner = shared().join("runner").display().to_string();
+    let mut nested: Vec<String> = vec![runner, "run".into(), seed];
+    for _ in 0..33 {
+        nested.splice(
+            0..0,
+            ["/usr/bin/unshare", "--user", "--map-current-user", "--"].map(String::from),
+        );
+    }
+    let args: Vec<&str> = nested[1..].iter().map(String::as_str).collect();
+    let _labs = lab_lock();
+    let run = me.command(&nested[0], &args);
+    run.assert_code(2).assert_stderr(
+        "runner: error: the kernel refused an ordinary user the user namespace a rootless run needs",
+    );
+    assert!(
+        run.stderr.contains("run the runner as root"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stdout.contains("netns add"), "it ran:\n{}", run.stdout);
+    me.assert_nothing_left(&run);
+}
