@@ -14,6 +14,12 @@ cargo clippy --quiet --release --all-targets -- -D warnings
 # nslab-alone, a system user without any.
 id nslab-test >/dev/null 2>&1 || useradd --create-home --shell /usr/sbin/nologin nslab-test
 id nslab-alone >/dev/null 2>&1 || useradd --system --create-home --shell /usr/sbin/nologin nslab-alone
+# Both belong to a supplementary group, which programs must not keep where the kernel lets
+# the run drop it.
+getent group nslab-extra >/dev/null || groupadd --system nslab-extra
+for user in nslab-test nslab-alone; do
+    id -nG "$user" | grep -qw nslab-extra || usermod -aG nslab-extra "$user"
+done
 rm -f target/tmp/skipped.txt
 cargo test --release -p nslab-host
 if [[ -s target/tmp/skipped.txt ]]; then

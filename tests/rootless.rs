@@ -389,3 +389,42 @@ fn a_kernel_that_refuses_the_user_namespace_gets_one_sentence_before_anything_ru
     assert!(!run.stdout.contains("netns add"), "it ran:\n{}", run.stdout);
     me.assert_nothing_left(&run);
 }
+
+/// The Groups line of /proc/self/status of a program the user's run starts.
+fn program_groups(me: &AsUser) -> String {
+    let run = me.run_clean(&[
+        "run",
+        "--allow-exec",
+        ATTACKS_ALLOW,
+        &AsUser::scenario("attacks"),
+        "--",
+        "shell",
+        "cat /proc/self/status",
+    ]);
+    run.assert_code(0);
+    run.stdout
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("| Groups:"))
+        .unwrap_or_else(|| panic!("no Groups line:\n{}", run.stdout))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn programs_drop_the_users_groups_where_the_kernel_lets_the_run() {
+    // Both users belong to nslab-extra (scripts/test.sh): a group that could open files a
+    // program has no business with.
+    for user in [USER, ALONE] {
+        let groups = Command::new("id").args(["-nG", user]).output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&groups.stdout).contains("nslab-extra"),
+            "{user}"
+        );
+    }
+    // With subordinate ids, setgroups is the run's to allow: programs start with no groups.
+    let with = AsUser::new(USER, "rootless-groups");
+    assert_eq!(program_groups(&with), "");
+    // Without them the kernel denies setgroups: the groups stay, as the header says.
+    let alone = AsUser::new(ALONE, "rootless-groups-alone");
+    assert_ne!(program_groups(&alone), "");
+}

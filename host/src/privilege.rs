@@ -33,8 +33,14 @@ fn read_number(path: &str) -> Option<i64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// The mode of this process.
+/// The mode of this process, found once: its capabilities do not change, and records,
+/// the helper and the header all ask.
 pub fn mode() -> Mode {
+    static MODE: std::sync::OnceLock<Mode> = std::sync::OnceLock::new();
+    MODE.get_or_init(find_mode).clone()
+}
+
+fn find_mode() -> Mode {
     let caps = effective_caps().unwrap_or(0);
     let has = |bit: u32| caps & (1 << bit) != 0;
     if has(CAP_SYS_ADMIN) && has(CAP_NET_ADMIN) {

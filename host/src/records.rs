@@ -153,8 +153,9 @@ impl RunRecord {
             .unwrap_or_else(|| run_dir().join(file))
     }
 
+    /// The log of this user's own run `id`, which only its runner writes.
     fn log_path(id: &str) -> PathBuf {
-        Self::path(id).with_extension("log")
+        run_dir().join(format!("{id}.log"))
     }
 
     /// Note a namespace made or deleted: one line appended to the record's log, so a change
@@ -176,9 +177,9 @@ impl RunRecord {
             .write_all(&line)
     }
 
-    /// The namespaces the log says the run has now.
-    fn replay_log(id: &str) -> Vec<NsRecord> {
-        let Ok(text) = std::fs::read_to_string(Self::log_path(id)) else {
+    /// The namespaces the log at `path` says the run has now.
+    fn replay_log(path: &Path) -> Vec<NsRecord> {
+        let Ok(text) = std::fs::read_to_string(path) else {
             return Vec::new();
         };
         let mut live: Vec<NsRecord> = Vec::new();
@@ -229,8 +230,9 @@ impl RunRecord {
                 let _ = std::fs::remove_file(path);
             }
         }
-        let _ = std::fs::remove_file(Self::log_path(&self.id));
-        match std::fs::remove_file(Self::path(&self.id)) {
+        let path = Self::path(&self.id);
+        let _ = std::fs::remove_file(path.with_extension("log"));
+        match std::fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
@@ -261,7 +263,7 @@ impl RunRecord {
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         record.owner = owner;
         if !record.kept && record.namespaces.is_empty() {
-            record.namespaces = Self::replay_log(id);
+            record.namespaces = Self::replay_log(&path.with_extension("log"));
         }
         Ok(record)
     }
@@ -379,7 +381,7 @@ mod tests {
             .unwrap()
             .write_all(b"{\"made\":{\"name\":\"c\",\"ino")
             .unwrap();
-        let live = RunRecord::replay_log(&r.id);
+        let live = RunRecord::replay_log(&RunRecord::log_path(&r.id));
         r.remove().unwrap();
         assert_eq!(live.len(), 1);
         assert_eq!((live[0].name.as_str(), live[0].inode), ("b", 2));

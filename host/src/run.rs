@@ -409,16 +409,10 @@ pub(crate) fn program_limits(policy: &Policy, tripped: Arc<Tripped>) -> ProgramL
 /// kept, so the caller removes it instead.
 fn keep_lab(lab: &mut Lab, console: &Console) -> bool {
     let id = lab.run_id().to_string();
-    match lab.keep() {
-        Ok(pins) if privilege::mode() != privilege::Mode::Root => {
+    let kept = lab.keep().map(|pins| (pins, lab.kept_by()));
+    match kept {
+        Ok((pins, Some(keeper))) => {
             // An ordinary user's lab is held by a keeper process (lab/keeper.rs).
-            let keeper = pins
-                .first()
-                .and_then(|p| p.pinned.as_deref())
-                .and_then(|p| p.strip_prefix("/proc/"))
-                .and_then(|p| p.split('/').next())
-                .unwrap_or("?")
-                .to_string();
             console.line(
                 Verbosity::Quiet,
                 &format!(
@@ -455,7 +449,7 @@ fn keep_lab(lab: &mut Lab, console: &Console) -> bool {
             );
             true
         }
-        Ok(pins) => {
+        Ok((pins, None)) => {
             console.line(
                 Verbosity::Quiet,
                 &format!("kept: run {id}; its namespaces stay pinned under /run/netns:"),

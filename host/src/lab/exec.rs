@@ -360,10 +360,7 @@ impl Running {
                 .map_err(|e| LabError::Trap(wasmtime::Error::new(e)))?;
         }
         let [stdout, stderr] = std::mem::take(&mut *self.printed.lock());
-        use std::os::unix::process::ExitStatusExt;
-        let status = status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        let status = exit_code(status);
         self.done = Some(ExecOutput {
             status,
             stdout,
@@ -400,14 +397,19 @@ impl Drop for Running {
     fn drop(&mut self) {
         if self.done.is_none() {
             if let Ok(Some(status)) = self.child.try_wait() {
-                use std::os::unix::process::ExitStatusExt;
-                let code = status
-                    .code()
-                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-                self.account_end(code, false);
+                self.account_end(exit_code(status), false);
             }
         }
     }
+}
+
+/// A status as the scenario and the account give it: the exit code, or 128 + the signal that
+/// killed it, as a shell shows it.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 /// Run a program to completion (or its time limit) inside a namespace.

@@ -369,16 +369,8 @@ impl Helper {
             msg.push(0);
         }
         send_with(&self.socket, &msg, &[])?;
-        match self.receive()? {
-            (b'K', _, fds) if fds.len() == 1 => Ok(fds.into_iter().next().expect("one fd")),
-            (b'E', errno, _) => Err(LabError::from_errno(
-                nix::errno::Errno::from_raw(errno),
-                format!("build the filesystem box of namespace {name}"),
-            )),
-            (other, _, _) => Err(LabError::Os(format!(
-                "build the filesystem box of namespace {name}: the lab helper said {other:?}"
-            ))),
-        }
+        let what = format!("build the filesystem box of namespace {name}");
+        Ok(self.reply_fds(&what, 1)?.remove(0))
     }
 
     /// Write `contents` to `path` as the programs of the box `boxfs` see it, with `mode`. The
@@ -432,6 +424,21 @@ impl Helper {
         })
     }
 
+    /// The helper's answer to a request that makes something: exactly `count` fds, or the
+    /// errno it failed with, as an error about `what`.
+    fn reply_fds(&self, what: &str, count: usize) -> LabResult<Vec<OwnedFd>> {
+        match self.receive()? {
+            (b'K', _, fds) if fds.len() == count => Ok(fds),
+            (b'E', errno, _) => Err(LabError::from_errno(
+                nix::errno::Errno::from_raw(errno),
+                what,
+            )),
+            (other, _, _) => Err(LabError::Os(format!(
+                "{what}: the lab helper said {other:?}"
+            ))),
+        }
+    }
+
     /// The helper's answer to a file request: the fds it passed, or the errno the box
     /// answered with (kept as it is, for the caller to say what it means there).
     fn answer(&self, what: &str) -> Result<Vec<OwnedFd>, FileFailure> {
@@ -451,50 +458,23 @@ impl Helper {
     /// /proc/sys/net (sysctl.rs).
     pub fn set_forwarding(&self, netns: BorrowedFd<'_>, on: bool, what: &str) -> LabResult<()> {
         send_with(&self.socket, &[b'S', u8::from(on)], &[netns.as_raw_fd()])?;
-        match self.receive()? {
-            (b'K', _, _) => Ok(()),
-            (b'E', errno, _) => Err(LabError::from_errno(
-                nix::errno::Errno::from_raw(errno),
-                what,
-            )),
-            (other, _, _) => Err(LabError::Os(format!(
-                "{what}: the lab helper said {other:?}"
-            ))),
-        }
+        self.reply_fds(what, 0).map(|_| ())
     }
 
     /// A netlink socket inside `netns`, subscribed to its link events (watch.rs).
     pub fn link_watch_socket(&self, netns: BorrowedFd<'_>, name: &str) -> LabResult<OwnedFd> {
         let what = format!("watch the links of namespace {name}");
         send_with(&self.socket, b"L", &[netns.as_raw_fd()])?;
-        match self.receive()? {
-            (b'K', _, fds) if fds.len() == 1 => Ok(fds.into_iter().next().expect("one fd")),
-            (b'E', errno, _) => Err(LabError::from_errno(
-                nix::errno::Errno::from_raw(errno),
-                &what,
-            )),
-            (other, _, _) => Err(LabError::Os(format!(
-                "{what}: the lab helper said {other:?}"
-            ))),
-        }
+        Ok(self.reply_fds(&what, 1)?.remove(0))
     }
 
     /// A new network namespace inside the run's user namespace: (namespace fd, netlink socket).
     pub fn new_netns(&self, name: &str) -> LabResult<(OwnedFd, OwnedFd)> {
         send(&self.socket, b'N')?;
-        match self.receive()? {
-            (b'K', _, fds) if fds.len() == 2 => {
-                let mut fds = fds.into_iter();
-                Ok((fds.next().unwrap(), fds.next().unwrap()))
-            }
-            (b'E', errno, _) => Err(LabError::from_errno(
-                nix::errno::Errno::from_raw(errno),
-                format!("create namespace {name}"),
-            )),
-            (other, _, _) => Err(LabError::Os(format!(
-                "create namespace {name}: the lab helper said {other:?}"
-            ))),
-        }
+        let mut fds = self
+            .reply_fds(&format!("create namespace {name}"), 2)?
+            .into_iter();
+        Ok((fds.next().expect("two fds"), fds.next().expect("two fds")))
     }
 }
 

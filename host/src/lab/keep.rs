@@ -108,18 +108,28 @@ impl Lab {
             self.sync_record();
             return Err(e);
         }
-        Ok(self.kept(kept))
+        let _ = self.record_kept(&kept);
+        self.let_go();
+        Ok(kept)
     }
 
-    /// The lab is kept elsewhere (pins, or a keeper): record it so, and let go of it here.
-    fn kept(&mut self, kept: Vec<NsRecord>) -> Vec<NsRecord> {
-        self.record.namespaces = kept.clone();
+    /// Record the lab as kept elsewhere (pins, or a keeper): whether the record was written.
+    fn record_kept(&mut self, kept: &[NsRecord]) -> bool {
+        self.record.namespaces = kept.to_vec();
         self.record.kept = true;
-        let _ = self.save_record();
+        self.save_record()
+    }
+
+    /// The lab is kept elsewhere: let go of it here.
+    fn let_go(&mut self) {
         self.programs.release_all();
         self.links.clear();
         self.namespaces.clear();
-        kept
+    }
+
+    /// The keeper process that holds the kept lab of an ordinary user, once kept.
+    pub fn kept_by(&self) -> Option<u32> {
+        self.record.keeper.map(|(pid, _)| pid)
     }
 
     /// Keep the lab of an ordinary user: a keeper process holds the user namespace, every
@@ -156,10 +166,8 @@ impl Lab {
             })
             .collect();
         self.record.keeper = Some((pid, start));
-        self.record.namespaces = kept.clone();
-        self.record.kept = true;
         // Only the record leads `cleanup` to the keeper: without one, nothing would ever stop it.
-        if !self.save_record() {
+        if !self.record_kept(&kept) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
@@ -171,6 +179,7 @@ impl Lab {
                 crate::records::run_dir().display()
             )));
         }
-        Ok(self.kept(kept))
+        self.let_go();
+        Ok(kept)
     }
 }
