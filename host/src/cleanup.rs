@@ -25,6 +25,9 @@ pub fn cleanup(rec: &RunRecord) -> Result<Cleaned, String> {
         ));
     }
     let mut done = Cleaned::default();
+    if rec.status() == RunStatus::Dead {
+        end_leftovers(rec, &mut done);
+    }
     if let Some((pid, start)) = rec.keeper {
         stop_keeper(rec, pid, start, &mut done);
     }
@@ -84,6 +87,29 @@ pub fn cleanup(rec: &RunRecord) -> Result<Cleaned, String> {
             .map_err(|e| format!("cannot remove the record of run {}: {e}", rec.id))?;
     }
     Ok(done)
+}
+
+/// End what a dead run left running (leftovers.rs): only processes of the run's own user
+/// namespace and host ids; anything else that holds its namespaces is named and left alone.
+fn end_leftovers(rec: &RunRecord, done: &mut Cleaned) {
+    let all = RunRecord::load_all().unwrap_or_default();
+    for other in crate::leftovers::of(rec, &all)
+        .into_iter()
+        .filter(|l| !l.ours)
+    {
+        done.notes.push(format!(
+            "left {other} alone: it holds a namespace of run {}, but it is not one of the run's \
+             processes (it entered from outside); end it yourself if it should go",
+            rec.id
+        ));
+    }
+    let (ended, problems) = crate::leftovers::end(rec, &all);
+    for left in ended {
+        done.removed.push(format!(
+            "{left}, which the killed runner left holding its lab"
+        ));
+    }
+    done.problems.extend(problems);
 }
 
 /// Stop the keeper of an ordinary user's kept lab (lab/keeper.rs), if the pid still is that

@@ -46,6 +46,20 @@ pub fn programs_by_path(policy: &Policy) -> Vec<String> {
         .collect()
 }
 
+/// The files the programs a scenario declared are, for those the policy allows: a program
+/// allowed by path is that file; a bare name is looked up in the system PATH as exec does. A
+/// program not installed is left out (running it fails with its own error).
+pub fn declared_files(policy: &Policy, declared: &[String]) -> Vec<std::path::PathBuf> {
+    declared
+        .iter()
+        .filter(|name| policy.permits_program(name))
+        .filter_map(|name| match policy.exec_paths.get(name.as_str()) {
+            Some(path) => Some(path.clone()),
+            None => crate::lab::exec::resolve(name).ok(),
+        })
+        .collect()
+}
+
 /// `cache`: the compile cache's directory, if one is used (cache.rs).
 pub async fn inspect(
     file: &Path,

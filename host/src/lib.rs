@@ -14,6 +14,7 @@ pub mod iface;
 pub mod input;
 pub mod inspect;
 pub mod lab;
+pub mod leftovers;
 pub mod load;
 pub mod policy;
 pub mod privilege;

@@ -20,9 +20,8 @@ fn main() -> ExitCode {
     // The janitor of a run's cgroup (host/src/lab/cgroup.rs).
     let mut args = std::env::args_os().skip(1);
     if args.next().as_deref() == Some(std::ffi::OsStr::new(nslab_host::lab::cgroup::JANITOR_ARG)) {
-        if let Some(dir) = args.next() {
-            return nslab_host::lab::cgroup::janitor(std::path::Path::new(&dir));
-        }
+        let dirs: Vec<std::path::PathBuf> = args.map(Into::into).collect();
+        return nslab_host::lab::cgroup::janitor(&dirs);
     }
     let cli = commands::Cli::parse();
     commands::dispatch(cli)

@@ -63,6 +63,13 @@ pub struct RunRecord {
     /// start time; the namespaces' `pinned` are then /proc/PID/fd/N.
     #[serde(default)]
     pub keeper: Option<(u32, u64)>,
+    /// The host ids the run's programs run as, as (first, count) blocks: only processes of
+    /// these are the run's to end (`runner cleanup`).
+    #[serde(default)]
+    pub host_ids: Vec<(u32, u32)>,
+    /// The run's user namespace (its inode): every process of the run is in it.
+    #[serde(default)]
+    pub userns: Option<u64>,
     /// Who owns the record's file: whose run it is (set when it is loaded).
     #[serde(skip)]
     pub owner: u32,
@@ -138,6 +145,8 @@ impl RunRecord {
             kept: false,
             namespaces: Vec::new(),
             keeper: None,
+            host_ids: Vec::new(),
+            userns: None,
             owner: nix::unistd::geteuid().as_raw(),
         }
     }

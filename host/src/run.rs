@@ -278,6 +278,12 @@ async fn run_scenario(cfg: RunConfig) -> (Outcome, Vec<(String, Vec<u8>)>) {
             )));
         }
         state.declared = Some(info.programs.iter().cloned().collect());
+        // What the declared programs are as files: the only ones the kernel will let the run's
+        // programs execute (lab/confine.rs).
+        let files = crate::inspect::declared_files(&state.policy, &info.programs);
+        if let Some(lab) = state.lab.as_mut() {
+            lab.allow_executables(files);
+        }
         console.line(
             Verbosity::Quiet,
             &format!("nslab: {}: {}", info.name, info.description),

@@ -262,8 +262,13 @@ impl Background {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        Background::of(spawn_runner(args))
+    }
+
+    /// A child started by the test with its stdout and stderr piped (the runner, or a command
+    /// that runs it, such as `runuser`).
+    pub fn of(mut child: std::process::Child) -> Background {
         use std::io::{BufRead, Read};
-        let mut child = spawn_runner(args);
         let out = child.stdout.take().unwrap();
         let mut err = child.stderr.take().unwrap();
         let (tx, lines) = std::sync::mpsc::channel();
@@ -312,16 +317,29 @@ impl Background {
     }
 
     /// Wait for the runner to exit (30 s at most) and collect everything it printed.
-    pub fn finish(mut self) -> Run {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    pub fn finish(self) -> Run {
+        self.finish_within(std::time::Duration::from_secs(30))
+    }
+
+    /// Wait up to `limit` for the runner to exit, and collect everything it printed. A runner
+    /// still running then is killed and the test fails.
+    pub fn finish_within(mut self, limit: std::time::Duration) -> Run {
+        let deadline = std::time::Instant::now() + limit;
         let status = loop {
             if let Some(st) = self.child.try_wait().unwrap() {
                 break st;
             }
             if std::time::Instant::now() > deadline {
                 let _ = self.child.kill();
+                let _ = self.child.wait();
+                while let Ok(line) = self
+                    .lines
+                    .recv_timeout(std::time::Duration::from_millis(200))
+                {
+                    self.seen.push(line);
+                }
                 panic!(
-                    "the runner did not exit; it printed:\n{}",
+                    "the runner did not exit within {limit:?}; it printed:\n{}",
                     self.seen.join("\n")
                 );
             }
@@ -449,7 +467,8 @@ pub fn run_cgroups(id: &str) -> Vec<PathBuf> {
 
 /// What the tests of the `attacks` scenario allow, as a user sharing labs might: a shell, an
 /// interpreter and a few tools besides the default allowlist.
-pub const ATTACKS_ALLOW: &str = "cat,sh,nsenter,ls,kill,touch,perl,sleep";
+pub const ATTACKS_ALLOW: &str =
+    "cat,sh,nsenter,ls,kill,touch,perl,sleep,umount,unshare,keyctl,readlink,head,tail,yes,tr,stat,grep,ln,mkfifo";
 
 /// `runner run --allow-exec ATTACKS_ALLOW [flags] attacks.wasm -- MODE ARGS...`
 pub fn attacks_args(flags: &[&str], mode: &str, args: &[&str]) -> Vec<std::ffi::OsString> {
@@ -478,16 +497,44 @@ pub fn skipped(what: &str) {
 /// Processes named `name` that run with one of the runs' host ids (lab/helper.rs: from
 /// 0x70000000 up), with the uid of each.
 pub fn lab_processes(name: &str) -> Vec<u32> {
+    processes_of(&[(0x7000_0000, u32::MAX)])
+        .into_iter()
+        .filter(|(_, n, _)| n == name)
+        .map(|(_, _, uid)| uid)
+        .collect()
+}
+
+/// The run's host ids as its `-v` narration gives them ("host ids 1879048192-1879113727, ..."):
+/// each range as (first, last).
+pub fn host_ids(stdout: &str) -> Vec<(u32, u32)> {
+    let at = stdout
+        .find("host ids ")
+        .unwrap_or_else(|| panic!("no \"host ids\" line in:\n{stdout}"));
+    let rest = &stdout[at + "host ids ".len()..];
+    let list = rest
+        .split([' ', '\n'])
+        .take_while(|w| !w.starts_with('('))
+        .collect::<String>();
+    list.split(',')
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            let (a, b) = r.split_once('-').unwrap_or((r, r));
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Every process whose real uid is in one of `ranges` (first, last): (pid, name, uid).
+pub fn processes_of(ranges: &[(u32, u32)]) -> Vec<(u32, String, u32)> {
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     procs
         .flatten()
         .filter_map(|p| {
+            let pid: u32 = p.file_name().to_str()?.parse().ok()?;
             let status = std::fs::read_to_string(p.path().join("status")).ok()?;
-            if status.lines().next() != Some(&format!("Name:\t{name}")) {
-                return None;
-            }
+            let name = status.lines().next()?.strip_prefix("Name:\t")?.to_string();
             let uid: u32 = status
                 .lines()
                 .find(|l| l.starts_with("Uid:"))?
@@ -495,7 +542,26 @@ pub fn lab_processes(name: &str) -> Vec<u32> {
                 .nth(1)?
                 .parse()
                 .ok()?;
-            (uid >= 0x7000_0000).then_some(uid)
+            // A zombie is gone but for its parent's wait.
+            let zombie = status.lines().any(|l| l.starts_with("State:\tZ"));
+            (!zombie && ranges.iter().any(|&(a, b)| (a..=b).contains(&uid)))
+                .then_some((pid, name, uid))
         })
         .collect()
+}
+
+/// After a runner was killed: within 2 s nothing holds the namespaces it narrated, the host's
+/// namespaces and links are `before`, and run `id`'s cgroups are gone (their janitor).
+pub fn killed_run_left_nothing(run: &Run, id: &str, before: &HostState, moment: &str) {
+    let inodes = run.namespace_inodes();
+    let wait = std::time::Duration::from_secs(2);
+    let freed = within(wait, || namespace_holders(&inodes).is_empty());
+    assert!(
+        freed,
+        "{moment}: still held after 2 s: {:?}",
+        namespace_holders(&inodes)
+    );
+    assert_eq!(&host_state(), before, "{moment}");
+    let cgroup_gone = within(wait, || run_cgroups(id).is_empty());
+    assert!(cgroup_gone, "{moment}: {:?} left", run_cgroups(id));
 }

@@ -30,6 +30,8 @@ struct Attacks;
 
 const PROGRAMS: &[&str] = &[
     "ping", "ip", "ss", "iperf3", "cat", "sh", "nsenter", "ls", "kill", "touch", "perl", "sleep",
+    "umount", "unshare", "keyctl", "readlink", "head", "tail", "yes", "tr", "stat", "grep", "ln",
+    "mkfifo",
 ];
 
 /// The lab of the `programs`, `shell` and `forge` modes.
@@ -60,6 +62,30 @@ fn shell(commands: &[String]) -> Result<(), String> {
             &format!("exit {}", out.status),
         );
     }
+    Ok(())
+}
+
+/// Give a namespace `count` files of `mib` MiB each, until one is refused: host memory the
+/// runner's helper writes, which must be the run's (issue 19).
+fn fill(count: usize, mib: usize) -> Result<(), String> {
+    let a = Netns::create("a")?;
+    let data = vec![b'x'; mib << 20];
+    let mut given = 0;
+    let mut refused = String::new();
+    for n in 0..count {
+        match a.write_file(&format!("/tmp/fill-{n}"), &data, 0o644) {
+            Ok(()) => given += 1,
+            Err(e) => {
+                refused = Error::describe(&e);
+                break;
+            }
+        }
+    }
+    check(
+        &format!("gave {given} of {count} files of {mib} MiB"),
+        true,
+        &refused,
+    );
     Ok(())
 }
 
@@ -562,6 +588,7 @@ impl Guest for Attacks {
             }
             "forge" => forge(),
             "files" => files(),
+            "fill" => fill(number(&args, 1)?, number(&args, 2)?),
             "ready" => ready(),
             "index-taken" => {
                 let (a, b) = two_namespaces()?;

@@ -1,6 +1,7 @@
 //! A scenario that builds a small lab and then waits to be stopped, in the way its first
 //! argument names: `slow` (pauses between steps), `hang` (runs `sleep 30`), `spin` (loops without
-//! calling the host), `orphan` (leaves a background `sleep` behind and checks it is PID 1),
+//! calling the host), `orphan` (leaves a background `sleep` behind and checks it runs as PID 2,
+//! under the runner's init of its PID namespace),
 //! `orphan-hang` (the same, then waits in `sleep 30`), `ok`. Run it with `--allow-exec sleep,sh`.
 
 use std::time::Duration;
@@ -55,8 +56,8 @@ impl Guest for Lifecycle {
                 let out = a.exec("sh", ["-c", "sleep 300 & echo $$"])?;
                 let pid = out.stdout_text().trim().to_string();
                 check(
-                    "the program is PID 1 of its own namespace",
-                    pid == "1",
+                    "the program is PID 2 of its own namespace, under the run's init",
+                    pid == "2",
                     &pid,
                 );
                 Ok(())

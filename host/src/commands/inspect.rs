@@ -56,6 +56,10 @@ pub fn main(a: InspectArgs) -> ExitCode {
     match found.refused {
         None => {
             println!("policy       allows everything it declares");
+            println!(
+                "             {}",
+                nslab_host::enforcement::allowlist_statement()
+            );
             ExitCode::SUCCESS
         }
         Some(why) => {

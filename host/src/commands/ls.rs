@@ -54,8 +54,24 @@ pub fn main(_: LsArgs) -> ExitCode {
                 ns.name, ns.inode
             );
         }
-        if status == RunStatus::Dead {
+        if status != RunStatus::Dead {
+            continue;
+        }
+        let left = nslab_host::leftovers::of(r, &runs);
+        for l in &left {
+            let whose = if l.ours {
+                "the run's"
+            } else {
+                "not the run's: entered from outside"
+            };
+            println!("          held by {l}: {whose}");
+        }
+        if left.is_empty() {
             println!("          (the runner was killed; the kernel freed its lab: `runner cleanup {}` forgets it)", r.id);
+        } else if left.iter().any(|l| l.ours) {
+            println!("          (the runner was killed, but the processes above still hold its lab: `runner cleanup {}` ends the run's)", r.id);
+        } else {
+            println!("          (the runner was killed; only processes from outside the run hold its namespaces: `runner cleanup {}` forgets it)", r.id);
         }
     }
     ExitCode::SUCCESS

@@ -7,11 +7,14 @@
 //! the way down; v2 forbids processes in a cgroup that hands controllers to its children, and
 //! the runner's own cgroup has processes.
 //!
+//! The cgroup is also the second thing a program cannot shed (the first is its PID namespace's
+//! init, child.rs): at the end of the run every process still in it is killed ([`kill_all`]).
+//!
 //! Cgroups are directories that outlive their processes: the run removes its own at the end. So
 //! that a runner killed outright (SIGKILL) leaves none either, each run's cgroup has a janitor:
 //! the runner re-executed as `runner __cgroup-janitor DIR`, in a session of its own, which waits
-//! for the runner to close (or lose, by dying) the one pipe it holds, and then removes the
-//! cgroup once the run's programs, which die with the runner, have left it. As a last resort the
+//! for the runner to close (or lose, by dying) the one pipe it holds, then kills whatever is
+//! still in the cgroup and removes it. As a last resort the
 //! next run, and `runner cleanup`, sweep the cgroups of runs whose record says they are gone.
 
 use std::fs::OpenOptions;
@@ -27,21 +30,47 @@ pub const JANITOR_ARG: &str = "__cgroup-janitor";
 /// Which cgroup hierarchy limits memory here, and where a run's cgroups go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hierarchy {
-    V1 { parent: PathBuf },
-    V2 { root: PathBuf },
+    /// `parent`: where the memory hierarchy puts a run's cgroup; `pids`: the same for the pids
+    /// hierarchy, where this machine mounts one.
+    V1 {
+        parent: PathBuf,
+        pids: Option<PathBuf>,
+    },
+    V2 {
+        root: PathBuf,
+    },
 }
 
 impl Hierarchy {
     fn parent(&self) -> PathBuf {
         match self {
-            Hierarchy::V1 { parent } => parent.clone(),
+            Hierarchy::V1 { parent, .. } => parent.clone(),
             Hierarchy::V2 { root } => root.join("nslab"),
+        }
+    }
+
+    /// Every directory where runs' cgroups are made.
+    fn parents(&self) -> Vec<PathBuf> {
+        match self {
+            Hierarchy::V1 { parent, pids } => std::iter::once(parent.clone())
+                .chain(pids.clone())
+                .collect(),
+            Hierarchy::V2 { .. } => vec![self.parent()],
+        }
+    }
+
+    /// Whether the run's processes are bounded by a pids cgroup here.
+    pub fn has_pids(&self) -> bool {
+        match self {
+            Hierarchy::V1 { pids, .. } => pids.is_some(),
+            Hierarchy::V2 { root } => std::fs::read_to_string(root.join("cgroup.controllers"))
+                .is_ok_and(|c| c.split_whitespace().any(|c| c == "pids")),
         }
     }
 
     pub fn describe(&self) -> String {
         match self {
-            Hierarchy::V1 { parent } => {
+            Hierarchy::V1 { parent, .. } => {
                 format!("cgroup v1 memory controller, under {}", parent.display())
             }
             Hierarchy::V2 { root } => format!(
@@ -90,6 +119,20 @@ pub fn detect() -> Result<Hierarchy, String> {
 /// wins when both exist (a hybrid system binds the controller to v1).
 fn parse(mountinfo: &str, own: &str) -> Option<Hierarchy> {
     let mut v2 = None;
+    let mut memory = None;
+    let mut pids = None;
+    // Where this process is in the v1 hierarchy of `controller`.
+    let own_path = |controller: &str| {
+        own.lines()
+            .find_map(|l| {
+                let mut parts = l.splitn(3, ':');
+                let (_, ctrl, path) = (parts.next()?, parts.next()?, parts.next()?);
+                ctrl.split(',')
+                    .any(|c| c == controller)
+                    .then(|| path.to_string())
+            })
+            .unwrap_or_else(|| "/".to_string())
+    };
     for line in mountinfo.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
         let Some(dash) = fields.iter().position(|f| *f == "-") else {
@@ -101,19 +144,13 @@ fn parse(mountinfo: &str, own: &str) -> Option<Hierarchy> {
             continue;
         };
         match *fstype {
-            "cgroup" if opts.split(',').any(|o| o == "memory") => {
-                let path = own
-                    .lines()
-                    .find_map(|l| {
-                        let mut parts = l.splitn(3, ':');
-                        let (_, ctrl, path) = (parts.next()?, parts.next()?, parts.next()?);
-                        ctrl.split(',')
-                            .any(|c| c == "memory")
-                            .then(|| path.to_string())
-                    })
-                    .unwrap_or_else(|| "/".to_string());
-                let parent = Path::new(point).join(path.trim_start_matches('/'));
-                return Some(Hierarchy::V1 { parent });
+            "cgroup" if opts.split(',').any(|o| o == "memory") && memory.is_none() => {
+                let path = own_path("memory");
+                memory = Some(Path::new(point).join(path.trim_start_matches('/')));
+            }
+            "cgroup" if opts.split(',').any(|o| o == "pids") && pids.is_none() => {
+                let path = own_path("pids");
+                pids = Some(Path::new(point).join(path.trim_start_matches('/')));
             }
             "cgroup2" if v2.is_none() => {
                 v2 = Some(Hierarchy::V2 {
@@ -123,14 +160,29 @@ fn parse(mountinfo: &str, own: &str) -> Option<Hierarchy> {
             _ => {}
         }
     }
-    v2
+    match memory {
+        Some(parent) => Some(Hierarchy::V1 { parent, pids }),
+        None => v2,
+    }
 }
 
-/// One run's cgroup: programs join it by writing "0" to `procs` (themselves), before they
-/// give up the host's root.
+/// One run's cgroups. The run's programs join them by writing "0" (themselves) to each of
+/// `program_procs`; the lab helper is moved into the memory one, so the files it writes for the
+/// scenario and the boxes it builds are the run's memory too.
+///
+/// - v1: `PARENT/nslab-ID` in the memory hierarchy (the helper and the programs: the memory
+///   limit, swap included, and the TCP buffers' limit, which v1 accounts only once it is set),
+///   and `nslab-ID` in the pids hierarchy (the programs alone: `pids.max` is `max-processes`).
+/// - v2: `nslab/nslab-ID` with the memory limit (swap 0), and below it `helper` and `programs`
+///   (v2 lets processes live in leaves only), `pids.max` on `programs`. v2 accounts kernel and
+///   socket memory by itself.
 pub struct RunCgroup {
-    dir: PathBuf,
-    procs: OwnedFd,
+    /// Every directory made, outermost first.
+    dirs: Vec<PathBuf>,
+    /// Where the programs are, to kill what is left of them at the end.
+    programs_dir: PathBuf,
+    program_procs: Vec<OwnedFd>,
+    helper_procs: OwnedFd,
     /// The janitor, and the pipe whose closing sets it to work.
     janitor: Option<(Child, OwnedFd)>,
 }
@@ -144,78 +196,210 @@ fn write(path: &Path, text: &str) -> std::io::Result<()> {
         .write_all(text.as_bytes())
 }
 
+fn procs_of(dir: &Path) -> std::io::Result<OwnedFd> {
+    Ok(OwnedFd::from(
+        OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))?,
+    ))
+}
+
 impl RunCgroup {
-    /// Make the run's cgroup with its memory limit, and start its janitor (`exe` is the runner).
+    /// Make the run's cgroups with its memory limit (`bytes`) and process limit (`processes`),
+    /// and start their janitor (`exe` is the runner).
     pub fn create(
         h: &Hierarchy,
         run_id: &str,
         bytes: u64,
+        processes: usize,
         exe: &Path,
     ) -> Result<RunCgroup, String> {
-        let parent = h.parent();
-        sweep(&parent);
-        let fail = |what: &str, e: std::io::Error| {
-            format!("cannot set up the run's memory cgroup ({what}): {e}")
-        };
-        if let Hierarchy::V2 { root } = h {
-            std::fs::create_dir_all(&parent).map_err(|e| fail("create", e))?;
-            for dir in [root.as_path(), parent.as_path()] {
-                write(&dir.join("cgroup.subtree_control"), "+memory")
-                    .map_err(|e| fail("enable the memory controller", e))?;
-            }
+        for parent in h.parents() {
+            sweep(&parent);
         }
-        let dir = parent.join(format!("{PREFIX}{run_id}"));
-        std::fs::create_dir(&dir).map_err(|e| fail(&dir.display().to_string(), e))?;
-        let set = || -> std::io::Result<()> {
+        let fail = |what: &str, e: std::io::Error| {
+            format!("cannot set up the run's cgroups ({what}): {e}")
+        };
+        let name = format!("{PREFIX}{run_id}");
+        let mut made: Vec<PathBuf> = Vec::new();
+        let built = (|| -> Result<(PathBuf, Vec<OwnedFd>, OwnedFd), String> {
+            let mut mkdir = |dir: PathBuf| -> Result<PathBuf, String> {
+                std::fs::create_dir(&dir).map_err(|e| fail(&dir.display().to_string(), e))?;
+                made.push(dir.clone());
+                Ok(dir)
+            };
+            let limit = |file: PathBuf, value: &str| {
+                write(&file, value).map_err(|e| fail(&file.display().to_string(), e))
+            };
             match h {
-                Hierarchy::V1 { .. } => {
-                    write(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+                Hierarchy::V1 { parent, pids } => {
+                    let memory = mkdir(parent.join(&name))?;
+                    limit(memory.join("memory.limit_in_bytes"), &bytes.to_string())?;
                     // With swap accounting, swap must not be a way around the limit.
-                    let memsw = dir.join("memory.memsw.limit_in_bytes");
+                    let memsw = memory.join("memory.memsw.limit_in_bytes");
                     if memsw.exists() {
-                        write(&memsw, &bytes.to_string())?;
+                        limit(memsw, &bytes.to_string())?;
                     }
+                    // v1 charges socket buffers only once this limit is set (issue 19).
+                    let tcp = memory.join("memory.kmem.tcp.limit_in_bytes");
+                    if tcp.exists() {
+                        limit(tcp, &bytes.to_string())?;
+                    }
+                    let helper = procs_of(&memory).map_err(|e| fail("cgroup.procs", e))?;
+                    let mut programs =
+                        vec![procs_of(&memory).map_err(|e| fail("cgroup.procs", e))?];
+                    let mut programs_dir = memory;
+                    if let Some(pids) = pids {
+                        let pids = mkdir(pids.join(&name))?;
+                        limit(pids.join("pids.max"), &processes.to_string())?;
+                        programs.push(procs_of(&pids).map_err(|e| fail("cgroup.procs", e))?);
+                        programs_dir = pids;
+                    }
+                    Ok((programs_dir, programs, helper))
                 }
-                Hierarchy::V2 { .. } => {
-                    write(&dir.join("memory.max"), &bytes.to_string())?;
-                    let swap = dir.join("memory.swap.max");
+                Hierarchy::V2 { root } => {
+                    let parent = h.parent();
+                    std::fs::create_dir_all(&parent).map_err(|e| fail("create", e))?;
+                    let wanted = if h.has_pids() {
+                        "+memory +pids"
+                    } else {
+                        "+memory"
+                    };
+                    for dir in [root.as_path(), parent.as_path()] {
+                        write(&dir.join("cgroup.subtree_control"), wanted)
+                            .map_err(|e| fail("enable the memory and pids controllers", e))?;
+                    }
+                    let top = mkdir(parent.join(&name))?;
+                    limit(top.join("memory.max"), &bytes.to_string())?;
+                    let swap = top.join("memory.swap.max");
                     if swap.exists() {
-                        write(&swap, "0")?;
+                        limit(swap, "0")?;
                     }
+                    if h.has_pids() {
+                        limit(top.join("cgroup.subtree_control"), "+pids")?;
+                    }
+                    let helper = mkdir(top.join("helper"))?;
+                    let programs = mkdir(top.join("programs"))?;
+                    if h.has_pids() {
+                        limit(programs.join("pids.max"), &processes.to_string())?;
+                    }
+                    Ok((
+                        programs.clone(),
+                        vec![procs_of(&programs).map_err(|e| fail("cgroup.procs", e))?],
+                        procs_of(&helper).map_err(|e| fail("cgroup.procs", e))?,
+                    ))
                 }
             }
-            Ok(())
-        };
-        let procs = set().and_then(|()| {
-            Ok(OwnedFd::from(
-                OpenOptions::new()
-                    .write(true)
-                    .open(dir.join("cgroup.procs"))?,
-            ))
-        });
-        let procs = match procs {
-            Ok(procs) => procs,
-            Err(e) => {
-                let _ = std::fs::remove_dir(&dir);
-                return Err(fail("set its limit", e));
+        })();
+        let undo = |made: &[PathBuf]| {
+            for dir in made.iter().rev() {
+                let _ = std::fs::remove_dir(dir);
             }
         };
-        match start_janitor(exe, &dir) {
+        let (programs_dir, program_procs, helper_procs) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                undo(&made);
+                return Err(e);
+            }
+        };
+        match start_janitor(exe, &made) {
             Ok(janitor) => Ok(RunCgroup {
-                dir,
-                procs,
+                dirs: made,
+                programs_dir,
+                program_procs,
+                helper_procs,
                 janitor: Some(janitor),
             }),
             Err(e) => {
-                let _ = std::fs::remove_dir(&dir);
+                undo(&made);
                 Err(fail("start its janitor", e))
             }
         }
     }
 
-    /// The fd a program's first process writes "0" to, to join.
-    pub fn procs_fd(&self) -> RawFd {
-        self.procs.as_raw_fd()
+    /// The fds a program's first process writes "0" to, to join (at most two).
+    pub fn program_procs(&self) -> [Option<RawFd>; 2] {
+        let mut fds = [None; 2];
+        for (slot, fd) in fds.iter_mut().zip(&self.program_procs) {
+            *slot = Some(fd.as_raw_fd());
+        }
+        fds
+    }
+
+    /// Move process `pid` (the lab helper) into the run's memory cgroup.
+    pub fn adopt(&self, pid: u32) -> std::io::Result<()> {
+        nix::unistd::write(&self.helper_procs, pid.to_string().as_bytes())
+            .map(|_| ())
+            .map_err(std::io::Error::from)
+    }
+
+    /// Kill whatever of the programs is left (within a second): their processes end with their
+    /// PID namespaces' inits, and this is the hold they cannot shed either.
+    pub fn kill_programs(&self) -> bool {
+        kill_all(
+            &self.programs_dir,
+            std::time::Instant::now() + std::time::Duration::from_secs(1),
+        )
+    }
+}
+
+/// Kill every process in the cgroup `dir` and wait (until `deadline`) until none is left: what
+/// no program can shed, whatever user, session or process group it switched to. cgroup v2 has
+/// `cgroup.kill`, which the kernel applies to every task at once, new forks included. cgroup
+/// v1 has no such file: its processes are killed one by one, each through a pidfd taken and
+/// then checked to be still in this cgroup (so a pid reused meanwhile is never signalled), until
+/// none is left; a fork racing the sweep is caught by the next round. True if it is empty.
+pub fn kill_all(dir: &Path, deadline: std::time::Instant) -> bool {
+    let kill_file = dir.join("cgroup.kill");
+    let v2 = kill_file.exists() && write(&kill_file, "1").is_ok();
+    let name = dir
+        .file_name()
+        .map(|n| format!("/{}", n.to_string_lossy()))
+        .unwrap_or_default();
+    loop {
+        let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
+            // Gone already.
+            return true;
+        };
+        let pids: Vec<u32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if pids.is_empty() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        if !v2 {
+            for pid in pids {
+                kill_if_member(pid, &name);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// SIGKILL process `pid` if, once a pidfd holds it, it is still in a cgroup named `name`.
+fn kill_if_member(pid: u32, name: &str) {
+    // SAFETY: plain syscall; the fd is owned at once below.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: the kernel just gave us this fd; nothing else owns it.
+    let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as RawFd) };
+    let member = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .is_ok_and(|c| c.lines().any(|l| l.ends_with(name)));
+    if member {
+        // SAFETY: plain syscall on a pidfd we own.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pidfd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            );
+        }
     }
 }
 
@@ -232,23 +416,31 @@ fn remove_when_empty(dir: &Path, tries: u32) {
 }
 
 impl Drop for RunCgroup {
+    /// Dropped after the lab helper has gone (the Lab holds it after its namespace factory):
+    /// whatever is still in the cgroups is killed, within a bound, and they are removed; what a
+    /// process stuck in the kernel holds is left to the janitor.
     fn drop(&mut self) {
-        // The programs were killed just before; the kernel may take a moment to let them go.
-        remove_when_empty(&self.dir, 100);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        for dir in self.dirs.iter().rev() {
+            if kill_all(dir, deadline) {
+                remove_when_empty(dir, 100);
+            }
+        }
         if let Some((mut child, pipe)) = self.janitor.take() {
             drop(pipe);
-            let _ = child.wait();
+            // Reaped where it cannot hold the run: it may have a cgroup to empty yet.
+            std::thread::spawn(move || child.wait());
         }
     }
 }
 
-/// Start `exe __cgroup-janitor DIR` with the read end of a pipe as its stdin; the write end,
+/// Start `exe __cgroup-janitor DIR...` with the read end of a pipe as its stdin; the write end,
 /// close-on-exec, stays with the runner alone (its programs' processes close every inherited fd).
-fn start_janitor(exe: &Path, dir: &Path) -> std::io::Result<(Child, OwnedFd)> {
+fn start_janitor(exe: &Path, dirs: &[PathBuf]) -> std::io::Result<(Child, OwnedFd)> {
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let mut cmd = Command::new(exe);
     cmd.arg(JANITOR_ARG)
-        .arg(dir)
+        .args(dirs)
         .stdin(Stdio::from(read))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -263,20 +455,29 @@ fn start_janitor(exe: &Path, dir: &Path) -> std::io::Result<(Child, OwnedFd)> {
     Ok((cmd.spawn()?, write))
 }
 
-/// The janitor's main: wait for the runner's end of the pipe on stdin to close, then remove the
-/// run's cgroup once it is empty (within 10 s; a cgroup still busy then is left for the sweep).
-pub fn janitor(dir: &Path) -> std::process::ExitCode {
-    let ours = dir
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with(PREFIX));
-    if !ours {
+/// The janitor's main: wait for the runner's end of the pipe on stdin to close (the runner ended,
+/// or was killed), then kill whatever of the run is still in its cgroup and remove the cgroup
+/// (within 10 s; a cgroup still busy then is left for the sweep).
+pub fn janitor(dirs: &[PathBuf]) -> std::process::ExitCode {
+    // Only a run's cgroups, or the leaves below one (v2).
+    let ours = |dir: &PathBuf| {
+        dir.ancestors().take(2).any(|d| {
+            d.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(PREFIX))
+        })
+    };
+    if dirs.is_empty() || !dirs.iter().all(ours) {
         return std::process::ExitCode::FAILURE;
     }
     let mut byte = [0u8; 1];
     // SAFETY: fd 0 is the pipe the runner set up.
     let pipe = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
     while let Err(nix::errno::Errno::EINTR) | Ok(1..) = nix::unistd::read(pipe, &mut byte) {}
-    remove_when_empty(dir, 2000);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for dir in dirs.iter().rev() {
+        kill_all(dir, deadline);
+        remove_when_empty(dir, 200);
+    }
     std::process::ExitCode::SUCCESS
 }
 
@@ -295,6 +496,10 @@ pub fn sweep(parent: &Path) {
             .map(|r| r.status() == crate::records::RunStatus::Running)
             .unwrap_or(false);
         if !alive {
+            // v2's leaves first; rmdir refuses a cgroup that still has processes.
+            for leaf in ["helper", "programs"] {
+                let _ = std::fs::remove_dir(e.path().join(leaf));
+            }
             let _ = std::fs::remove_dir(e.path());
         }
     }
@@ -303,7 +508,9 @@ pub fn sweep(parent: &Path) {
 /// Sweep wherever this machine puts run cgroups (for `runner cleanup`).
 pub fn sweep_all() {
     if let Ok(h) = detect() {
-        sweep(&h.parent());
+        for parent in h.parents() {
+            sweep(&parent);
+        }
     }
 }
 
@@ -314,14 +521,90 @@ mod tests {
     #[test]
     fn finds_v1_memory_below_the_runners_own_cgroup() {
         let mi = "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
+                  36 31 0:33 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n\
                   41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
-        let own = "4:memory:/process_api/abc\n0::/\n";
+        let own = "8:pids:/\n4:memory:/process_api/abc\n0::/\n";
         assert_eq!(
             parse(mi, own),
             Some(Hierarchy::V1 {
-                parent: "/sys/fs/cgroup/memory/process_api/abc".into()
+                parent: "/sys/fs/cgroup/memory/process_api/abc".into(),
+                pids: Some("/sys/fs/cgroup/pids".into()),
             })
         );
+        // Without a pids hierarchy, memory alone.
+        let mi = "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n";
+        assert_eq!(
+            parse(mi, own),
+            Some(Hierarchy::V1 {
+                parent: "/sys/fs/cgroup/memory/process_api/abc".into(),
+                pids: None,
+            })
+        );
+    }
+
+    /// The cgroup layer alone, on this machine's hierarchy (as root): processes in the cgroup
+    /// that made new sessions and forked twice are all killed, and nothing outside it is.
+    #[test]
+    fn kill_all_ends_every_process_in_the_cgroup_whatever_session_it_made() {
+        use std::os::unix::process::CommandExt;
+        let Ok(h) = detect() else {
+            eprintln!("SKIPPED: no memory cgroup the test may use here");
+            return;
+        };
+        let dir = h
+            .parent()
+            .join(format!("{PREFIX}unit{}", std::process::id()));
+        if let Hierarchy::V2 { .. } = h {
+            std::fs::create_dir_all(h.parent()).unwrap();
+        }
+        std::fs::create_dir(&dir).unwrap();
+        let procs = OwnedFd::from(
+            OpenOptions::new()
+                .write(true)
+                .open(dir.join("cgroup.procs"))
+                .unwrap(),
+        );
+        let fd = procs.as_raw_fd();
+        let mut inside = Command::new("sh");
+        inside.args([
+            "-c",
+            "setsid sh -c 'sleep 300 & sleep 300' & (sleep 300 &) ; exec sleep 300",
+        ]);
+        // SAFETY: write is async-signal-safe; the fd stays open until after the spawn.
+        unsafe {
+            inside.pre_exec(move || {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut inside = inside.spawn().unwrap();
+        let mut outside = Command::new("sleep").arg("300").spawn().unwrap();
+        let members = || {
+            std::fs::read_to_string(dir.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while members() < 4 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let started = members();
+        let emptied = kill_all(
+            &dir,
+            std::time::Instant::now() + std::time::Duration::from_secs(5),
+        );
+        let _ = inside.wait();
+        let outside_alive = outside.try_wait().unwrap().is_none();
+        let _ = outside.kill();
+        let _ = outside.wait();
+        remove_when_empty(&dir, 200);
+        assert!(started >= 4, "only {started} processes joined");
+        assert!(emptied, "processes are left in {}", dir.display());
+        assert!(outside_alive, "a process outside the cgroup was killed");
+        assert!(!dir.exists());
     }
 
     #[test]

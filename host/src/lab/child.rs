@@ -15,8 +15,9 @@ pub struct Boxing {
     pub netns: RawFd,
     /// That namespace's filesystem box (sandbox.rs).
     pub mntns: RawFd,
-    /// The run's memory cgroup (`cgroup.procs`, open for writing), where there is one.
-    pub cgroup_procs: Option<RawFd>,
+    /// The run's cgroups (`cgroup.procs` of its memory and pids cgroups, open for writing by
+    /// the runner), where there are some: the program joins them.
+    pub cgroup_procs: [Option<RawFd>; 2],
     /// RLIMIT_NPROC. Every program of the run is root of the run's user namespace, and since
     /// Linux 5.14 the kernel counts that user's processes and threads per user namespace: so
     /// this bounds all of the run's programs together, whatever they fork.
@@ -25,34 +26,41 @@ pub struct Boxing {
     pub address_space: Option<u64>,
     /// How the program loses the groups of the user who started the runner.
     pub groups: super::helper::GroupDrop,
+    /// The Landlock ruleset that limits what it may execute (confine.rs), where there is one.
+    pub landlock: Option<RawFd>,
+    /// The seccomp filters it runs under (confine.rs), installed in order.
+    pub filters: [Option<super::confine::FilterRef>; 2],
 }
 
-/// Between fork and exec, in the child: join the run's memory cgroup, enter the run's user
-/// namespace, the lab's network namespace and its filesystem box, and start the program as
-/// PID 1 of a PID namespace (and mount and IPC namespace) of its own, in a session of its own,
-/// with only stdin, stdout and stderr open.
+/// Between fork and exec, in the child: enter the run's user namespace, the lab's network namespace and its filesystem box, and start the program in a
+/// PID namespace (and mount and IPC namespace) of its own, under an init of the runner's, in a
+/// session of its own, with only stdin, stdout and stderr open.
 ///
-/// The forked child (C, the shim) cannot itself join a new PID namespace, only its children
-/// can. So C forks once more: the grandchild (G) returns from here and execs the program as that
-/// namespace's init; C waits for G and exits with its status, passing on SIGTERM, SIGINT and
-/// SIGHUP (G is C's child and reaped only by C, so its pid cannot be reused meanwhile). C closes
-/// every fd it holds first, or the parent's `spawn()` would wait on the exec-error pipe until C
-/// exits. Both have a parent-death signal: the runner's death kills C, C's death kills G, and
-/// G's death makes the kernel kill everything left in its PID namespace.
+/// Three processes, each with one job:
+/// - S, the shim (the process the runner spawned and holds a pidfd of): it cannot itself join a
+///   new PID namespace, only its children can. It passes SIGTERM, SIGINT and SIGHUP on to I and
+///   exits as I does, so the runner sees the program's status.
+/// - I, the init: PID 1 of the program's PID namespace, a fork of the runner that never runs
+///   foreign code and never changes credentials, so its parent-death signal holds. It passes
+///   signals on to P, reaps every orphan, and exits as P does.
+/// - P, the program (PID 2 there), which returns from here and execs.
 ///
-/// C stays the host's root inside the user namespace (never running foreign code), so that only
-/// the programs count as the run's processes for RLIMIT_NPROC.
+/// When I dies, for whatever reason, the kernel kills everything left in its PID namespace,
+/// whatever user, session or process group those processes have switched to; a program cannot
+/// leave a PID namespace. I dies when S dies (parent-death signal), and S when the runner dies
+/// or the runner kills it. This is what a daemon cannot shed: a parent-death signal on the
+/// program itself would not do, since the kernel clears it at every credential change, which
+/// is what a daemon dropping to its service user makes (issue 18).
+///
+/// S and I stay the host's root inside the user namespace (so only programs count toward the
+/// run's RLIMIT_NPROC there); I is not dumpable, so a program, which can name it as PID 1,
+/// cannot ptrace it or read its /proc files.
 ///
 /// # Safety
 /// Only async-signal-safe calls: this runs in a forked copy of a multi-threaded process.
 pub(super) unsafe fn enter_lab(b: Boxing, runner: libc::pid_t) -> std::io::Result<()> {
     let fail = || Err(std::io::Error::last_os_error());
-    // While still the host's root: the cgroup, and dropping the host root's groups.
-    if let Some(fd) = b.cgroup_procs {
-        if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-            return fail();
-        }
-    }
+    // While still the host's root: dropping the host root's groups.
     use super::helper::GroupDrop;
     if b.groups == GroupDrop::Outside && libc::setgroups(0, std::ptr::null()) != 0 {
         return fail();
@@ -76,6 +84,7 @@ pub(super) unsafe fn enter_lab(b: Boxing, runner: libc::pid_t) -> std::io::Resul
         || libc::setns(b.mntns, libc::CLONE_NEWNS) != 0
         || libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC) != 0
         || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) != 0
+        || libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) != 0
     {
         return fail();
     }
@@ -84,7 +93,7 @@ pub(super) unsafe fn enter_lab(b: Boxing, runner: libc::pid_t) -> std::io::Resul
         rlim_max: 0,
     };
     libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-    // Blocked before the fork, so C cannot miss G's end or a signal meant for G.
+    // Blocked before the forks, so neither S nor I can miss a child's end or a signal to pass on.
     let mut forwarded: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut forwarded);
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD] {
@@ -93,7 +102,7 @@ pub(super) unsafe fn enter_lab(b: Boxing, runner: libc::pid_t) -> std::io::Resul
     if libc::sigprocmask(libc::SIG_BLOCK, &forwarded, std::ptr::null_mut()) != 0 {
         return fail();
     }
-    // G learns whether C died before G's own prctl: C holds the write end until it dies.
+    // I learns whether S died before I's own prctl: S holds the write end until it dies.
     let mut alive = [0 as libc::c_int; 2];
     if libc::pipe2(alive.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
         return fail();
@@ -102,9 +111,9 @@ pub(super) unsafe fn enter_lab(b: Boxing, runner: libc::pid_t) -> std::io::Resul
         -1 => fail(),
         0 => {
             libc::close(alive[1]);
-            become_program(b, alive[0])
+            become_init(b, alive[0], &forwarded)
         }
-        program => shim(program, alive[1], &forwarded),
+        init => shim(init, alive[1], &forwarded),
     }
 }
 
@@ -123,12 +132,65 @@ pub fn set_pdeathsig() -> bool {
     }
 }
 
-/// G, the program-to-be: the limits, the user, the session, its own /proc and /sys.
+/// I, PID 1 of the new PID namespace: make sure S is still there, mount the namespace's own
+/// /proc, fork the program, and stay as its init. Returns only in the program.
 ///
 /// # Safety
 /// As [`enter_lab`].
-unsafe fn become_program(b: Boxing, alive: RawFd) -> std::io::Result<()> {
+unsafe fn become_init(b: Boxing, alive: RawFd, forwarded: &libc::sigset_t) -> std::io::Result<()> {
     let fail = || Err(std::io::Error::last_os_error());
+    if !set_pdeathsig() {
+        return fail();
+    }
+    libc::fcntl(alive, libc::F_SETFL, libc::O_NONBLOCK);
+    let mut byte = 0u8;
+    if libc::read(alive, (&mut byte as *mut u8).cast(), 1) == 0 {
+        // S is gone already, and with it whatever would have killed us.
+        libc::_exit(128 + libc::SIGKILL);
+    }
+    libc::close(alive);
+    // As `ps` shows it inside the lab.
+    libc::prctl(
+        libc::PR_SET_NAME,
+        c"nslab-init".as_ptr() as libc::c_ulong,
+        0,
+        0,
+        0,
+    );
+    // Its own /proc: only the processes of its PID namespace. (/sys is the box's: the lab
+    // namespace's own sysfs, sandbox.rs.)
+    let hidden = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    if libc::mount(
+        c"proc".as_ptr(),
+        c"/proc".as_ptr(),
+        c"proc".as_ptr(),
+        hidden,
+        std::ptr::null(),
+    ) != 0
+    {
+        return fail();
+    }
+    match libc::fork() {
+        -1 => fail(),
+        0 => become_program(b),
+        program => init(program, forwarded),
+    }
+}
+
+/// P, the program-to-be: the limits, the user, the session, a keyring of its own, and what
+/// it may execute and call (confine.rs).
+///
+/// # Safety
+/// As [`enter_lab`].
+unsafe fn become_program(b: Boxing) -> std::io::Result<()> {
+    let fail = || Err(std::io::Error::last_os_error());
+    // The run's cgroups, the program alone (not its shim and init, so `pids.max` is the
+    // programs' own count): the runner opened them, and the kernel checks the opener's rights.
+    for fd in b.cgroup_procs.into_iter().flatten() {
+        if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+            return fail();
+        }
+    }
     let mut none: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut none);
     // Limits before the user change, so the change itself is counted against them.
@@ -154,38 +216,14 @@ unsafe fn become_program(b: Boxing, alive: RawFd) -> std::io::Result<()> {
     if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
         return fail();
     }
+    // Not what ends it (I's death does), but it ends sooner with I than by the kernel's sweep.
     if !set_pdeathsig() {
         return fail();
-    }
-    libc::fcntl(alive, libc::F_SETFL, libc::O_NONBLOCK);
-    let mut byte = 0u8;
-    if libc::read(alive, (&mut byte as *mut u8).cast(), 1) == 0 {
-        libc::_exit(128 + libc::SIGKILL);
     }
     // No controlling terminal: nothing it does can reach the operator's terminal.
     if libc::setsid() < 0 {
         return fail();
     }
-    // Its own /proc: only the processes of its PID namespace. Its own /sys, showing the lab
-    // namespace's devices; where that cannot be had, the box's read-only host /sys stays.
-    let hidden = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    if libc::mount(
-        c"proc".as_ptr(),
-        c"/proc".as_ptr(),
-        c"proc".as_ptr(),
-        hidden,
-        std::ptr::null(),
-    ) != 0
-    {
-        return fail();
-    }
-    libc::mount(
-        c"sysfs".as_ptr(),
-        c"/sys".as_ptr(),
-        c"sysfs".as_ptr(),
-        hidden | libc::MS_RDONLY,
-        std::ptr::null(),
-    );
     if libc::chdir(c"/".as_ptr()) != 0 {
         return fail();
     }
@@ -199,14 +237,93 @@ unsafe fn become_program(b: Boxing, alive: RawFd) -> std::io::Result<()> {
     {
         return fail();
     }
-    Ok(())
+    // A new, empty session keyring of its own, charged to the run's id: never the operator's
+    // (login sessions keep credentials there). A kernel without keyrings has none to leak.
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    if libc::syscall(
+        libc::SYS_keyctl,
+        KEYCTL_JOIN_SESSION_KEYRING,
+        std::ptr::null::<libc::c_char>(),
+    ) < 0
+        && *libc::__errno_location() != libc::ENOSYS
+    {
+        return fail();
+    }
+    confine(&b)
 }
 
-/// C, once G is forked: hold only the pipe G watches, pass signals on, and exit as G does.
+/// The program's last step: the allowlist as a kernel rule (Landlock), then the syscall filter,
+/// last of all so that nothing before needs what it denies.
 ///
 /// # Safety
 /// As [`enter_lab`].
-unsafe fn shim(program: libc::pid_t, alive: RawFd, forwarded: &libc::sigset_t) -> ! {
+unsafe fn confine(b: &Boxing) -> std::io::Result<()> {
+    if let Some(ruleset) = b.landlock {
+        if libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0u32) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    for filter in b.filters.iter().flatten() {
+        let program = libc::sock_fprog {
+            len: filter.len,
+            filter: filter.addr as *mut libc::sock_filter,
+        };
+        if libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+            &program as *const libc::sock_fprog as libc::c_ulong,
+            0,
+            0,
+        ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// I, once P is forked: hold nothing (not even P's output pipes, whose end is the runner's sign
+/// that everything in the namespace is gone), pass signals on to P, reap every process that
+/// ends up its child, and exit as P does: the kernel then ends the rest of the namespace.
+///
+/// # Safety
+/// As [`enter_lab`].
+unsafe fn init(program: libc::pid_t, forwarded: &libc::sigset_t) -> ! {
+    libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+    loop {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let sig = libc::sigwaitinfo(forwarded, &mut info);
+        if sig == libc::SIGCHLD {
+            loop {
+                let mut status = 0;
+                match libc::waitpid(-1, &mut status, libc::WNOHANG) {
+                    ended if ended == program => libc::_exit(status_code(status)),
+                    ended if ended > 0 => continue,
+                    _ => break,
+                }
+            }
+        } else if sig > 0 {
+            libc::kill(program, sig);
+        } else if *libc::__errno_location() != libc::EINTR {
+            libc::_exit(127)
+        }
+    }
+}
+
+/// A wait status as an exit code: the code, or 128 + the signal, as a shell gives it.
+fn status_code(status: libc::c_int) -> libc::c_int {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    }
+}
+
+/// S, once I is forked: hold only the pipe I watches, pass signals on, and exit as I does.
+///
+/// # Safety
+/// As [`enter_lab`].
+unsafe fn shim(init: libc::pid_t, alive: RawFd, forwarded: &libc::sigset_t) -> ! {
     let keep = alive as u32;
     if keep > 0 {
         libc::syscall(libc::SYS_close_range, 0u32, keep - 1, 0u32);
@@ -217,16 +334,11 @@ unsafe fn shim(program: libc::pid_t, alive: RawFd, forwarded: &libc::sigset_t) -
         let sig = libc::sigwaitinfo(forwarded, &mut info);
         if sig == libc::SIGCHLD {
             let mut status = 0;
-            if libc::waitpid(program, &mut status, libc::WNOHANG) == program {
-                let code = if libc::WIFEXITED(status) {
-                    libc::WEXITSTATUS(status)
-                } else {
-                    128 + libc::WTERMSIG(status)
-                };
-                libc::_exit(code)
+            if libc::waitpid(init, &mut status, libc::WNOHANG) == init {
+                libc::_exit(status_code(status))
             }
         } else if sig > 0 {
-            libc::kill(program, sig);
+            libc::kill(init, sig);
         } else if *libc::__errno_location() != libc::EINTR {
             libc::_exit(127)
         }

@@ -24,6 +24,14 @@ pub use super::child::Boxing;
 use crate::console::{EchoBudget, LineSplitter};
 use crate::error::{LabError, LabResult};
 
+/// How long stopping a program may take, from SIGKILL until every process of its PID namespace
+/// is gone: past it, the runner reports what is left instead of waiting (issue 18).
+pub const STOP_LIMIT: Duration = Duration::from_secs(5);
+
+/// How long the output of a program that ended by itself may stay open after it: the rest of
+/// its PID namespace is being killed by the kernel meanwhile.
+const OUTPUT_AFTER_END: Duration = Duration::from_secs(2);
+
 /// Where programs are looked up, whatever the scenario or the runner's own environment says.
 pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -84,7 +92,7 @@ pub struct Running {
     /// The process we spawned (the shim that waits for the program, see [`enter_lab`]), as a
     /// pidfd: a signal through it reaches that process or nothing, never one that reused its pid.
     pidfd: OwnedFd,
-    /// The program itself: PID 1 of its namespace, a child of the process we spawned.
+    /// The program itself: PID 2 of its namespace, under the init the process we spawned forked.
     program_pid: u32,
     feeder: Option<tokio::task::JoinHandle<()>>,
     /// The tasks that capture its stdout and stderr into `printed`.
@@ -163,12 +171,17 @@ pub fn start(
     let pid = child.id().expect("not yet waited for");
     // Not yet reaped, so the pid is still this child's.
     let pidfd = pidfd_open(pid).map_err(|e| LabError::from_io(&e, &what))?;
-    // The spawned process forked the program before it let go of the exec-error pipe, so by
-    // now the program is its child.
-    let program_pid = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .ok()
-        .and_then(|c| c.split_whitespace().next()?.parse().ok())
-        .unwrap_or(pid);
+    // The spawned process (S) forked the init (I), which forked the program, before either let
+    // go of the exec-error pipe: by now the program is S's grandchild (child.rs).
+    let first_child = |of: u32| -> Option<u32> {
+        std::fs::read_to_string(format!("/proc/{of}/task/{of}/children"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let program_pid = first_child(pid).and_then(first_child).unwrap_or(pid);
     let feeder = match (child.stdin.take(), req.stdin) {
         (Some(mut pipe), Some(data)) => Some(tokio::spawn(async move {
             // A program that exits without reading its input closes the pipe: not an error.
@@ -253,7 +266,8 @@ impl Running {
         self.discard.store(true, Ordering::SeqCst);
     }
 
-    fn signal(&self, sig: libc::c_int) {
+    /// Send `sig` to the process we spawned (the shim), through its pidfd.
+    pub fn signal(&self, sig: libc::c_int) {
         // SAFETY: plain syscall on a pidfd we own; ESRCH (already ended) is expected.
         unsafe {
             libc::syscall(
@@ -272,7 +286,8 @@ impl Running {
             match tokio::time::timeout(limit, self.child.wait()).await {
                 Ok(status) => {
                     let status = status.map_err(|e| LabError::from_io(&e, &self.what))?;
-                    self.finish(status, false).await?;
+                    let output_by = tokio::time::Instant::now() + OUTPUT_AFTER_END;
+                    self.finish(status, false, output_by).await?;
                 }
                 Err(_) => return Ok(None),
             }
@@ -280,24 +295,42 @@ impl Running {
         Ok(self.done.as_ref())
     }
 
-    /// Stop it now: SIGKILL to the shim, whose death kills the program (parent-death signal),
-    /// whose death makes the kernel kill everything in its PID namespace. `timed_out` marks its
-    /// output.
+    /// Stop it now: SIGKILL to the shim, whose death kills the init of the program's PID
+    /// namespace (parent-death signal), whose death makes the kernel kill everything in that
+    /// namespace, whatever user or session each process has (child.rs). `timed_out` marks its
+    /// output. Waits at most [`STOP_LIMIT`].
     pub async fn kill_now(&mut self, timed_out: bool) -> LabResult<&ExecOutput> {
+        self.signal(libc::SIGKILL);
+        self.reap(tokio::time::Instant::now() + STOP_LIMIT, timed_out)
+            .await
+    }
+
+    /// Once it has been sent SIGKILL: wait until `deadline` for it to end and for its output to
+    /// close (every process of its PID namespace gone). An error says what is still there then.
+    pub async fn reap(
+        &mut self,
+        deadline: tokio::time::Instant,
+        timed_out: bool,
+    ) -> LabResult<&ExecOutput> {
         if self.done.is_none() {
-            self.signal(libc::SIGKILL);
-            let status = self
-                .child
-                .wait()
-                .await
-                .map_err(|e| LabError::from_io(&e, &self.what))?;
-            self.finish(status, timed_out).await?;
+            let status = match tokio::time::timeout_at(deadline, self.child.wait()).await {
+                Ok(status) => status.map_err(|e| LabError::from_io(&e, &self.what))?,
+                Err(_) => {
+                    return Err(LabError::Timeout(format!(
+                        "{} (pid {}) did not end within {} s of SIGKILL: it is stuck in the kernel",
+                        self.what,
+                        self.program_pid,
+                        STOP_LIMIT.as_secs()
+                    )))
+                }
+            };
+            self.finish(status, timed_out, deadline).await?;
         }
         Ok(self.done.as_ref().expect("finished above"))
     }
 
-    /// Stop it cleanly: SIGTERM to the program (the shim passes it on), and if it has not ended
-    /// within `grace`, SIGKILL to everything it started.
+    /// Stop it cleanly: SIGTERM to the program (the shim and the init pass it on), and if it has
+    /// not ended within `grace`, SIGKILL to everything it started.
     pub async fn terminate(&mut self, grace: Duration) -> LabResult<&ExecOutput> {
         if self.done.is_none() {
             self.signal(libc::SIGTERM);
@@ -349,15 +382,33 @@ impl Running {
         }
     }
 
-    async fn finish(&mut self, status: std::process::ExitStatus, timed_out: bool) -> LabResult<()> {
-        // The shim exits only once the program has: its PID namespace, and so every process
-        // that held the pipes, is gone.
+    /// The shim has ended: collect the output. The pipes close once every process of the
+    /// program's PID namespace is gone, which the kernel sees to once its init has ended; a
+    /// process stuck in the kernel may hold them a while, so the capture is awaited until
+    /// `deadline` only, and cut there.
+    async fn finish(
+        &mut self,
+        status: std::process::ExitStatus,
+        timed_out: bool,
+        deadline: tokio::time::Instant,
+    ) -> LabResult<()> {
         if let Some(f) = self.feeder.take() {
             f.abort();
         }
-        for task in std::mem::take(&mut self.capturing) {
-            task.await
-                .map_err(|e| LabError::Trap(wasmtime::Error::new(e)))?;
+        let mut held_open = false;
+        for mut task in std::mem::take(&mut self.capturing) {
+            match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(joined) => joined.map_err(|e| LabError::Trap(wasmtime::Error::new(e)))?,
+                Err(_) => {
+                    task.abort();
+                    held_open = true;
+                }
+            }
+        }
+        if held_open {
+            self.printed.lock()[1].extend_from_slice(
+                b"\n[nslab: output cut here: a process of its PID namespace still held it open after the program ended]\n",
+            );
         }
         let [stdout, stderr] = std::mem::take(&mut *self.printed.lock());
         let status = exit_code(status);

@@ -40,18 +40,27 @@ fn explain(failure: FileFailure, path: &FilePath, ns: &str) -> LabError {
 impl Lab {
     /// The filesystem box of a namespace (sandbox.rs), made on first use.
     pub(super) fn boxfs(&mut self, ns_id: NsId) -> LabResult<BorrowedFd<'_>> {
-        let ns = self.namespaces.get_mut(&ns_id).ok_or_else(|| {
-            LabError::NotFound("that namespace was deleted: create a new one".to_string())
-        })?;
-        if ns.boxfs.is_none() {
+        if self.ns(ns_id)?.boxfs.is_none() {
+            // Made with the run's cgroups, so what the box's builder does is the run's too.
+            self.run_cgroup()?;
             let limits = self.programs.limits();
-            ns.boxfs = Some(self.factory.helper()?.new_box(
+            let ns = self.ns(ns_id)?;
+            let boxfs = self.factory.helper()?.new_box(
                 &ns.name,
+                ns.fd(),
                 limits.scratch_bytes,
                 &limits.by_path,
-            )?);
+            )?;
+            if let Some(ns) = self.namespaces.get_mut(&ns_id) {
+                ns.boxfs = Some(boxfs);
+            }
         }
-        Ok(ns.boxfs.as_ref().expect("made above").as_fd())
+        Ok(self
+            .ns(ns_id)?
+            .boxfs
+            .as_ref()
+            .ok_or_else(|| LabError::NotFound("that namespace was deleted".to_string()))?
+            .as_fd())
     }
 
     pub fn files_written(&self) -> usize {

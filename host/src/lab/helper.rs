@@ -155,6 +155,16 @@ impl IdMap {
         }
     }
 
+    /// The host ids the run's user namespace maps, as (first, count) blocks: what the run's
+    /// programs run as on the host.
+    pub fn host_blocks(&self) -> Vec<IdBlock> {
+        match self {
+            IdMap::Range(r) => vec![(r.first, IDS_PER_RUN)],
+            IdMap::Subordinate { uid, uids, .. } => vec![(*uid, 1), *uids],
+            IdMap::Own { uid, .. } => vec![(*uid, 1)],
+        }
+    }
+
     pub fn groups(&self) -> GroupDrop {
         match self {
             IdMap::Range(_) => GroupDrop::Outside,
@@ -269,8 +279,11 @@ pub struct Helper {
 }
 
 impl Helper {
-    /// Start the helper (`exe __lab-helper`) and map its user namespace.
-    pub fn start(exe: &std::path::Path) -> LabResult<Helper> {
+    /// Start the helper (`exe __lab-helper`) and map its user namespace. `processes` bounds
+    /// the processes and threads of everything in that user namespace together, where the
+    /// run has host ids of its own (see [`serve`]).
+    pub fn start(exe: &std::path::Path, processes: u64) -> LabResult<Helper> {
+        let ids = IdMap::for_this_process()?;
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -280,15 +293,26 @@ impl Helper {
         .map_err(|e| LabError::from_errno(e, "start the lab helper: socketpair"))?;
         let their_fd = theirs.as_raw_fd();
         let mut cmd = Command::new(exe);
-        cmd.arg(HELPER_ARG)
-            .stdin(Stdio::null())
+        cmd.arg(HELPER_ARG);
+        if let IdMap::Range(r) = &ids {
+            cmd.arg(r.first.to_string()).arg(processes.to_string());
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .process_group(0);
-        // SAFETY: dup2 and prctl are async-signal-safe.
+        // SAFETY: dup2, prctl and keyctl are async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::dup2(their_fd, HELPER_FD) < 0 || !super::child::set_pdeathsig() {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // A new, empty session keyring: the children that build boxes and write the
+                // scenario's files must not carry the operator's (a kernel without keyrings
+                // has none to carry).
+                if libc::syscall(libc::SYS_keyctl, 1, std::ptr::null::<libc::c_char>()) < 0
+                    && *libc::__errno_location() != libc::ENOSYS
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -306,14 +330,6 @@ impl Helper {
             &nix::sys::time::TimeVal::new(HELPER_ANSWER_SECS, 0),
         );
         let pid = child.id();
-        let ids = match IdMap::for_this_process() {
-            Ok(ids) => ids,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(e);
-            }
-        };
         let handshake = || -> LabResult<OwnedFd> {
             expect(&ours, b'U')?;
             ids.apply(pid)?;
@@ -341,6 +357,11 @@ impl Helper {
         }
     }
 
+    /// The helper's pid on the host.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn userns_fd(&self) -> RawFd {
         self.userns.as_raw_fd()
     }
@@ -350,6 +371,16 @@ impl Helper {
         self.ids.groups()
     }
 
+    /// The host ids the run's programs run as: (first, count) blocks.
+    pub fn host_blocks(&self) -> Vec<IdBlock> {
+        self.ids.host_blocks()
+    }
+
+    /// The identity of the run's user namespace (its inode, as `lsns` shows `user:[N]`).
+    pub fn userns_inode(&self) -> u64 {
+        nix::sys::stat::fstat(&self.userns).map_or(0, |s| s.st_ino)
+    }
+
     /// The filesystem box for one lab namespace's programs (sandbox.rs): a mount namespace
     /// owned by the run's user namespace, with at most `scratch_bytes` writable.
     /// `programs` are the files the operator allowed by path, as (name, path): the box shows
@@ -357,6 +388,7 @@ impl Helper {
     pub fn new_box(
         &self,
         name: &str,
+        netns: BorrowedFd<'_>,
         scratch_bytes: u64,
         programs: &[(String, std::path::PathBuf)],
     ) -> LabResult<OwnedFd> {
@@ -368,7 +400,7 @@ impl Helper {
             msg.extend_from_slice(path.as_os_str().as_encoded_bytes());
             msg.push(0);
         }
-        send_with(&self.socket, &msg, &[])?;
+        send_with(&self.socket, &msg, &[netns.as_raw_fd()])?;
         let what = format!("build the filesystem box of namespace {name}");
         Ok(self.reply_fds(&what, 1)?.remove(0))
     }
@@ -577,7 +609,17 @@ impl Drop for Helper {
         // Closing our end makes the helper exit; reap it so it does not linger as a zombie.
         let _ =
             nix::sys::socket::shutdown(self.socket.as_raw_fd(), nix::sys::socket::Shutdown::Both);
-        let _ = self.child.wait();
+        // It answers each request within HELPER_ANSWER_SECS, and then sees the end of its
+        // socket; past a second more it is killed: teardown never waits without a bound.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while matches!(self.child.try_wait(), Ok(None)) {
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
     }
 }
 
@@ -594,6 +636,33 @@ fn reply(fd: RawFd, byte: u8, errno: i32, fds: &[RawFd]) -> nix::Result<()> {
 
 fn fail(fd: RawFd, e: nix::errno::Errno) -> nix::Result<()> {
     reply(fd, b'E', e as i32, &[])
+}
+
+/// Before making the run's user namespace, as the host's root: become the run's first host id,
+/// so that the namespace is that id's (issue 19). The kernel charges every per-user quota it
+/// keeps (its "ucounts": processes, user namespaces, inotify instances and watches, message
+/// queues, ...) of everything inside a user namespace to the namespace's owner as well: the run
+/// then pays for what its programs cause, never the host's root or another run. And the
+/// RLIMIT_NPROC this process has when it makes the namespace becomes the namespace's own
+/// bound: processes and threads of all its ids together, whatever ids its programs switch to.
+fn become_the_runs_own_user(uid: u32, processes: u64) -> nix::Result<()> {
+    use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+    let limit = libc::rlimit {
+        rlim_cur: processes,
+        rlim_max: processes,
+    };
+    // SAFETY: plain setrlimit on this process with a valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &limit) } != 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    setgroups(&[])?;
+    setresgid(Gid::from_raw(uid), Gid::from_raw(uid), Gid::from_raw(uid))?;
+    setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid))?;
+    // The credential change cleared it.
+    if !super::child::set_pdeathsig() {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(())
 }
 
 /// Make one network namespace here, and a netlink socket inside it.
@@ -891,7 +960,17 @@ fn receive(fd: RawFd, buf: &mut [u8]) -> nix::Result<(usize, Vec<OwnedFd>)> {
 /// The helper's main loop: `runner __lab-helper`, started by [`Helper::start`].
 pub fn serve() -> std::process::ExitCode {
     let fd = HELPER_FD;
+    let mut args = std::env::args().skip(2).map(|a| a.parse::<u64>().ok());
+    let owner = match (args.next().flatten(), args.next().flatten()) {
+        (Some(uid), Some(processes)) => u32::try_from(uid).ok().map(|uid| (uid, processes)),
+        _ => None,
+    };
     let step = || -> nix::Result<()> {
+        if let Some((uid, processes)) = owner {
+            if let Err(e) = become_the_runs_own_user(uid, processes) {
+                return fail(fd, e);
+            }
+        }
         match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER) {
             Ok(()) => reply(fd, b'U', 0, &[])?,
             Err(e) => return fail(fd, e),
@@ -909,10 +988,12 @@ pub fn serve() -> std::process::ExitCode {
             let path = |from: usize| String::from_utf8_lossy(&msg[from..]).into_owned();
             match (msg[0], fds.as_slice()) {
                 (b'M', _) => reply(fd, b'R', 0, &[])?,
-                (b'F', _) if n >= 9 => {
+                (b'F', [netns]) if n >= 9 => {
                     let size = u64::from_ne_bytes(msg[1..9].try_into().expect("8 bytes"));
                     let programs = parse_programs(&msg[9..]);
-                    in_child(fd, || Ok(vec![super::sandbox::build(size, &programs)?]))?
+                    in_child(fd, || {
+                        Ok(vec![super::sandbox::build(size, &programs, netns)?])
+                    })?
                 }
                 (b'W', [boxfs, data]) if n >= 5 => {
                     let mode = u32::from_ne_bytes(msg[1..5].try_into().expect("4 bytes"));

@@ -9,6 +9,7 @@
 
 pub mod cgroup;
 mod child;
+pub mod confine;
 pub mod exec;
 mod files;
 pub mod helper;
@@ -85,6 +86,14 @@ pub struct Lab {
     record_saved: Option<bool>,
 }
 
+/// The bound on the processes and threads of everything in the run's user namespace together
+/// (helper.rs): the programs' `max-processes`, plus each running program's shim and init (the
+/// policy lets at most `max-processes` programs run at once) and the helper with a child. The
+/// run's pids cgroup, where there is one, holds the programs to exactly `max-processes`.
+pub fn userns_processes(max_processes: usize) -> u64 {
+    3 * max_processes as u64 + 4
+}
+
 /// What teardown removed and what went wrong on the way.
 #[derive(Debug, Default)]
 pub struct Teardown {
@@ -101,7 +110,7 @@ impl Lab {
         limits: ProgramLimits,
     ) -> Lab {
         Lab {
-            factory: NsFactory::new(exe),
+            factory: NsFactory::new(exe, userns_processes(limits.max_processes)),
             namespaces: BTreeMap::new(),
             links: BTreeMap::new(),
             programs: programs::Programs::new(console.clone(), limits),
@@ -118,7 +127,36 @@ impl Lab {
     /// Make the run's user namespace now rather than at the first namespace: for an ordinary
     /// user, whether the kernel allows it is known before the scenario starts.
     pub fn prepare(&mut self) -> LabResult<()> {
-        self.factory.start_helper()
+        self.start_helper()
+    }
+
+    /// Start the run's helper and user namespace if they are not yet, and say which host ids
+    /// the run's programs will be: what `ps` shows for them, and what `runner ls` and
+    /// `cleanup` go by.
+    fn start_helper(&mut self) -> LabResult<()> {
+        if !self.factory.start_helper()? {
+            return Ok(());
+        }
+        let helper = self.factory.helper()?;
+        let blocks = helper.host_blocks();
+        let userns = helper.userns_inode();
+        let shown: Vec<String> = blocks
+            .iter()
+            .map(|&(first, count)| match count {
+                1 => first.to_string(),
+                _ => format!("{first}-{}", first + (count - 1)),
+            })
+            .collect();
+        self.console.line(
+            crate::console::Verbosity::Verbose,
+            &format!(
+                "       host ids {} (the run's programs; user namespace user:[{userns}])",
+                shown.join(", ")
+            ),
+        );
+        self.record.host_ids = blocks;
+        self.record.userns = Some(userns);
+        Ok(())
     }
 
     pub fn run_id(&self) -> &str {
@@ -166,6 +204,7 @@ impl Lab {
                 "namespace {name} already exists in this run: pick another name or delete it first"
             )));
         }
+        self.start_helper()?;
         let ns = self.factory.create(name)?;
         let inode = ns.inode;
         let id = NsId(self.next());
@@ -201,9 +240,10 @@ impl Lab {
             .namespaces
             .remove(&id)
             .ok_or_else(|| LabError::NotFound("that namespace was already deleted".to_string()))?;
-        self.kill_processes(Some(id)).await;
+        let stopped = self.kill_processes(Some(id)).await;
         self.programs.unwatch(id);
-        let (_, problems) = link::delete_all(&ns).await;
+        let (_, mut problems) = link::delete_all(&ns).await;
+        problems.extend(stopped.left);
         self.links.retain(|_, l| l.ns != id);
         self.console.action(&format!("netns delete {}", ns.name));
         let name = ns.name.clone();
@@ -290,7 +330,9 @@ impl Lab {
     /// namespaces (bench/run.sh). A step that fails is recorded and the rest goes on.
     pub async fn teardown(&mut self) -> Teardown {
         let mut report = Teardown::default();
-        report.removed.extend(self.kill_processes(None).await);
+        let stopped = self.kill_processes(None).await;
+        report.removed.extend(stopped.killed);
+        report.problems.extend(stopped.left);
         // The programs are gone, so their watches and cgroup can go.
         self.programs.release_all();
         self.links.clear();

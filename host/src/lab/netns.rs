@@ -75,14 +75,17 @@ pub struct NsFactory {
     helper: Option<Helper>,
     /// Netlink requests made so far, all namespaces together.
     requests: Arc<AtomicU64>,
+    /// The bound on the processes of the run's user namespace (helper.rs).
+    processes: u64,
 }
 
 impl NsFactory {
-    pub fn new(exe: std::path::PathBuf) -> NsFactory {
+    pub fn new(exe: std::path::PathBuf, processes: u64) -> NsFactory {
         NsFactory {
             exe,
             helper: None,
             requests: Arc::default(),
+            processes,
         }
     }
 
@@ -108,17 +111,18 @@ impl NsFactory {
             .ok_or_else(|| LabError::Os("the run has no lab helper yet".to_string()))
     }
 
-    /// Start the helper, and so the run's user namespace, if it is not started yet.
-    pub fn start_helper(&mut self) -> LabResult<()> {
-        if self.helper.is_none() {
-            self.helper = Some(Helper::start(&self.exe)?);
+    /// Start the helper, and so the run's user namespace, if it is not started yet: true if it
+    /// was started now.
+    pub fn start_helper(&mut self) -> LabResult<bool> {
+        if self.helper.is_some() {
+            return Ok(false);
         }
-        Ok(())
+        self.helper = Some(Helper::start(&self.exe, self.processes)?);
+        Ok(true)
     }
 
     /// Create a namespace; its loopback is down, as after `ip netns add`.
     pub fn create(&mut self, name: &str) -> LabResult<Namespace> {
-        self.start_helper()?;
         let helper = self.helper.as_ref().expect("started above");
         let (fd, netlink_fd) = helper.new_netns(name)?;
         let what = format!("create namespace {name}");

@@ -60,6 +60,10 @@ pub(super) struct Programs {
     link_limit: watch::LinkLimit,
     /// Namespaces whose links are watched, because a program has run in them.
     watchers: BTreeMap<NsId, tokio::task::JoinHandle<()>>,
+    /// The files the run's programs may execute, as the run allowed them (before its first
+    /// program), and what confines them to those, made at the first program (confine.rs).
+    executables: Vec<std::path::PathBuf>,
+    confinement: Option<super::confine::Confinement>,
 }
 
 impl Programs {
@@ -71,6 +75,8 @@ impl Programs {
             memory: MemoryBound::Undecided,
             link_limit: watch::LinkLimit::new(limits.max_links, limits.tripped.clone()),
             watchers: BTreeMap::new(),
+            executables: Vec::new(),
+            confinement: None,
             limits,
         }
     }
@@ -86,13 +92,16 @@ impl Programs {
         }
     }
 
-    /// After the programs are gone: stop every watch, and remove the run's cgroup.
+    /// After the programs are gone: stop every watch, and kill whatever of theirs the run's
+    /// cgroup still holds. The cgroup itself goes with the lab, after the helper it also holds.
     pub(super) fn release_all(&mut self) {
         for (_, w) in std::mem::take(&mut self.watchers) {
             w.abort();
         }
         self.processes.clear();
-        self.memory = MemoryBound::Undecided;
+        if let MemoryBound::Cgroup(c) = &self.memory {
+            c.kill_programs();
+        }
     }
 }
 
@@ -113,6 +122,21 @@ impl Drop for Live {
 }
 
 impl Lab {
+    /// The files the run's programs may execute (the programs the scenario declared and the
+    /// policy allows, resolved): the kernel refuses any other (confine.rs).
+    pub fn allow_executables(&mut self, files: Vec<std::path::PathBuf>) {
+        self.programs.executables = files;
+        self.programs.confinement = None;
+    }
+
+    /// What the run's programs may execute, once their first one has started.
+    pub fn executables(&self) -> Option<&[std::path::PathBuf]> {
+        self.programs
+            .confinement
+            .as_ref()
+            .map(|c| c.executables.as_slice())
+    }
+
     pub fn live_processes(&self) -> usize {
         self.programs.live.load(Ordering::SeqCst)
     }
@@ -126,24 +150,41 @@ impl Lab {
         })
     }
 
+    /// The run's cgroups, made at the first use of a box (a program, or a file given to a
+    /// namespace), with the lab helper moved in: what it writes and builds for the run is the
+    /// run's memory (issue 19). A run that only builds namespaces makes none.
+    pub(super) fn run_cgroup(&mut self) -> LabResult<()> {
+        if !matches!(self.programs.memory, MemoryBound::Undecided) {
+            return Ok(());
+        }
+        self.programs.memory = match cgroup::detect() {
+            Ok(h) => {
+                let c = RunCgroup::create(
+                    &h,
+                    &self.record.id,
+                    self.programs.limits.program_memory,
+                    self.programs.limits.max_processes,
+                    self.factory.exe(),
+                )
+                .map_err(LabError::Os)?;
+                let helper = self.factory.helper()?.pid();
+                c.adopt(helper).map_err(|e| {
+                    LabError::Os(format!(
+                        "cannot move the lab helper into the run's cgroup: {e}"
+                    ))
+                })?;
+                MemoryBound::Cgroup(c)
+            }
+            Err(_) => MemoryBound::PerProgram,
+        };
+        Ok(())
+    }
+
     /// Everything a program in `ns_id` is boxed with, made on first use: the namespace's
-    /// filesystem box, the run's memory cgroup, the watch on the namespace's links.
+    /// filesystem box, the run's cgroups, the watch on the namespace's links.
     fn boxing(&mut self, ns_id: NsId) -> LabResult<Boxing> {
         let userns = self.userns()?;
-        if matches!(self.programs.memory, MemoryBound::Undecided) {
-            self.programs.memory = match cgroup::detect() {
-                Ok(h) => MemoryBound::Cgroup(
-                    RunCgroup::create(
-                        &h,
-                        &self.record.id,
-                        self.programs.limits.program_memory,
-                        self.factory.exe(),
-                    )
-                    .map_err(LabError::Os)?,
-                ),
-                Err(_) => MemoryBound::PerProgram,
-            };
-        }
+        self.run_cgroup()?;
         if !self.programs.watchers.contains_key(&ns_id) {
             let ns = self.ns(ns_id)?;
             let socket = self
@@ -153,19 +194,29 @@ impl Lab {
             let watcher = self.programs.link_limit.watch(ns, socket)?;
             self.programs.watchers.insert(ns_id, watcher);
         }
+        if self.programs.confinement.is_none() {
+            self.programs.confinement = Some(
+                super::confine::Confinement::new(&self.programs.executables)
+                    .map_err(LabError::Os)?,
+            );
+        }
+        let confinement = self.programs.confinement.as_ref().expect("made above");
+        let (landlock, filters) = (confinement.ruleset_fd(), confinement.filter_refs());
         let mntns = self.boxfs(ns_id)?.as_raw_fd();
         Ok(Boxing {
             userns,
             netns: self.ns(ns_id)?.raw_fd(),
             mntns,
             cgroup_procs: match &self.programs.memory {
-                MemoryBound::Cgroup(c) => Some(c.procs_fd()),
-                _ => None,
+                MemoryBound::Cgroup(c) => c.program_procs(),
+                _ => [None; 2],
             },
             max_processes: self.programs.limits.max_processes as u64,
             address_space: matches!(self.programs.memory, MemoryBound::PerProgram)
                 .then_some(self.programs.limits.program_memory),
             groups: self.factory.helper()?.groups(),
+            landlock,
+            filters,
         })
     }
 
@@ -329,8 +380,11 @@ impl Lab {
         Ok(())
     }
 
-    /// Kill the background programs still running (in one namespace, or all), for teardown.
-    pub(super) async fn kill_processes(&mut self, only: Option<NsId>) -> Vec<String> {
+    /// Kill the background programs still running (in one namespace, or all), for teardown:
+    /// SIGKILL to every one first, then one wait for all of them together, bounded by
+    /// [`exec::STOP_LIMIT`], so a program stuck in the kernel holds back neither the others
+    /// nor the runner. What was stopped, and what was still there at the deadline.
+    pub(super) async fn kill_processes(&mut self, only: Option<NsId>) -> Stopped {
         let ids: Vec<ProcId> = self
             .programs
             .processes
@@ -338,15 +392,36 @@ impl Lab {
             .filter(|(_, p)| only.is_none_or(|n| p.ns == n))
             .map(|(id, _)| *id)
             .collect();
-        let mut killed = Vec::new();
-        for id in ids.into_iter().rev() {
-            if let Some(mut p) = self.programs.processes.remove(&id) {
-                if !p.running.has_ended() {
-                    let _ = p.running.kill_now(false).await;
-                    killed.push(format!("program {} (pid {})", p.program, p.running.id()));
-                }
+        let mut running: Vec<ProcEntry> = ids
+            .into_iter()
+            .rev()
+            .filter_map(|id| self.programs.processes.remove(&id))
+            .filter(|p| !p.running.has_ended())
+            .collect();
+        for p in &running {
+            p.running.signal(libc::SIGKILL);
+        }
+        let deadline = tokio::time::Instant::now() + exec::STOP_LIMIT;
+        let ends = futures::future::join_all(running.iter_mut().map(|p| async move {
+            let shown = format!("program {} (pid {})", p.program, p.running.id());
+            (shown, p.running.reap(deadline, false).await.err())
+        }))
+        .await;
+        let mut stopped = Stopped::default();
+        for (shown, problem) in ends {
+            match problem {
+                None => stopped.killed.push(shown),
+                Some(e) => stopped.left.push(e.to_string()),
             }
         }
-        killed
+        stopped
     }
+}
+
+/// What stopping the run's programs did.
+#[derive(Debug, Default)]
+pub(super) struct Stopped {
+    pub killed: Vec<String>,
+    /// Programs still there at the deadline, each in a sentence.
+    pub left: Vec<String>,
 }

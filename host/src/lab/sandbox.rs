@@ -15,7 +15,10 @@
 //! - `/proc`: a proc of an empty PID namespace, so that each program may mount the proc of its
 //!   own PID namespace over it (the kernel lets a user namespace mount proc only where one is
 //!   already fully visible), and unmounting that reveals no process at all.
-//! - `/sys`: the host's, read-only, for the same reason; each program mounts its own over it.
+//! - `/sys`: the lab namespace's own sysfs, read-only (its links, nothing of the host's devices
+//!   and no cgroup tree), mounted by the builder from inside that namespace while the host's
+//!   /sys is still visible to it (the kernel's condition for a user namespace to mount sysfs).
+//!   A program that unmounts it finds an empty directory.
 //!
 //! The runner holds the namespace by fd. When the run ends (even by SIGKILL) the fd closes, the
 //! programs die with their PID namespaces, and the kernel frees the mounts and every file the
@@ -122,6 +125,7 @@ fn tmpfs(dst: &Path, options: &str) -> nix::Result<()> {
 pub fn build(
     scratch_bytes: u64,
     programs: &[(String, std::path::PathBuf)],
+    netns: &OwnedFd,
 ) -> nix::Result<OwnedFd> {
     use nix::sched::{unshare, CloneFlags};
     use nix::unistd::{setresgid, setresuid, Gid, Uid};
@@ -148,7 +152,7 @@ pub fn build(
                 // SAFETY: leave the forked copy at once.
                 unsafe { libc::_exit(libc::ESRCH) }
             }
-            let code = match assemble(scratch_bytes, programs) {
+            let code = match assemble(scratch_bytes, programs, netns) {
                 Ok(()) => 0,
                 Err(e) => e as i32,
             };
@@ -164,7 +168,11 @@ pub fn build(
 }
 
 /// Assemble the new root under [`STAGE`] and make it this mount namespace's root.
-fn assemble(scratch_bytes: u64, programs: &[(String, std::path::PathBuf)]) -> nix::Result<()> {
+fn assemble(
+    scratch_bytes: u64,
+    programs: &[(String, std::path::PathBuf)],
+    netns: &OwnedFd,
+) -> nix::Result<()> {
     // Opened before the stage hides the host's /tmp, where a program under test may live.
     let files = programs
         .iter()
@@ -245,17 +253,26 @@ fn assemble(scratch_bytes: u64, programs: &[(String, std::path::PathBuf)]) -> ni
     // What is bound from the scratch tmpfs keeps it; the staging mount goes.
     umount2(&scratch, MntFlags::MNT_DETACH)?;
 
-    // A proc of this (empty) PID namespace, and the host's /sys read-only: each program mounts
-    // its own over them.
+    // A proc of this (empty) PID namespace: each program mounts its own over it.
+    let hidden = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(
         Some("proc"),
         &root.join("proc"),
         Some("proc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        hidden,
         None::<&str>,
     )?;
-    bind(Path::new("/sys"), &root.join("sys"))?;
-    read_only(&root.join("sys"), true)?;
+    // The lab namespace's sysfs: a sysfs shows the devices of the network namespace of the
+    // process that mounts it. Never the host's /sys, which a program could uncover by
+    // unmounting whatever was put over it. Where the kernel refuses, /sys stays empty.
+    nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+    let _ = mount(
+        Some("sysfs"),
+        &root.join("sys"),
+        Some("sysfs"),
+        hidden | MsFlags::MS_RDONLY,
+        None::<&str>,
+    );
 
     // Switch roots and drop the host's tree from this namespace altogether.
     nix::unistd::chdir(root)?;

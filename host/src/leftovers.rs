@@ -1,0 +1,213 @@
+//! What a dead run may still have on the host: processes that survived its runner. Nothing
+//! should (every program ends with its PID namespace's init, lab/child.rs, and with the run's
+//! cgroup, lab/cgroup.rs), but a process stuck in the kernel can outlast both for a while, and
+//! `runner ls` and `runner cleanup` must say so rather than claim the lab is gone.
+//!
+//! A process is the run's if it is in the run's user namespace (recorded by its inode) and runs
+//! as one of the run's host ids. A process that only holds one of the run's network namespaces
+//! (someone entered it) is shown but never ended. An inode is only an identity while the
+//! namespace lives: one that a run still going or kept also has is passed over, since the
+//! kernel may have given the number to that run's namespace after this one's was freed.
+
+use crate::records::{RunRecord, RunStatus};
+
+/// A process that holds on to a dead run's lab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    pub pid: u32,
+    /// Its name, made printable (it is the program's to choose).
+    pub name: String,
+    /// Its real uid on the host.
+    pub uid: u32,
+    /// In the run's user namespace with one of its host ids: the run's own, for `cleanup` to end.
+    pub ours: bool,
+}
+
+impl std::fmt::Display for Leftover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "process {} ({}, uid {})", self.pid, self.name, self.uid)
+    }
+}
+
+/// The namespace a `/proc/PID/ns/KIND` link names, as its inode ("net:[4026532175]").
+fn ns_inode(pid: &str, kind: &str) -> Option<u64> {
+    let target = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()?;
+    let target = target.to_str()?;
+    target
+        .strip_prefix(kind)?
+        .strip_prefix(":[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// The real uid and name of process `pid`, and whether it is a zombie (gone but for its
+/// parent's wait, holding nothing).
+fn status_of(pid: &str) -> Option<(u32, String, bool)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let name = status.lines().next()?.strip_prefix("Name:\t")?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let zombie = status.lines().any(|l| l.starts_with("State:\tZ"));
+    Some((uid, crate::console::printable(name).into_owned(), zombie))
+}
+
+/// Whether host uid `uid` is one of the run's: its blocks, or (for a run root started) the
+/// host's root, which the run's shims and inits stay inside its user namespace.
+fn runs_as(rec: &RunRecord, uid: u32) -> bool {
+    rec.host_ids
+        .iter()
+        .any(|&(first, count)| uid >= first && uid - first < count)
+        || (uid == 0 && rec.owner == 0)
+}
+
+/// The processes that still hold dead run `rec`'s lab; `all` are every record (for the
+/// namespaces runs still going or kept have now). Empty for a run that is not dead.
+pub fn of(rec: &RunRecord, all: &[RunRecord]) -> Vec<Leftover> {
+    if rec.status() != RunStatus::Dead {
+        return Vec::new();
+    }
+    let live: Vec<&RunRecord> = all
+        .iter()
+        .filter(|r| r.id != rec.id && r.status() != RunStatus::Dead)
+        .collect();
+    let userns = rec
+        .userns
+        .filter(|u| !live.iter().any(|r| r.userns == Some(*u)));
+    let nets: Vec<u64> = rec
+        .namespaces
+        .iter()
+        .map(|n| n.inode)
+        .filter(|i| {
+            !live
+                .iter()
+                .any(|r| r.namespaces.iter().any(|n| n.inode == *i))
+        })
+        .collect();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found: Vec<Leftover> = procs
+        .flatten()
+        .filter_map(|p| {
+            let pid = p.file_name().into_string().ok()?;
+            let number: u32 = pid.parse().ok()?;
+            let in_userns = userns.is_some() && ns_inode(&pid, "user") == userns;
+            let in_lab = ns_inode(&pid, "net").is_some_and(|n| nets.contains(&n));
+            if !in_userns && !in_lab {
+                return None;
+            }
+            let (uid, name, zombie) = status_of(&pid)?;
+            (!zombie).then(|| Leftover {
+                pid: number,
+                name,
+                uid,
+                ours: in_userns && runs_as(rec, uid),
+            })
+        })
+        .collect();
+    found.sort_by_key(|l| l.pid);
+    found
+}
+
+/// End the run's own leftovers (SIGKILL through a pidfd, after checking again that the pid is
+/// still one of them) and wait up to 2 s for them to go. What was ended, and what could not be.
+pub fn end(rec: &RunRecord, all: &[RunRecord]) -> (Vec<Leftover>, Vec<String>) {
+    let mut ended = Vec::new();
+    let mut problems = Vec::new();
+    for left in of(rec, all) {
+        if !left.ours {
+            continue;
+        }
+        // SAFETY: plain syscall; the fd is owned at once below.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, left.pid as libc::pid_t, 0) };
+        if fd < 0 {
+            continue; // gone meanwhile
+        }
+        // SAFETY: the kernel just gave us this fd; nothing else owns it.
+        let pidfd = unsafe {
+            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as std::os::fd::RawFd)
+        };
+        // The pidfd holds this very process now: check that it is still the one found.
+        if !of(rec, all).contains(&left) {
+            continue;
+        }
+        // SAFETY: plain syscall on a pidfd we own.
+        let sent = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                std::os::fd::AsRawFd::as_raw_fd(&pidfd),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if sent != 0 {
+            let e = std::io::Error::last_os_error();
+            problems.push(format!(
+                "cannot end {left}, which holds the lab of run {}: {e}{}",
+                rec.id,
+                match e.raw_os_error() {
+                    Some(libc::EPERM) => " (it runs as an id of yours only inside the run; as root: sudo runner cleanup)",
+                    _ => "",
+                }
+            ));
+            continue;
+        }
+        ended.push(left);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !ended.is_empty()
+        && of(rec, all).iter().any(|l| l.ours)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    for still in of(rec, all).into_iter().filter(|l| l.ours) {
+        problems.push(format!(
+            "{still} did not end within 2 s of SIGKILL: it is stuck in the kernel; try `runner cleanup {}` again later",
+            rec.id
+        ));
+    }
+    (ended, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(owner: u32, host_ids: Vec<(u32, u32)>) -> RunRecord {
+        let mut r = RunRecord::new("0000abcd".into(), "x.wasm".into());
+        r.owner = owner;
+        r.host_ids = host_ids;
+        r
+    }
+
+    #[test]
+    fn only_the_runs_own_ids_are_its_to_end() {
+        let root_run = record(0, vec![(0x7000_0000, 65536)]);
+        assert!(runs_as(&root_run, 0x7000_0000));
+        assert!(runs_as(&root_run, 0x7000_0000 + 65535));
+        assert!(!runs_as(&root_run, 0x7000_0000 + 65536));
+        assert!(!runs_as(&root_run, 0x6FFF_FFFF));
+        // Its shims and inits stay the host's root inside its user namespace.
+        assert!(runs_as(&root_run, 0));
+        let user_run = record(1000, vec![(1000, 1), (100_000, 65536)]);
+        assert!(runs_as(&user_run, 1000));
+        assert!(runs_as(&user_run, 100_100));
+        assert!(!runs_as(&user_run, 0));
+        assert!(!runs_as(&user_run, 1001));
+    }
+
+    #[test]
+    fn a_run_that_is_not_dead_has_no_leftovers() {
+        // This process is "running": whatever holds its namespaces is its own business.
+        let r = record(0, vec![(0, u32::MAX)]);
+        assert!(of(&r, &[]).is_empty());
+    }
+}

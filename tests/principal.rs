@@ -1,0 +1,206 @@
+//! The run is a host principal of its own (issue 19): every process, quota and byte its
+//! programs cause counts against it, never against the host's root or nobody. Each test is the
+//! attack, bounded by itself, and asserts what the host shows while it runs.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::common::*;
+
+/// Samples a host figure every 10 ms on a thread until stopped: the largest value seen.
+struct Peak {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicI64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Peak {
+    fn of(sample: impl Fn() -> i64 + Send + 'static) -> Peak {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicI64::new(sample()));
+        let (s, p) = (stop.clone(), peak.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                p.fetch_max(sample(), Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Peak {
+            stop,
+            peak,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> i64 {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.peak.load(Ordering::SeqCst)
+    }
+}
+
+/// A field of /proc/meminfo, in KiB.
+fn meminfo(field: &str) -> i64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The number that follows `prefix` in what a run printed.
+fn number_after(run: &Run, prefix: &str) -> i64 {
+    run.stdout
+        .split(prefix)
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {prefix:?}\n{}", run.all()))
+}
+
+/// Processes on the host whose uid is one the runs use (0x70000000 and up).
+fn run_processes() -> i64 {
+    processes_of(&[(0x7000_0000, u32::MAX)]).len() as i64
+}
+
+/// A program forks under one id after another of the run's 65,536 (RLIMIT_NPROC counts per
+/// id, so each id had a fresh budget): 3,000 at most, where it stops itself.
+#[test]
+fn a_program_switching_ids_cannot_pass_max_processes_for_the_whole_run() {
+    let _labs = lab_lock();
+    let before = run_processes();
+    let peak = Peak::of(run_processes);
+    let fork = r#"perl -e 'my $n = 0; for my $id (1 .. 3000) { my $pid = fork(); if (!defined $pid) { print "refused after $n: $!\n"; last } if ($pid == 0) { $( = $id; $) = "$id $id"; $< = $> = $id; sleep 20; exit 0 } $n++ } print "forked $n\n"; sleep 1'"#;
+    let run = run_checked(attacks_args(&["--max-processes", "64"], "shell", &[fork]));
+    let peak = peak.finish() - before;
+    run.assert_code(0).assert_stdout("| refused after ");
+    let forked = number_after(&run, "| forked ");
+    assert!(forked < 64, "it forked {forked}\n{}", run.all());
+    // The host saw at most the policy's 64 programs' processes, and the lab helper, which
+    // runs as the run's first id (the shims and inits stay the host's root).
+    assert!(
+        peak <= 64 + 1,
+        "{peak} processes of the runs' ids at once\n{}",
+        run.all()
+    );
+}
+
+/// Per-user kernel quotas (here inotify instances, 128 per user) are charged to the user that
+/// owns the run's user namespace: once that was the host's root, whose own next call then
+/// failed with "Too many open files" while the run held them.
+#[test]
+fn the_runs_kernel_quotas_are_its_own_and_never_the_hosts_root() {
+    if std::env::consts::ARCH != "x86_64" {
+        skipped("the inotify quota test: it names x86_64's syscall numbers");
+        return;
+    }
+    let _labs = lab_lock();
+    // inotify_init1 (294) until the kernel says no, at most 1000; then hold them.
+    let hold = r#"perl -e 'my $n = 0; while ($n < 1000) { my $fd = syscall(294, 0); last if $fd < 0; $n++ } print "holding $n: $!\n"; sleep 4'"#;
+    let mut bg = Background::start(attacks_args(&["-q"], "shell", &[hold]));
+    bg.wait_for("holding ");
+    // SAFETY: plain syscalls; the fd is closed at once.
+    let fd = unsafe { libc::inotify_init1(0) };
+    let errno = std::io::Error::last_os_error();
+    if fd >= 0 {
+        // SAFETY: closing the fd just made.
+        unsafe { libc::close(fd) };
+    }
+    let run = bg.finish();
+    run.assert_code(0);
+    assert!(
+        fd >= 0,
+        "the host's root could not make an inotify instance while the run held its own: {errno}\n{}",
+        run.all()
+    );
+}
+
+/// Files given with write-file are written by the runner's helper: they are the run's memory,
+/// limited by `program-memory` like the programs' own, however large the scratch space.
+#[test]
+fn files_the_scenario_gives_count_against_program_memory() {
+    let _labs = lab_lock();
+    let base = meminfo("Shmem");
+    let peak = Peak::of(|| meminfo("Shmem"));
+    // 48 files of 16 MiB (768 MiB) into a 2 GiB scratch space, with 64 MiB for the run.
+    let run = run_checked(attacks_args(
+        &[
+            "-q",
+            "--program-memory",
+            "64MiB",
+            "--scratch",
+            "2GiB",
+            "--max-call-data",
+            "17MiB",
+        ],
+        "fill",
+        &["48", "16"],
+    ));
+    let grew_mib = (peak.finish() - base) / 1024;
+    let given = number_after(&run, "gave ");
+    assert!(given < 8, "{given} files of 16 MiB given\n{}", run.all());
+    // Host evidence: tmpfs memory on the host never grew much past the run's limit.
+    assert!(
+        grew_mib < 200,
+        "the host's Shmem grew by {grew_mib} MiB\n{}",
+        run.all()
+    );
+}
+
+/// Namespaces a program makes would be outside the run's count and limits: it may make none,
+/// and the host's namespaces stay what they were, while the lab's own count as before.
+#[test]
+fn programs_cannot_make_namespaces_of_their_own() {
+    let _labs = lab_lock();
+    let host_namespaces = || {
+        let mut seen = std::collections::BTreeSet::new();
+        if let Ok(procs) = std::fs::read_dir("/proc") {
+            for p in procs.flatten() {
+                if let Ok(t) = std::fs::read_link(p.path().join("ns/net")) {
+                    seen.insert(t);
+                }
+            }
+        }
+        seen.len() as i64
+    };
+    let before = host_namespaces();
+    let peak = Peak::of(host_namespaces);
+    let make = r#"i=0; while [ $i -lt 40 ]; do unshare --net sleep 5 2>/dev/null & i=$((i+1)); done; ip netns add mine; echo "netns add: exit $?"; sleep 1; echo made"#;
+    let run = run_checked(attacks_args(&[], "shell", &[make]));
+    let grew = peak.finish() - before;
+    run.assert_code(0).assert_stdout("| netns add: exit 1");
+    // The lab's own two namespaces (each held by the runner, and by its programs).
+    assert!(
+        grew <= 2,
+        "{grew} more network namespaces on the host\n{}",
+        run.all()
+    );
+}
+
+/// Kernel memory a program causes beyond its own pages: socket buffers, here 120 loopback TCP
+/// connections whose reader never reads (cgroup v1 charges them only once the run's cgroup
+/// sets a TCP limit; v2 always does). Before, 447 MiB were buffered with 64 MiB for the run.
+#[test]
+fn socket_buffers_a_program_fills_count_against_program_memory() {
+    let _labs = lab_lock();
+    let fill = r#"perl -e 'use IO::Socket::INET; my $l = IO::Socket::INET->new(Listen => 512, LocalAddr => "127.0.0.1", LocalPort => 5555, ReuseAddr => 1) or die "listen: $!"; my @keep; my $total = 0; my $buf = "x" x 65536; for my $i (1 .. 120) { my $c = IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => 5555) or last; my $s = $l->accept or last; $c->blocking(0); while (1) { my $w = syswrite($c, $buf); last unless defined $w && $w > 0; $total += $w } push @keep, $c, $s } print "buffered ", int($total / 1048576), " MiB\n"; sleep 1'"#;
+    let base = meminfo("MemAvailable");
+    let lowest = Peak::of(|| -meminfo("MemAvailable"));
+    let run = run_checked(attacks_args(
+        &["--program-memory", "64MiB"],
+        "shell",
+        &[fill],
+    ));
+    let fell_mib = (base + lowest.finish()) / 1024;
+    run.assert_code(0);
+    let buffered = number_after(&run, "| buffered ");
+    assert!(buffered < 100, "{buffered} MiB buffered\n{}", run.all());
+    assert!(
+        fell_mib < 250,
+        "MemAvailable fell by {fell_mib} MiB\n{}",
+        run.all()
+    );
+}
