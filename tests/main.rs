@@ -16,6 +16,7 @@ mod gallery;
 mod keep;
 mod labs;
 mod lifecycle;
+mod outputs;
 mod policy;
 mod principal;
 mod reports;

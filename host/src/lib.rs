@@ -16,6 +16,7 @@ pub mod inspect;
 pub mod lab;
 pub mod leftovers;
 pub mod load;
+pub mod output;
 pub mod policy;
 pub mod privilege;
 pub mod project;

@@ -10,6 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+/// A record holds a few namespaces' names and inodes: anything larger is not one of ours.
+const MAX_RECORD_BYTES: u64 = 1 << 20;
+
 /// Where this user's runs are recorded.
 pub fn run_dir() -> PathBuf {
     crate::privilege::runtime_dir().join("runs")
@@ -266,7 +269,18 @@ impl RunRecord {
         }
         use std::os::unix::fs::MetadataExt;
         let path = Self::path(id);
-        let owner = std::fs::symlink_metadata(&path)?.uid();
+        let meta = std::fs::symlink_metadata(&path)?;
+        if !meta.is_file() || meta.len() > MAX_RECORD_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "not a run record: {} ({} bytes; a record is a file of at most {MAX_RECORD_BYTES})",
+                    if meta.is_file() { "too large" } else { "not a regular file" },
+                    meta.len()
+                ),
+            ));
+        }
+        let owner = meta.uid();
         let bytes = std::fs::read(&path)?;
         let mut record: RunRecord = serde_json::from_slice(&bytes)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
@@ -279,20 +293,37 @@ impl RunRecord {
 
     /// Every record, oldest first. Files that are not records are passed over.
     pub fn load_all() -> std::io::Result<Vec<RunRecord>> {
+        Self::load_all_reporting().map(|(runs, _)| runs)
+    }
+
+    /// Every record, oldest first, and one line for each file that looked like a record and is
+    /// not one (it does not parse, or is unreasonably large): never trusted, never shown raw.
+    pub fn load_all_reporting() -> std::io::Result<(Vec<RunRecord>, Vec<String>)> {
         let mut runs = Vec::new();
+        let mut skipped = Vec::new();
         for dir in run_dirs() {
             let entries = match std::fs::read_dir(&dir) {
                 Ok(e) => e,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            runs.extend(entries.flatten().filter_map(|e| {
+            for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                RunRecord::load(name.strip_suffix(".json")?).ok()
-            }));
+                let Some(id) = name.strip_suffix(".json").filter(|id| is_run_id(id)) else {
+                    continue;
+                };
+                match RunRecord::load(id) {
+                    Ok(r) => runs.push(r),
+                    Err(why) => skipped.push(format!(
+                        "skipped {}: {}",
+                        crate::console::printable(&e.path().display().to_string()),
+                        crate::console::printable(&why.to_string())
+                    )),
+                }
+            }
         }
         runs.sort_by_key(|r| (r.started_unix, r.id.clone()));
-        Ok(runs)
+        Ok((runs, skipped))
     }
 }
 

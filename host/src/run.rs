@@ -67,9 +67,10 @@ impl Outputs {
                     dir.display()
                 ));
             }
+            crate::output::check(file).map_err(|e| format!("{flag}: {e}"))?;
         }
         if let Some(dir) = &self.report {
-            crate::account::own_dir(dir).map_err(|e| format!("--report {}: {e}", dir.display()))?;
+            crate::output::check(dir).map_err(|e| format!("--report: {e}"))?;
         }
         Ok(())
     }
@@ -130,11 +131,11 @@ fn write_outputs(
     }
     let lines = console.journal().map(|j| j.lines()).unwrap_or_default();
     let account = crate::account::RunAccount::from_lines(&lines);
-    let failed = |what: &str, path: &std::path::Path, e: std::io::Error| {
+    let failed = |what: &str, path: &std::path::Path, e: String| {
         format!("cannot write {what} {}: {e}", path.display())
     };
     if let Some(file) = &outputs.junit {
-        crate::account::write_file(
+        crate::output::write_file(
             file,
             crate::account::junit::xml(std::slice::from_ref(&account)).as_bytes(),
         )
@@ -143,7 +144,7 @@ fn write_outputs(
     if let Some(file) = &outputs.graph {
         let format = crate::account::graph::Format::for_path(file)?;
         let picture = crate::account::graph::render(&account.topology, format);
-        crate::account::write_file(file, picture.as_bytes())
+        crate::output::write_file(file, picture.as_bytes())
             .map_err(|e| failed("the picture", file, e))?;
     }
     if let Some(dir) = &outputs.report {

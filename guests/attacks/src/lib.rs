@@ -589,6 +589,19 @@ impl Guest for Attacks {
             "forge" => forge(),
             "files" => files(),
             "fill" => fill(number(&args, 1)?, number(&args, 2)?),
+            "outputs" => {
+                // Text meant to break the operator's files and terminal: characters XML cannot
+                // carry, markup, escape sequences; and attachments named like pages.
+                let hostile = "\u{0}\u{1b}]0;pwned\u{7}\u{1b}[2J</failure></testcase>]]><script>alert(1)</script>\u{fffe}";
+                check(&format!("hostile {hostile}"), false, hostile);
+                attach("page.html", b"<script>alert(document.cookie)</script>")?;
+                attach(
+                    "picture.svg",
+                    b"<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>",
+                )?;
+                attach("notes.txt", b"plain")?;
+                Ok(())
+            }
             "ready" => ready(),
             "index-taken" => {
                 let (a, b) = two_namespaces()?;

@@ -216,9 +216,11 @@ pub fn run_page(a: &RunAccount, svg: &str) -> String {
 
     b.push_str("<section id=\"files\">\n<h2>Files</h2>\n<ul>\n");
     for (name, bytes) in &a.attachments {
+        // A download, saved under a name no web server would serve as a page (mod.rs).
         let _ = writeln!(
             b,
-            "<li><a href=\"files/{0}\">{0}</a> ({bytes} bytes, saved by the scenario)</li>",
+            "<li><a href=\"files/{}\" download=\"{1}\" type=\"application/octet-stream\">{1}</a> ({bytes} bytes, saved by the scenario)</li>",
+            esc(&super::saved_name(name)),
             esc(name)
         );
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::{Ending, RunAccount, Verdict};
+use super::{xml_text as x, Ending, RunAccount, Verdict};
 
 pub fn xml(runs: &[RunAccount]) -> String {
     let mut report = Report::new("nslab");
@@ -23,7 +23,7 @@ pub fn xml(runs: &[RunAccount]) -> String {
 }
 
 fn suite(run: &RunAccount) -> TestSuite {
-    let mut suite = TestSuite::new(run.name.as_str());
+    let mut suite = TestSuite::new(x(&run.name));
     suite.set_time(Duration::from_secs_f64(run.seconds()));
     let mut since = 0.0;
     for step in &run.steps {
@@ -32,15 +32,15 @@ fn suite(run: &RunAccount) -> TestSuite {
                 TestCaseStatus::success()
             } else {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                s.set_message(check.detail.as_str()).set_type("check");
+                s.set_message(x(&check.detail)).set_type("check");
                 s
             };
             let name = match step.name.is_empty() {
                 true => check.name.clone(),
                 false => format!("{} / {}", step.name, check.name),
             };
-            let mut case = TestCase::new(name, status);
-            case.set_classname(run.name.as_str())
+            let mut case = TestCase::new(x(&name), status);
+            case.set_classname(x(&run.name))
                 .set_time(Duration::from_secs_f64((check.t - since).max(0.0)));
             since = check.t;
             suite.add_test_case(case);
@@ -48,9 +48,9 @@ fn suite(run: &RunAccount) -> TestSuite {
     }
     for (i, refusal) in run.refusals.iter().enumerate() {
         let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-        s.set_message(refusal.as_str()).set_type("refused");
+        s.set_message(x(refusal)).set_type("refused");
         let mut case = TestCase::new(format!("refused by the policy #{}", i + 1), s);
-        case.set_classname(run.name.as_str());
+        case.set_classname(x(&run.name));
         suite.add_test_case(case);
     }
     suite.add_test_case(run_case(run));
@@ -77,18 +77,18 @@ fn run_case(run: &RunAccount) -> TestCase {
         Verdict::Failed if returned => TestCaseStatus::success(),
         Verdict::Failed | Verdict::Interrupted => {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            s.set_message(message.as_str()).set_type("run");
+            s.set_message(x(&message)).set_type("run");
             s
         }
         Verdict::CouldNotRun => {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
             let why = run.errors.last().cloned().unwrap_or(message);
-            s.set_message(why.as_str()).set_type("could-not-run");
+            s.set_message(x(&why)).set_type("could-not-run");
             s
         }
     };
     let mut case = TestCase::new("run", status);
-    case.set_classname(run.name.as_str())
+    case.set_classname(x(&run.name))
         .set_time(Duration::from_secs_f64(run.seconds()));
     case
 }

@@ -8,6 +8,8 @@ pub mod graph;
 mod html;
 mod journal;
 pub mod junit;
+#[cfg(test)]
+mod wellformed;
 
 use std::path::Path;
 
@@ -27,11 +29,31 @@ pub fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() && !matches!(c, '\n' | '\t') => out.push('\u{fffd}'),
+            c if (c.is_control() && !matches!(c, '\n' | '\t')) || xml_forbidden(c) => {
+                out.push('\u{fffd}')
+            }
             c => out.push(c),
         }
     }
     out
+}
+
+/// A character XML 1.0 cannot carry at all, escaped or not: C0 controls but tab, newline and
+/// carriage return, and the noncharacters U+FFFE and U+FFFF (surrogates cannot be in a `str`).
+pub fn xml_forbidden(c: char) -> bool {
+    matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}')
+}
+
+/// Text for a writer that escapes markup itself (quick-junit): what XML cannot carry is shown
+/// as the terminal shows it (`\x1b`), so one scenario's text can never make the file unreadable.
+pub fn xml_text(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            c if xml_forbidden(c) && (c as u32) < 0x100 => format!("\\x{:02x}", c as u32),
+            c if xml_forbidden(c) => format!("\\u{{{:x}}}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// A duration as the events write it: seconds, to the millisecond.
@@ -246,94 +268,68 @@ impl RunAccount {
     }
 }
 
-/// Write a file the runner makes, never through a symlink: a report directory in a shared
-/// place (/tmp) may hold one planted by another user, pointing at a file root must not
-/// overwrite with what a scenario chose.
-pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => std::io::Error::other(format!(
-                "{} is a symbolic link; the runner does not write through one",
-                path.display()
-            )),
-            _ => e,
-        })?;
-    f.write_all(bytes)
-}
-
-/// Make `dir` (and its parents) or take it as it is, if it is a real directory of this user:
-/// not a symlink, not another user's (who could swap what is in it).
-pub fn own_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::create_dir_all(dir)?;
-    let meta = std::fs::symlink_metadata(dir)?;
-    if !meta.is_dir() {
-        return Err(std::io::Error::other(format!(
-            "{} is not a directory (a symbolic link?); name a directory of your own",
-            dir.display()
-        )));
-    }
-    if meta.uid() != nix::unistd::geteuid().as_raw() {
-        return Err(std::io::Error::other(format!(
-            "{} belongs to another user (uid {}), who could plant files in it; \
-             name a directory of your own",
-            dir.display(),
-            meta.uid()
-        )));
-    }
-    Ok(())
-}
-
 /// Write the events, one JSON object per line.
-pub fn write_events(path: &Path, lines: &[Line]) -> std::io::Result<()> {
+fn events_text(lines: &[Line]) -> std::io::Result<Vec<u8>> {
     let mut text = Vec::new();
     for line in lines {
         serde_json::to_writer(&mut text, line).map_err(std::io::Error::other)?;
         text.push(b'\n');
     }
-    write_file(path, &text)
+    Ok(text)
+}
+
+/// Extensions a web server would serve as a page, a script or a picture that runs script: an
+/// attachment named so is saved as `NAME.txt`, so that a report served over HTTP never makes
+/// the scenario's bytes active content.
+const ACTIVE: &[&str] = &[
+    "html", "htm", "xhtml", "xht", "shtml", "svg", "svgz", "xml", "xsl", "xslt", "js", "mjs",
+    "css", "php", "pdf", "swf",
+];
+
+/// The name an attachment is saved under in `files/`.
+pub fn saved_name(name: &str) -> String {
+    let active = name
+        .rsplit_once('.')
+        .is_some_and(|(_, ext)| ACTIVE.iter().any(|a| a.eq_ignore_ascii_case(ext)));
+    match active {
+        true => format!("{name}.txt"),
+        false => name.to_string(),
+    }
 }
 
 /// Write a run's report directory: index.html, topology.svg, events.jsonl, junit.xml, and the
-/// files the scenario saved under files/.
+/// files the scenario saved under files/, all through one directory fd (output.rs).
 pub fn write_report(
     dir: &Path,
     lines: &[Line],
     attachments: &[(String, Vec<u8>)],
-) -> std::io::Result<()> {
+) -> Result<(), String> {
     let account = RunAccount::from_lines(lines);
-    own_dir(dir)?;
+    let out = crate::output::OutputDir::create(dir)?;
+    let fail = |e: std::io::Error| e.to_string();
     let svg = graph::render(&account.topology, graph::Format::Svg);
-    write_file(&dir.join("topology.svg"), svg.as_bytes())?;
-    write_events(&dir.join("events.jsonl"), lines)?;
-    write_file(
-        &dir.join("junit.xml"),
+    out.write("topology.svg", svg.as_bytes()).map_err(fail)?;
+    out.write("events.jsonl", &events_text(lines).map_err(fail)?)
+        .map_err(fail)?;
+    out.write(
+        "junit.xml",
         junit::xml(std::slice::from_ref(&account)).as_bytes(),
-    )?;
+    )
+    .map_err(fail)?;
     if !attachments.is_empty() {
-        let files = dir.join("files");
-        own_dir(&files)?;
+        let files = out.subdir("files").map_err(fail)?;
         for (name, bytes) in attachments {
             // Names were checked when the scenario attached them (no path, no dot first).
-            write_file(&files.join(name), bytes)?;
+            files.write(&saved_name(name), bytes).map_err(fail)?;
         }
     }
-    write_file(
-        &dir.join("index.html"),
-        html::run_page(&account, &svg).as_bytes(),
-    )
+    out.write("index.html", html::run_page(&account, &svg).as_bytes())
+        .map_err(fail)
 }
 
 /// Write the index of `runner test --report DIR`: one line per run, linking to its report.
-pub fn write_test_index(dir: &Path, runs: &[(String, RunAccount)]) -> std::io::Result<()> {
-    own_dir(dir)?;
-    write_file(&dir.join("index.html"), html::test_page(runs).as_bytes())
+pub fn write_test_index(dir: &Path, runs: &[(String, RunAccount)]) -> Result<(), String> {
+    crate::output::OutputDir::create(dir)?
+        .write("index.html", html::test_page(runs).as_bytes())
+        .map_err(|e| e.to_string())
 }

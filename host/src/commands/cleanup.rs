@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use nslab_host::cleanup::cleanup;
+use nslab_host::console::printable;
 use nslab_host::records::{RunRecord, RunStatus};
 
 /// Remove kept labs: exactly what the runner pinned, found by its own record of the run.
@@ -56,14 +57,15 @@ pub fn main(a: CleanupArgs) -> ExitCode {
     for r in &runs {
         match cleanup(r) {
             Ok(done) => {
+                // Names and pins come from a record: shown inert, whoever wrote it.
                 for item in &done.removed {
-                    println!("removed {item}");
+                    println!("removed {}", printable(item));
                 }
                 for note in &done.notes {
-                    println!("note: {note}");
+                    println!("note: {}", printable(note));
                 }
                 for p in &done.problems {
-                    eprintln!("runner: error: {p}");
+                    eprintln!("runner: error: {}", printable(p));
                 }
                 failed |= !done.problems.is_empty();
                 if done.problems.is_empty() {
@@ -71,7 +73,7 @@ pub fn main(a: CleanupArgs) -> ExitCode {
                 }
             }
             Err(e) => {
-                eprintln!("runner: error: {e}");
+                eprintln!("runner: error: {}", printable(&e));
                 failed = true;
             }
         }

@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
+use nslab_host::console::printable;
 use nslab_host::records::{now_unix, RunRecord, RunStatus};
 
 /// List runs in progress and kept labs, with their namespaces.
@@ -16,7 +17,7 @@ fn age(secs: u64) -> String {
 }
 
 pub fn main(_: LsArgs) -> ExitCode {
-    let runs = match RunRecord::load_all() {
+    let (runs, skipped) = match RunRecord::load_all_reporting() {
         Ok(r) => r,
         Err(e) => {
             eprintln!(
@@ -26,6 +27,9 @@ pub fn main(_: LsArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    for line in &skipped {
+        eprintln!("runner: warning: {line}");
+    }
     if runs.is_empty() {
         println!("no runs in progress and no kept labs");
         return ExitCode::SUCCESS;
@@ -38,7 +42,7 @@ pub fn main(_: LsArgs) -> ExitCode {
             r.id,
             status.as_str(),
             age(now_unix().saturating_sub(r.started_unix)),
-            r.scenario
+            printable(&r.scenario)
         );
         for ns in &r.namespaces {
             let pinned =
@@ -50,8 +54,10 @@ pub fn main(_: LsArgs) -> ExitCode {
                         false => format!("/run/netns/{p}"),
                     });
             println!(
-                "          {:<15}  {pinned:<40}  net:[{}]",
-                ns.name, ns.inode
+                "          {:<15}  {:<40}  net:[{}]",
+                printable(&ns.name),
+                printable(&pinned),
+                ns.inode
             );
         }
         if status != RunStatus::Dead {

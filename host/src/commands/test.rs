@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use clap::Args;
 use nslab_host::account::{self, Journal, RunAccount};
+use nslab_host::console::printable;
 use nslab_host::console::Console;
 use nslab_host::run::{self, Outcome, Outputs, RunConfig};
 
@@ -182,7 +183,7 @@ fn status_line(name: &str, outcome: Outcome, a: &RunAccount) -> String {
         Outcome::CouldNotRun => "COULD NOT RUN",
         Outcome::Interrupted(_) => "STOPPED",
     };
-    format!("test {name} ... {word} ({:.1}s)", a.seconds())
+    format!("test {} ... {word} ({:.1}s)", printable(name), a.seconds())
 }
 
 /// Print what failed and the totals, cargo-test style; the exit status.
@@ -194,27 +195,27 @@ fn summary(results: &[(String, Outcome, RunAccount)], started: Instant) -> ExitC
     if !not_ok.is_empty() {
         println!("\nfailures:");
         for (name, _, a) in &not_ok {
-            println!("\n---- {name} ----");
+            println!("\n---- {} ----", printable(name));
             for c in a.checks().filter(|c| !c.passed) {
-                println!("   FAIL {}: {}", c.name, c.detail);
+                println!("   FAIL {}: {}", printable(&c.name), printable(&c.detail));
             }
             for r in &a.refusals {
-                println!("   refused by the policy: {r}");
+                println!("   refused by the policy: {}", printable(r));
             }
             for e in &a.errors {
-                println!("   error: {e}");
+                println!("   error: {}", printable(e));
             }
             if let Some(end) = a
                 .end
                 .as_ref()
                 .filter(|e| a.errors.last() != Some(&e.message))
             {
-                println!("   {}", end.message);
+                println!("   {}", printable(&end.message));
             }
         }
         println!("\nfailures:");
         for (name, _, _) in &not_ok {
-            println!("    {name}");
+            println!("    {}", printable(name));
         }
     }
     let count = |f: &dyn Fn(&Outcome) -> bool| results.iter().filter(|(_, o, _)| f(o)).count();
@@ -242,7 +243,7 @@ fn summary(results: &[(String, Outcome, RunAccount)], started: Instant) -> ExitC
 fn write_outputs(a: &TestArgs, results: &[(String, Outcome, RunAccount)]) -> Result<(), String> {
     if let Some(file) = &a.junit {
         let accounts: Vec<RunAccount> = results.iter().map(|(_, _, acc)| acc.clone()).collect();
-        account::write_file(file, account::junit::xml(&accounts).as_bytes())
+        nslab_host::output::write_file(file, account::junit::xml(&accounts).as_bytes())
             .map_err(|e| format!("cannot write the JUnit file {}: {e}", file.display()))?;
     }
     if let Some(dir) = &a.report {
