@@ -681,3 +681,27 @@ fn the_progress_line_is_drawn_on_a_terminal_only() {
         "{all}"
     );
 }
+
+/// What the scenario itself prints joins the text on stderr under --json: stdout is events
+/// alone, every line of it JSON, whatever the scenario writes.
+#[test]
+fn json_stdout_stays_events_alone_when_the_scenario_prints() {
+    let run = run_clean([
+        "run",
+        "--json",
+        "--allow-exec",
+        "bird,sleep",
+        guest("fabric").to_str().unwrap(),
+        "--",
+        "--side",
+        "1",
+        "--daemon",
+        "sleep",
+    ]);
+    run.assert_code(0)
+        .assert_stderr("[fabric] SCALE-RUNNER n=1");
+    for line in run.stdout.lines() {
+        serde_json::from_str::<Value>(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\n{}", run.all()));
+    }
+}

@@ -97,6 +97,16 @@ impl Console {
         }
     }
 
+    /// Where text goes besides the events: None (nowhere, the runner is capturing), or
+    /// whether to stderr (with `--json`, stdout carries the events alone).
+    pub fn text_stream(&self) -> Option<bool> {
+        match self.text {
+            TextTo::Nowhere => None,
+            TextTo::Stderr => Some(true),
+            TextTo::Stdout => Some(false),
+        }
+    }
+
     /// Print a line at `level` or above. Lines are written whole, so that output of concurrent
     /// streams does not interleave mid-line.
     pub fn line(&self, level: Verbosity, text: &str) {

@@ -140,9 +140,16 @@ pub(crate) fn new_store(
     let label = file
         .file_stem()
         .map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
-    let quiet = console.verbosity == Verbosity::Silent;
-    let (stdout, stderr) =
-        GuestOutput::pair(&label, policy.guest_output_bytes, tripped.clone(), quiet);
+    let quiet = console.verbosity == Verbosity::Silent || console.text_stream().is_none();
+    // With --json the scenario's stdout joins the text on stderr: stdout is events alone.
+    let text_on_stderr = console.text_stream() == Some(true);
+    let (stdout, stderr) = GuestOutput::pair(
+        &label,
+        policy.guest_output_bytes,
+        tripped.clone(),
+        quiet,
+        text_on_stderr,
+    );
     let state = RunState {
         wasi: sandboxed_wasi(stdout.clone(), stderr.clone()),
         table: ResourceTable::new(),

@@ -130,7 +130,8 @@ impl wasmtime::ResourceLimiter for MemoryLimit {
 #[derive(Clone)]
 pub struct GuestOutput {
     label: Arc<str>,
-    is_stderr: bool,
+    /// Where its lines go: stderr for its stderr, and for its stdout too under `--json`.
+    to_stderr: bool,
     shared: Arc<OutputBudget>,
     line: Arc<Mutex<crate::console::LineSplitter>>,
     quiet: bool,
@@ -151,6 +152,7 @@ impl GuestOutput {
         limit: usize,
         tripped: Arc<Tripped>,
         quiet: bool,
+        text_on_stderr: bool,
     ) -> (GuestOutput, GuestOutput) {
         let shared = Arc::new(OutputBudget {
             used: AtomicUsize::new(0),
@@ -161,7 +163,7 @@ impl GuestOutput {
         let label = crate::console::printable(label).into_owned();
         let make = |is_stderr| GuestOutput {
             label: label.as_str().into(),
-            is_stderr,
+            to_stderr: is_stderr || text_on_stderr,
             shared: shared.clone(),
             line: Arc::new(Mutex::new(crate::console::LineSplitter::new(8192))),
             quiet,
@@ -176,7 +178,7 @@ impl GuestOutput {
         let text = String::from_utf8_lossy(line);
         let text = crate::console::printable(text.trim_end_matches(['\n', '\r'])).into_owned();
         let out = format!("   [{}] {text}\n", self.label);
-        if self.is_stderr {
+        if self.to_stderr {
             let _ = std::io::stdout().flush();
             let _ = std::io::stderr().write_all(out.as_bytes());
         } else {
