@@ -43,6 +43,25 @@ fn new_build_run(lang: &str) {
     Run::from_output(built)
         .assert_code(0)
         .assert_stdout("built lab.wasm");
+    // What the build made stays out of the project's git (git itself is the judge): the
+    // component, Rust's target/ (over 100 MB), Python's .venv.
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(&project)
+            .output()
+            .unwrap()
+    };
+    git(&["init", "-q"]);
+    let tracked = String::from_utf8_lossy(&git(&["add", "-A", "--dry-run"]).stdout).into_owned();
+    assert!(tracked.contains("build.sh"), "{tracked}");
+    for made in ["lab.wasm", "target/", ".venv/", "__pycache__"] {
+        assert!(
+            !tracked.contains(made),
+            "{made} would be committed:\n{tracked}"
+        );
+    }
     let _labs = lab_lock();
     let run = Command::new(RUNNER)
         .args(["run", "lab.wasm"])

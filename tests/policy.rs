@@ -118,3 +118,31 @@ fn inspect_says_when_the_policy_would_refuse() {
         .assert_code(2)
         .assert_stderr("cannot read /nonexistent.wasm");
 }
+
+/// A program declared by name that lives outside the system PATH (FRR's daemons in
+/// /usr/lib/frr): the hint names its path, and with it allowed by name, inspect's verdict and
+/// the run both say so before anything runs, instead of failing halfway.
+#[test]
+fn a_program_outside_the_path_is_named_by_its_path_before_the_run() {
+    let frr = guest("frr");
+    let frr = frr.to_str().unwrap();
+    runner(["inspect", frr])
+        .assert_code(1)
+        .assert_stdout("allow with --allow-exec /usr/lib/frr/zebra,/usr/lib/frr/ospfd,install");
+    let by_name = ["--allow-exec", "zebra,ospfd,install"];
+    let inspect = runner(["inspect", by_name[0], by_name[1], frr]);
+    inspect
+        .assert_code(1)
+        .assert_stdout("program \"zebra\" is allowed by name, but it is not on the system PATH")
+        .assert_stdout("it is at /usr/lib/frr/zebra; allow it by path instead: --allow-exec /usr/lib/frr/zebra");
+    assert!(
+        !inspect.stdout.contains("allows everything"),
+        "{}",
+        inspect.all()
+    );
+    let run = run_clean(["run", by_name[0], by_name[1], frr]);
+    run.assert_code(2)
+        .assert_stderr("scenario frr declares programs this machine cannot start")
+        .assert_stderr("--allow-exec /usr/lib/frr/ospfd");
+    assert!(!run.stdout.contains("netns add"), "{}", run.all());
+}

@@ -93,7 +93,9 @@ pub async fn inspect(
         }
     };
     Ok(Inspection {
-        refused: refusal_check.undeclarable(&info.programs),
+        refused: refusal_check
+            .undeclarable(&info.programs)
+            .or_else(|| refusal_check.unrunnable(&info.programs)),
         name: info.name,
         description: info.description,
         programs: info.programs,

@@ -112,6 +112,15 @@ pub fn write_project(parent: &Path, name: &str, lang: Lang) -> Result<PathBuf, S
         &fill(include_str!("../templates/README.md"), name, lang),
         false,
     )?;
+    // What a build makes is not the project's source: Rust's target/ alone is over 100 MB.
+    put(
+        ".gitignore",
+        match lang {
+            Lang::Rust => "# Made by ./build.sh\n/target/\n*.wasm\n",
+            Lang::Python => "# Made by ./build.sh\n/.venv/\n__pycache__/\n*.wasm\n",
+        },
+        false,
+    )?;
     match lang {
         Lang::Rust => {
             write_wit(&dir.join("wit")).map_err(io)?;

@@ -278,6 +278,12 @@ async fn run_scenario(cfg: RunConfig) -> (Outcome, Vec<(String, Vec<u8>)>) {
                 info.name
             )));
         }
+        if let Some(why) = state.policy.unrunnable(&info.programs) {
+            return Err(Ended::Refused(format!(
+                "scenario {} declares programs this machine cannot start: {why}",
+                info.name
+            )));
+        }
         state.declared = Some(info.programs.iter().cloned().collect());
         // What the declared programs are as files: the only ones the kernel will let the run's
         // programs execute (lab/confine.rs).

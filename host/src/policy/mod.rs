@@ -151,11 +151,20 @@ impl Policy {
             .collect();
         let mut parts = Vec::new();
         if !missing.is_empty() {
+            // A program outside the system PATH is allowed by its path, which the hint names.
+            let flag: Vec<String> = missing
+                .iter()
+                .map(|p| match crate::lab::exec::resolve(p) {
+                    Err(_) => crate::lab::exec::elsewhere(p)
+                        .map_or(p.to_string(), |path| path.display().to_string()),
+                    Ok(_) => p.to_string(),
+                })
+                .collect();
             parts.push(format!(
                 "{} {} not on the exec allowlist (allow with --allow-exec {})",
                 missing.join(", "),
                 if missing.len() == 1 { "is" } else { "are" },
-                missing.join(",")
+                flag.join(",")
             ));
         }
         if !denied.is_empty() {
@@ -166,6 +175,18 @@ impl Policy {
             ));
         }
         (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
+    /// The declared programs this policy allows that the run could not start: not installed,
+    /// or allowed by name but living outside the system PATH (the sentence names the path to
+    /// allow instead). Said before the run, by `inspect` and `run`, rather than halfway.
+    pub fn unrunnable(&self, declared: &[String]) -> Option<String> {
+        let problems: Vec<String> = declared
+            .iter()
+            .filter(|p| self.permits_program(p) && !self.exec_paths.contains_key(*p))
+            .filter_map(|p| crate::lab::exec::resolve(p).err().map(|e| e.to_string()))
+            .collect();
+        (!problems.is_empty()).then(|| problems.join("; "))
     }
 
     /// The one choke point: every host function asks here before it touches anything.
