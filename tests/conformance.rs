@@ -17,8 +17,36 @@ fn every_function_of_the_contract_works() {
     run.assert_code(0)
         .assert_stdout("ok   a second link named va in a is refused as exists: exists: link va already exists in namespace a: pick another name or remove it first")
         .assert_stdout("ok   a peer named like a link of b is refused as exists: exists: link vb already exists in namespace b")
-        .assert_stdout("PASS conformance (9 steps, 51 checks passed, 0 failed");
+        .assert_stdout("PASS conformance (9 steps, 52 checks passed, 0 failed");
     assert!(!run.stdout.contains("   FAIL"), "{}", run.all());
+    // A quiet exec: on the terminal neither its output nor (without -v) its command line.
+    run.assert_stdout("ok   a quiet exec returns what it printed");
+    assert!(!run.stdout.contains("polled-quietly-4242"), "{}", run.all());
+}
+
+/// What a quiet exec printed is in the --json events all the same.
+#[test]
+fn a_quiet_exec_is_in_the_json_events_and_not_on_the_terminal() {
+    let run = run_clean([
+        std::ffi::OsStr::new("run"),
+        std::ffi::OsStr::new("--json"),
+        std::ffi::OsStr::new("--allow-exec"),
+        std::ffi::OsStr::new("cat,env,sleep,sh"),
+        std::ffi::OsStr::new("--allow-env"),
+        std::ffi::OsStr::new("LAB_ROLE"),
+        guest("conformance").as_os_str(),
+    ]);
+    run.assert_code(0);
+    let recorded = run.stdout.lines().any(|l| {
+        let e: serde_json::Value = serde_json::from_str(l).unwrap();
+        e["event"] == "output" && e["line"] == "polled-quietly-4242"
+    });
+    assert!(recorded, "{}", run.stdout);
+    assert!(
+        !run.stderr.contains("polled-quietly-4242"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

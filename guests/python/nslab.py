@@ -170,9 +170,12 @@ class Netns:
         _call(self._ns.set_forwarding, on)
 
     def exec(self, program: str, *args, env: Optional[Dict[str, str]] = None,
-             stdin: Optional[bytes] = None, timeout_ms: Optional[int] = None) -> Out:
-        """`ip netns exec NS PROGRAM ARGS...`: run it to its end."""
-        return Out(_call(_exec.run, self._ns, _command(program, args, env, stdin, timeout_ms)))
+             stdin: Optional[bytes] = None, timeout_ms: Optional[int] = None,
+             quiet: bool = False) -> Out:
+        """`ip netns exec NS PROGRAM ARGS...`: run it to its end. `quiet`: not echoed to the
+        terminal (a poll); its output is still returned and kept in the run's account."""
+        run = _exec.run_quiet if quiet else _exec.run
+        return Out(_call(run, self._ns, _command(program, args, env, stdin, timeout_ms)))
 
     def spawn(self, program: str, *args, env: Optional[Dict[str, str]] = None,
               stdin: Optional[bytes] = None) -> Process:

@@ -232,6 +232,9 @@ pub struct EchoBudget {
     console: Console,
     limit: usize,
     used: std::sync::atomic::AtomicUsize,
+    /// What quiet programs' lines cost the account: their own budget of the same size, so
+    /// polls neither use up the echo nor grow the account without bound.
+    quiet_used: std::sync::atomic::AtomicUsize,
 }
 
 impl EchoBudget {
@@ -240,11 +243,36 @@ impl EchoBudget {
             console,
             limit,
             used: Default::default(),
+            quiet_used: Default::default(),
         }
     }
 
     pub fn console(&self) -> &Console {
         &self.console
+    }
+
+    /// Record one line of a quiet program's output in the account (the --json events), never
+    /// on the terminal, within the quiet budget.
+    pub fn quiet_output(&self, program: u32, line: &str, is_stderr: bool) {
+        if self.console.journal().is_none() {
+            return;
+        }
+        let line = printable(line);
+        let cost = line.len() + 6;
+        let before = self
+            .quiet_used
+            .fetch_add(cost, std::sync::atomic::Ordering::SeqCst);
+        if before + cost <= self.limit {
+            self.console.event(|| Event::Output {
+                program,
+                stream: if is_stderr {
+                    Stream::Stderr
+                } else {
+                    Stream::Stdout
+                },
+                line: line.to_string(),
+            });
+        }
     }
 
     /// Echo one line of program `program`'s output, and record it, if the budget has room

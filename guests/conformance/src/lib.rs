@@ -347,6 +347,12 @@ impl Guest for Conformance {
         );
         let quick = a.run(Cmd::new("sh", ["-c", "echo from the background"]))?;
         check("sh runs", quick.success(), "");
+        let polled = a.run(Cmd::new("sh", ["-c", "echo polled-quietly-4242"]).quiet())?;
+        check(
+            "a quiet exec returns what it printed",
+            polled.stdout_text().contains("polled-quietly-4242"),
+            "its output, not echoed",
+        );
         let q = a.spawn("sh", ["-c", "echo hello; exit 3"])?;
         let out = q.wait(Some(5000))?;
         check(

@@ -1,4 +1,4 @@
-use crate::bindings::nslab::lab::exec::{run, spawn, Command, Output, Process};
+use crate::bindings::nslab::lab::exec::{run, run_quiet, spawn, Command, Output, Process};
 use crate::bindings::nslab::lab::netns::Namespace;
 use crate::bindings::nslab::lab::route::{self, RouteInfo};
 use crate::bindings::nslab::lab::types::Error;
@@ -7,6 +7,7 @@ use crate::bindings::nslab::lab::types::Error;
 #[derive(Debug, Clone)]
 pub struct Cmd {
     command: Command,
+    quiet: bool,
 }
 
 impl Cmd {
@@ -23,7 +24,15 @@ impl Cmd {
                 stdin: None,
                 timeout_ms: None,
             },
+            quiet: false,
         }
+    }
+
+    /// Do not echo it to the terminal (a poll): its output is still returned, and kept in
+    /// the run's account and its --json events.
+    pub fn quiet(mut self) -> Cmd {
+        self.quiet = true;
+        self
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Cmd {
@@ -90,7 +99,10 @@ impl NetnsExt for Namespace {
     }
 
     fn run(&self, cmd: Cmd) -> Result<Output, Error> {
-        run(self, &cmd.command)
+        match cmd.quiet {
+            true => run_quiet(self, &cmd.command),
+            false => run(self, &cmd.command),
+        }
     }
 
     fn spawn<I, S>(&self, program: &str, args: I) -> Result<Process, Error>

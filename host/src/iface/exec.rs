@@ -10,7 +10,7 @@ use super::LabView;
 
 impl LabView<'_> {
     /// Ask the policy about a command and turn it into a request.
-    fn exec_request(&mut self, cmd: Command) -> Result<ExecRequest, LabError> {
+    fn exec_request(&mut self, cmd: Command, quiet: bool) -> Result<ExecRequest, LabError> {
         let args = input::arguments(&cmd.program, cmd.args)?;
         let env = input::environment(cmd.env)?;
         let bytes = args.iter().map(String::len).sum::<usize>()
@@ -31,6 +31,7 @@ impl LabView<'_> {
             args,
             env,
             stdin: cmd.stdin,
+            quiet,
         })
     }
 }
@@ -47,7 +48,13 @@ fn to_wit(out: ExecOutput) -> Output {
 
 impl Host for LabView<'_> {
     async fn run(&mut self, ns: Resource<NsId>, cmd: Command) -> Result<Output, LabError> {
-        let req = self.exec_request(cmd)?;
+        let req = self.exec_request(cmd, false)?;
+        let ns = *self.table.get(&ns)?;
+        Ok(to_wit(self.lab()?.exec(ns, req).await?))
+    }
+
+    async fn run_quiet(&mut self, ns: Resource<NsId>, cmd: Command) -> Result<Output, LabError> {
+        let req = self.exec_request(cmd, true)?;
         let ns = *self.table.get(&ns)?;
         Ok(to_wit(self.lab()?.exec(ns, req).await?))
     }
@@ -57,7 +64,7 @@ impl Host for LabView<'_> {
         ns: Resource<NsId>,
         cmd: Command,
     ) -> Result<Resource<ProcId>, LabError> {
-        let req = self.exec_request(cmd)?;
+        let req = self.exec_request(cmd, false)?;
         let ns = *self.table.get(&ns)?;
         let id = self.lab()?.spawn(ns, req)?;
         Ok(self.table.push(id)?)

@@ -45,6 +45,8 @@ pub struct ExecRequest {
     pub stdin: Option<Vec<u8>>,
     pub timeout: Duration,
     pub output_limit: usize,
+    /// Not echoed to the terminal (a poll): its output is still kept and recorded as events.
+    pub quiet: bool,
 }
 
 impl ExecRequest {
@@ -242,6 +244,7 @@ pub fn start(
             stream,
             Capture {
                 limit: req.output_limit,
+                quiet: req.quiet,
                 echo: echo.clone(),
                 program: number,
                 is_stderr,
@@ -578,6 +581,8 @@ fn line_with(streams: [&Vec<u8>; 2], text: &str, ended: bool) -> Option<String> 
 struct Capture {
     /// Bytes kept for the scenario (exec-output-bytes).
     limit: usize,
+    /// Recorded, not echoed (`run-quiet`).
+    quiet: bool,
     /// The run's budget for echoing program output to the terminal (echo-bytes).
     echo: Arc<EchoBudget>,
     /// The program's number in the run's account.
@@ -603,8 +608,12 @@ async fn capture(stream: Option<Either>, c: Capture) {
     let echo = |line: &[u8]| {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches(['\n', '\r']);
-        c.echo
-            .program_output(c.program, c.tag.as_deref(), text, c.is_stderr)
+        match c.quiet {
+            true => c.echo.quiet_output(c.program, text, c.is_stderr),
+            false => c
+                .echo
+                .program_output(c.program, c.tag.as_deref(), text, c.is_stderr),
+        }
     };
     loop {
         let n = match stream.read(&mut buf).await {

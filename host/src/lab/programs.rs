@@ -224,8 +224,12 @@ impl Lab {
         let boxing = self.boxing(ns_id)?;
         let name = self.ns(ns_id)?.name.clone();
         let shown = printable(&req.command_line()).into_owned();
-        self.console
-            .line(Verbosity::Normal, &format!("   $ {name}: {shown}"));
+        // A quiet exec (a poll) shows its command line with -v only.
+        let level = match req.quiet {
+            true => Verbosity::Verbose,
+            false => Verbosity::Normal,
+        };
+        self.console.line(level, &format!("   $ {name}: {shown}"));
         // Counted while it runs, and uncounted however the call ends (even when dropped).
         let _live = Live::enter(&self.programs.live);
         let out = exec::run(&name, boxing, req, self.programs.echo.clone()).await?;
