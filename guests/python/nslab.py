@@ -177,6 +177,10 @@ class Netns:
         run = _exec.run_quiet if quiet else _exec.run
         return Out(_call(run, self._ns, _command(program, args, env, stdin, timeout_ms)))
 
+    def link(self, name: str) -> "Link":
+        """A link the run made in this namespace (or "lo"), by its name here."""
+        return Link.by_name(self, name)
+
     def spawn(self, program: str, *args, env: Optional[Dict[str, str]] = None,
               stdin: Optional[bytes] = None) -> Process:
         """`ip netns exec NS PROGRAM ARGS... &`"""
@@ -224,6 +228,11 @@ class Link:
     @staticmethod
     def loopback(ns: Netns) -> "Link":
         return Link(_call(_link.Link.loopback, ns._ns))
+
+    @staticmethod
+    def by_name(ns: Netns, name: str) -> "Link":
+        """A link the run made in `ns` (or "lo"), by its name there."""
+        return Link(_call(_link.Link.by_name, ns._ns, name))
 
     @property
     def name(self) -> str:

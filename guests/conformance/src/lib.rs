@@ -347,6 +347,23 @@ impl Guest for Conformance {
         );
         let quick = a.run(Cmd::new("sh", ["-c", "echo from the background"]))?;
         check("sh runs", quick.success(), "");
+        // A link found again by its name, as a helper function that made it would.
+        let found = a.link("va")?;
+        check(
+            "a link is found by its namespace and name",
+            found.name() == "va" && found.info()?.up == va.info()?.up,
+            &found.name(),
+        );
+        let missing = a
+            .link("nonesuch")
+            .err()
+            .map(|e| e.kind())
+            .unwrap_or("found");
+        check(
+            "a link the run did not make is not-found",
+            missing == "not-found",
+            missing,
+        );
         let polled = a.run(Cmd::new("sh", ["-c", "echo polled-quietly-4242"]).quiet())?;
         check(
             "a quiet exec returns what it printed",

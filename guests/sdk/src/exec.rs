@@ -58,6 +58,9 @@ pub trait NetnsExt {
         I: IntoIterator<Item = S>,
         S: AsRef<str>;
     fn run(&self, cmd: Cmd) -> Result<Output, Error>;
+    /// A link the run made in this namespace (or `lo`), by its name here: handy after making
+    /// it in a helper function.
+    fn link(&self, name: &str) -> Result<crate::Link, Error>;
     /// Start a program in the background (`ip netns exec ns PROGRAM &`); see [`Process`].
     fn spawn<I, S>(&self, program: &str, args: I) -> Result<Process, Error>
     where
@@ -103,6 +106,10 @@ impl NetnsExt for Namespace {
             true => run_quiet(self, &cmd.command),
             false => run(self, &cmd.command),
         }
+    }
+
+    fn link(&self, name: &str) -> Result<crate::Link, Error> {
+        crate::Link::by_name(self, name)
     }
 
     fn spawn<I, S>(&self, program: &str, args: I) -> Result<Process, Error>

@@ -60,6 +60,21 @@ impl HostLink for LabView<'_> {
         Ok(self.table.push(id)?)
     }
 
+    async fn by_name(
+        &mut self,
+        ns: Resource<NsId>,
+        name: String,
+    ) -> Result<Resource<LinkId>, LabError> {
+        let name = Name::parse("link", &name)?;
+        self.ask(Op::Owned)?;
+        let ns = self.ns_id(&ns)?;
+        let id = match name.as_str() {
+            "lo" => self.lab()?.loopback(ns).await?,
+            other => self.lab()?.link_named(ns, other)?,
+        };
+        Ok(self.table.push(id)?)
+    }
+
     async fn name(&mut self, link: Resource<LinkId>) -> wasmtime::Result<String> {
         self.ask(Op::Owned)?;
         let id = self.link_id(&link)?;

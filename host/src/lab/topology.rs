@@ -104,6 +104,23 @@ impl Lab {
         Ok(self.add_link(ns_id, index, "lo", LinkKind::Loopback))
     }
 
+    /// The run's own link named `name` in namespace `ns_id`, wherever it was made (a veth end
+    /// moved there counts; a link a program made does not).
+    pub fn link_named(&self, ns_id: NsId, name: &str) -> LabResult<LinkId> {
+        let ns = self.ns(ns_id)?;
+        self.links
+            .iter()
+            .find(|(_, l)| l.ns == ns_id && l.name == name)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| {
+                LabError::NotFound(format!(
+                    "namespace {} has no link {name} of this run (links a program made are not \
+                     the run's)",
+                    ns.name
+                ))
+            })
+    }
+
     pub fn link_name(&self, id: LinkId) -> LabResult<&str> {
         Ok(&self.link(id)?.0.name)
     }
