@@ -177,6 +177,10 @@ class Netns:
         run = _exec.run_quiet if quiet else _exec.run
         return Out(_call(run, self._ns, _command(program, args, env, stdin, timeout_ms)))
 
+    def set_hostname(self, name: str) -> None:
+        """The host name this namespace's programs see (its own name until set)."""
+        _call(self._ns.set_hostname, name)
+
     def link(self, name: str) -> "Link":
         """A link the run made in this namespace (or "lo"), by its name here."""
         return Link.by_name(self, name)

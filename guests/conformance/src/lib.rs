@@ -364,6 +364,33 @@ impl Guest for Conformance {
             missing == "not-found",
             missing,
         );
+        // Each namespace's programs see its own host name: its name, until the scenario sets one.
+        let hostname = |ns: &Netns| -> Result<String, Error> {
+            Ok(ns
+                .exec("cat", ["/proc/sys/kernel/hostname"])?
+                .stdout_text()
+                .trim()
+                .to_string())
+        };
+        let first = hostname(&a)?;
+        check(
+            "a namespace's programs see its name as host name",
+            first == "a",
+            &first,
+        );
+        a.set_hostname("router-1")?;
+        let set = hostname(&a)?;
+        check("set-hostname changes it", set == "router-1", &set);
+        let bad = a
+            .set_hostname("-x")
+            .err()
+            .map(|e| e.kind())
+            .unwrap_or("accepted");
+        check(
+            "a host name that is no host name is invalid",
+            bad == "invalid",
+            bad,
+        );
         let polled = a.run(Cmd::new("sh", ["-c", "echo polled-quietly-4242"]).quiet())?;
         check(
             "a quiet exec returns what it printed",

@@ -29,6 +29,23 @@ impl HostNamespace for LabView<'_> {
         Ok(self.lab()?.namespace_inode(id).unwrap_or(0))
     }
 
+    async fn set_hostname(&mut self, ns: Resource<NsId>, name: String) -> Result<(), LabError> {
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && !name.starts_with(['-', '.']);
+        if !valid {
+            return Err(LabError::Invalid(format!(
+                "host name {:?}: use 1-64 of A-Z a-z 0-9 - . not starting with - or .",
+                crate::console::printable(&name)
+            )));
+        }
+        self.ask(Op::Owned)?;
+        let id = *self.table.get(&ns)?;
+        self.lab()?.set_hostname(id, &name)
+    }
+
     async fn set_forwarding(&mut self, ns: Resource<NsId>, on: bool) -> Result<(), LabError> {
         self.ask(Op::Owned)?;
         let id = *self.table.get(&ns)?;

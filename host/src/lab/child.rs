@@ -15,6 +15,8 @@ pub struct Boxing {
     pub netns: RawFd,
     /// That namespace's filesystem box (sandbox.rs).
     pub mntns: RawFd,
+    /// That namespace's UTS namespace: its host name.
+    pub utsns: RawFd,
     /// The run's cgroups (`cgroup.procs` of its memory and pids cgroups, open for writing by
     /// the runner), where there are some: the program joins them.
     pub cgroup_procs: [Option<RawFd>; 2],
@@ -82,6 +84,7 @@ pub(super) unsafe fn enter_lab(b: Boxing, runner: libc::pid_t) -> std::io::Resul
     }
     if libc::setns(b.netns, libc::CLONE_NEWNET) != 0
         || libc::setns(b.mntns, libc::CLONE_NEWNS) != 0
+        || libc::setns(b.utsns, libc::CLONE_NEWUTS) != 0
         || libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC) != 0
         || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) != 0
         || libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) != 0

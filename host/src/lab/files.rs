@@ -45,7 +45,7 @@ impl Lab {
             self.run_cgroup()?;
             let limits = self.programs.limits();
             let ns = self.ns(ns_id)?;
-            let boxfs = self.factory.helper()?.new_box(
+            let (boxfs, uts) = self.factory.helper()?.new_box(
                 &ns.name,
                 ns.fd(),
                 limits.scratch_bytes,
@@ -53,6 +53,7 @@ impl Lab {
             )?;
             if let Some(ns) = self.namespaces.get_mut(&ns_id) {
                 ns.boxfs = Some(boxfs);
+                ns.uts = Some(uts);
             }
         }
         Ok(self
@@ -61,6 +62,22 @@ impl Lab {
             .as_ref()
             .ok_or_else(|| LabError::NotFound("that namespace was deleted".to_string()))?
             .as_fd())
+    }
+
+    /// Set the host name the namespace's programs see (its box's UTS namespace, made now if
+    /// it is not yet).
+    pub fn set_hostname(&mut self, ns_id: NsId, hostname: &str) -> LabResult<()> {
+        self.boxfs(ns_id)?;
+        let ns = self.ns(ns_id)?;
+        let uts = ns
+            .uts
+            .as_ref()
+            .ok_or_else(|| LabError::NotFound("that namespace was deleted".to_string()))?;
+        self.factory.helper()?.set_hostname(uts.as_fd(), hostname)?;
+        let name = ns.name.clone();
+        self.console
+            .action(&format!("hostname {hostname} ({name})"));
+        Ok(())
     }
 
     pub fn files_written(&self) -> usize {

@@ -385,15 +385,18 @@ impl Helper {
     /// owned by the run's user namespace, with at most `scratch_bytes` writable.
     /// `programs` are the files the operator allowed by path, as (name, path): the box shows
     /// each, read-only, at /nslab/bin/NAME.
+    /// Also the box's UTS namespace, whose host name is `name`: (mount, uts).
     pub fn new_box(
         &self,
         name: &str,
         netns: BorrowedFd<'_>,
         scratch_bytes: u64,
         programs: &[(String, std::path::PathBuf)],
-    ) -> LabResult<OwnedFd> {
+    ) -> LabResult<(OwnedFd, OwnedFd)> {
         let mut msg = vec![b'F'];
         msg.extend_from_slice(&scratch_bytes.to_ne_bytes());
+        msg.extend_from_slice(name.as_bytes());
+        msg.push(0);
         for (program, path) in programs {
             msg.extend_from_slice(program.as_bytes());
             msg.push(0);
@@ -402,7 +405,22 @@ impl Helper {
         }
         send_with(&self.socket, &msg, &[netns.as_raw_fd()])?;
         let what = format!("build the filesystem box of namespace {name}");
-        Ok(self.reply_fds(&what, 1)?.remove(0))
+        let mut fds = self.reply_fds(&what, 2)?;
+        let uts = fds.remove(1);
+        Ok((fds.remove(0), uts))
+    }
+
+    /// Set the host name the programs of a lab namespace see (its UTS namespace `uts`).
+    pub fn set_hostname(&self, uts: BorrowedFd<'_>, hostname: &str) -> LabResult<()> {
+        let mut msg = vec![b'H'];
+        msg.extend_from_slice(hostname.as_bytes());
+        send_with(&self.socket, &msg, &[uts.as_raw_fd()])?;
+        self.answer(&format!("set the host name {hostname}"))
+            .map(|_| ())
+            .map_err(|f| match f {
+                FileFailure::Other(e) => e,
+                FileFailure::InBox { errno, what } => LabError::from_errno(errno, &what),
+            })
     }
 
     /// Write `contents` to `path` as the programs of the box `boxfs` see it, with `mode`. The
@@ -990,9 +1008,21 @@ pub fn serve() -> std::process::ExitCode {
                 (b'M', _) => reply(fd, b'R', 0, &[])?,
                 (b'F', [netns]) if n >= 9 => {
                     let size = u64::from_ne_bytes(msg[1..9].try_into().expect("8 bytes"));
-                    let programs = parse_programs(&msg[9..]);
+                    let rest = &msg[9..];
+                    let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+                    let hostname = String::from_utf8_lossy(&rest[..end]).into_owned();
+                    let programs = parse_programs(rest.get(end + 1..).unwrap_or_default());
                     in_child(fd, || {
-                        Ok(vec![super::sandbox::build(size, &programs, netns)?])
+                        let (mnt, uts) = super::sandbox::build(size, &programs, netns, &hostname)?;
+                        Ok(vec![mnt, uts])
+                    })?
+                }
+                (b'H', [uts]) => {
+                    let hostname = path(1);
+                    in_child(fd, || {
+                        nix::sched::setns(uts, nix::sched::CloneFlags::CLONE_NEWUTS)?;
+                        nix::unistd::sethostname(&hostname)?;
+                        Ok(Vec::new())
                     })?
                 }
                 (b'W', [boxfs, data]) if n >= 5 => {

@@ -27,6 +27,8 @@ pub struct Namespace {
     connection: JoinHandle<()>,
     /// The filesystem box of its programs (sandbox.rs), made when the first one starts.
     pub boxfs: Option<OwnedFd>,
+    /// The UTS namespace of its programs (their host name), made with the box.
+    pub uts: Option<OwnedFd>,
     /// The interface index the lab asks for next (link.rs); loopback is 1.
     next_index: std::sync::atomic::AtomicU32,
 }
@@ -145,6 +147,7 @@ impl NsFactory {
             requests: self.requests.clone(),
             connection: tokio::spawn(connection),
             boxfs: None,
+            uts: None,
             next_index: std::sync::atomic::AtomicU32::new(2),
         })
     }

@@ -203,10 +203,17 @@ impl Lab {
         let confinement = self.programs.confinement.as_ref().expect("made above");
         let (landlock, filters) = (confinement.ruleset_fd(), confinement.filter_refs());
         let mntns = self.boxfs(ns_id)?.as_raw_fd();
+        let utsns = self
+            .ns(ns_id)?
+            .uts
+            .as_ref()
+            .map(AsRawFd::as_raw_fd)
+            .ok_or_else(|| LabError::NotFound("that namespace was deleted".to_string()))?;
         Ok(Boxing {
             userns,
             netns: self.ns(ns_id)?.raw_fd(),
             mntns,
+            utsns,
             cgroup_procs: match &self.programs.memory {
                 MemoryBound::Cgroup(c) => c.program_procs(),
                 _ => [None; 2],

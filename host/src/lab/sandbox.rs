@@ -10,6 +10,7 @@
 //!   programs.
 //! - `/nslab/bin/NAME`: each program the operator allowed by path (`--allow-exec ./sut`),
 //!   read-only.
+//! - its own UTS namespace, the lab namespace's name as host name (`set-hostname` changes it).
 //! - `/dev`: null, zero, full, random, urandom (bound from the host) and the /proc/self links;
 //!   no terminal, no disk.
 //! - `/proc`: a proc of an empty PID namespace, so that each program may mount the proc of its
@@ -126,15 +127,20 @@ pub fn build(
     scratch_bytes: u64,
     programs: &[(String, std::path::PathBuf)],
     netns: &OwnedFd,
-) -> nix::Result<OwnedFd> {
+    hostname: &str,
+) -> nix::Result<(OwnedFd, OwnedFd)> {
     use nix::sched::{unshare, CloneFlags};
     use nix::unistd::{setresgid, setresuid, Gid, Uid};
     // The helper is still the host's root, which the user namespace does not map: files it made
     // would have no owner there (EOVERFLOW). Root of the namespace is mapped.
     setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))?;
     setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))?;
-    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)?;
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS)?;
     let ns: OwnedFd = std::fs::File::open("/proc/self/ns/mnt").map_err(io)?.into();
+    // The lab namespace's own host name, its name unless the scenario sets another: daemons'
+    // prompts and logs say which router they are, not the host's name.
+    nix::unistd::sethostname(hostname)?;
+    let uts: OwnedFd = std::fs::File::open("/proc/self/ns/uts").map_err(io)?.into();
     // Nothing mounted here may propagate back to the host, or from it.
     mount(
         None::<&str>,
@@ -160,7 +166,7 @@ pub fn build(
             unsafe { libc::_exit(code) }
         }
         nix::unistd::ForkResult::Parent { child } => match nix::sys::wait::waitpid(child, None)? {
-            nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(ns),
+            nix::sys::wait::WaitStatus::Exited(_, 0) => Ok((ns, uts)),
             nix::sys::wait::WaitStatus::Exited(_, code) => Err(Errno::from_raw(code)),
             _ => Err(Errno::ECHILD),
         },
