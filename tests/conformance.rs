@@ -17,14 +17,17 @@ fn every_function_of_the_contract_works() {
     run.assert_code(0)
         .assert_stdout("ok   a second link named va in a is refused as exists: exists: link va already exists in namespace a: pick another name or remove it first")
         .assert_stdout("ok   a peer named like a link of b is refused as exists: exists: link vb already exists in namespace b")
-        .assert_stdout("PASS conformance (9 steps, 57 checks passed, 0 failed");
+        .assert_stdout("PASS conformance (9 steps, 59 checks passed, 0 failed");
     assert!(!run.stdout.contains("   FAIL"), "{}", run.all());
     // A quiet exec: on the terminal neither its output nor (without -v) its command line.
     run.assert_stdout("ok   a quiet exec returns what it printed")
         .assert_stdout("ok   a link is found by its namespace and name: va")
         .assert_stdout("ok   a link the run did not make is not-found")
         .assert_stdout("ok   a namespace's programs see its name as host name: a")
-        .assert_stdout("ok   set-hostname changes it: router-1");
+        .assert_stdout("ok   set-hostname changes it: router-1")
+        .assert_stdout(
+            "ok   route-details: protocol, metric, table and two next hops, as ip route says",
+        );
     assert!(!run.stdout.contains("polled-quietly-4242"), "{}", run.all());
 }
 

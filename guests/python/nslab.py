@@ -202,6 +202,10 @@ class Netns:
     def routes(self) -> List[_route.RouteInfo]:
         return _call(_route.routes, self._ns)
 
+    def route_details(self) -> List[_route.RouteDetail]:
+        """`ip route show table all`: protocol, metric, table and every next hop."""
+        return _call(_route.route_details, self._ns)
+
     def links(self) -> List[_link.LinkInfo]:
         return _call(_link.links, self._ns)
 

@@ -15,7 +15,7 @@ impl Guest for Conformance {
         info(
             "conformance",
             "every function of nslab:lab, checked against the kernel",
-            &["ping", "cat", "env", "sleep", "sh"],
+            &["ping", "cat", "env", "sleep", "sh", "ip"],
         )
     }
 
@@ -263,6 +263,68 @@ impl Guest for Conformance {
             "routes() lists both",
             has("10.66.0.0/16") && has("fd66::/64"),
             &format!("{routes:?}"),
+        );
+        // A multipath route with a protocol and a metric, as a routing daemon would make it,
+        // read back in full and held against what `ip route` says of it.
+        a.exec(
+            "ip",
+            [
+                "route",
+                "add",
+                "10.68.0.0/16",
+                "proto",
+                "static",
+                "metric",
+                "7",
+                "nexthop",
+                "via",
+                "10.7.0.2",
+                "weight",
+                "2",
+                "nexthop",
+                "via",
+                "10.7.0.3",
+            ],
+        )?;
+        let details = a.route_details()?;
+        let mp = details.iter().find(|r| r.destination == "10.68.0.0/16");
+        let shown = a
+            .exec("ip", ["route", "show", "10.68.0.0/16"])?
+            .stdout_text();
+        let hops: Vec<(String, String, u16)> = mp
+            .map(|r| {
+                r.next_hops
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.gateway.clone().unwrap_or_default(),
+                            h.device.clone().unwrap_or_default(),
+                            h.weight,
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let agrees = mp.is_some_and(|r| {
+            r.protocol == "static"
+                && r.metric == Some(7)
+                && r.table == 254
+                && shown.contains("proto static metric 7")
+                && hops.iter().all(|(gw, dev, w)| {
+                    shown.contains(&format!("nexthop via {gw} dev {dev} weight {w}"))
+                })
+        });
+        check(
+            "route-details: protocol, metric, table and two next hops, as ip route says",
+            agrees && hops.len() == 2 && hops[0].2 == 2,
+            &format!("{hops:?}"),
+        );
+        check(
+            "a connected route is the kernel's",
+            details
+                .iter()
+                .any(|r| r.protocol == "kernel" && r.next_hops.len() == 1),
+            "",
         );
         a.remove_route("10.66.0.0/16", Some("10.7.0.2"), None)?;
         check(

@@ -1,6 +1,6 @@
 use crate::bindings::nslab::lab::exec::{run, run_quiet, spawn, Command, Output, Process};
 use crate::bindings::nslab::lab::netns::Namespace;
-use crate::bindings::nslab::lab::route::{self, RouteInfo};
+use crate::bindings::nslab::lab::route::{self, RouteDetail, RouteInfo};
 use crate::bindings::nslab::lab::types::Error;
 
 /// A program to run, with the options `ip netns exec` does not have on its command line.
@@ -82,6 +82,9 @@ pub trait NetnsExt {
     ) -> Result<(), Error>;
     /// `ip route show` (IPv4 then IPv6) inside this namespace.
     fn routes(&self) -> Result<Vec<RouteInfo>, Error>;
+    /// `ip route show table all`, with what a check needs: protocol ("ospf", "bird"), metric,
+    /// table, and every next hop of a multipath route.
+    fn route_details(&self) -> Result<Vec<RouteDetail>, Error>;
 }
 
 fn route_info(destination: &str, gateway: Option<&str>, device: Option<&str>) -> RouteInfo {
@@ -140,6 +143,10 @@ impl NetnsExt for Namespace {
 
     fn routes(&self) -> Result<Vec<RouteInfo>, Error> {
         route::routes(self)
+    }
+
+    fn route_details(&self) -> Result<Vec<RouteDetail>, Error> {
+        route::route_details(self)
     }
 }
 

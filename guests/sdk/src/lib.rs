@@ -43,7 +43,7 @@ pub use bindings::nslab::lab::exec::{Output, Process};
 pub use bindings::nslab::lab::link::{links, Link, LinkInfo, Shaping};
 pub use bindings::nslab::lab::netns::{delete, names, Namespace};
 pub use bindings::nslab::lab::report::{attach, check, step};
-pub use bindings::nslab::lab::route::RouteInfo;
+pub use bindings::nslab::lab::route::{NextHop, RouteDetail, RouteInfo};
 pub use bindings::nslab::lab::types::Error;
 pub use bindings::{Guest, Info};
 pub use exec::{Cmd, NetnsExt, OutputExt};

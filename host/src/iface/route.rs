@@ -1,6 +1,6 @@
 use wasmtime::component::Resource;
 
-use crate::bindings::route::{Host, RouteInfo};
+use crate::bindings::route::{Host, NextHop, RouteDetail, RouteInfo};
 use crate::error::LabError;
 use crate::input::RouteSpec;
 use crate::lab::NsId;
@@ -43,6 +43,32 @@ impl Host for LabView<'_> {
                 destination: r.destination_text(),
                 gateway: r.gateway.map(|g| g.to_string()),
                 device: r.device,
+            })
+            .collect())
+    }
+
+    async fn route_details(&mut self, ns: Resource<NsId>) -> Result<Vec<RouteDetail>, LabError> {
+        self.ask(Op::Owned)?;
+        let id = *self.table.get(&ns)?;
+        Ok(self
+            .lab()?
+            .route_details(id)
+            .await?
+            .into_iter()
+            .map(|r| RouteDetail {
+                destination: crate::input::destination_text(&r.destination),
+                protocol: r.protocol,
+                metric: r.metric,
+                table: r.table,
+                next_hops: r
+                    .hops
+                    .into_iter()
+                    .map(|(gateway, device, weight)| NextHop {
+                        gateway: gateway.map(|g| g.to_string()),
+                        device,
+                        weight,
+                    })
+                    .collect(),
             })
             .collect())
     }

@@ -38,7 +38,7 @@ use netns::{Namespace, NsFactory};
 pub use programs::ProgramLimits;
 pub use route::Route;
 pub use shaping::Shaping;
-pub use topology::RouteView;
+pub use topology::{RouteDetailView, RouteView};
 
 /// A namespace of this run. Ids grow, so their order is the order of creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -166,3 +166,151 @@ pub async fn list(ns: &Namespace) -> LabResult<Vec<(Cidr, Option<IpAddr>, Option
     }
     Ok(out)
 }
+
+/// One hop of a route, as the kernel keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hop {
+    pub gateway: Option<IpAddr>,
+    pub oif: Option<u32>,
+    /// Its share of the traffic, 1-256.
+    pub weight: u16,
+}
+
+/// A route with what a check needs: who made it, its metric and table, every next hop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detailed {
+    pub destination: Cidr,
+    /// The kernel's protocol number (RTPROT_*).
+    pub protocol: u8,
+    pub metric: Option<u32>,
+    pub table: u32,
+    pub hops: Vec<Hop>,
+}
+
+/// The name `ip route` gives a protocol number (iproute2's rt_protos), or the number.
+pub fn protocol_name(protocol: u8) -> String {
+    match protocol {
+        0 => "unspec",
+        1 => "redirect",
+        2 => "kernel",
+        3 => "boot",
+        4 => "static",
+        8 => "gated",
+        9 => "ra",
+        10 => "mrt",
+        11 => "zebra",
+        12 => "bird",
+        13 => "dnrouted",
+        14 => "xorp",
+        15 => "ntk",
+        16 => "dhcp",
+        17 => "mrouted",
+        18 => "keepalived",
+        42 => "babel",
+        99 => "openr",
+        186 => "bgp",
+        187 => "isis",
+        188 => "ospf",
+        189 => "rip",
+        192 => "eigrp",
+        other => return other.to_string(),
+    }
+    .to_string()
+}
+
+fn address(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+fn gateway_in(attributes: &[RouteAttribute]) -> Option<IpAddr> {
+    attributes.iter().find_map(|a| match a {
+        RouteAttribute::Gateway(g) => address(g),
+        _ => None,
+    })
+}
+
+/// The unicast routes of every table but `local` (`ip route show table all`), IPv4 then IPv6.
+pub async fn details(ns: &Namespace) -> LabResult<Vec<Detailed>> {
+    let mut out = Vec::new();
+    for dump in [
+        RouteMessageBuilder::<Ipv4Addr>::new().build(),
+        RouteMessageBuilder::<Ipv6Addr>::new().build(),
+    ] {
+        let msgs: Vec<RouteMessage> = ns
+            .netlink()
+            .route()
+            .get(dump)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| LabError::from_netlink(e, format!("list routes in {}", ns.name)))?;
+        for m in msgs {
+            let table = m
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    RouteAttribute::Table(t) => Some(*t),
+                    _ => None,
+                })
+                .unwrap_or(m.header.table as u32);
+            // 255: the local table (the addresses of the namespace itself).
+            if table == 255 || m.header.kind != RouteType::Unicast {
+                continue;
+            }
+            let v6 = m.header.address_family == netlink_packet_route::AddressFamily::Inet6;
+            let unspecified = match v6 {
+                true => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                false => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            };
+            let destination = m
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    RouteAttribute::Destination(d) => address(d),
+                    _ => None,
+                })
+                .unwrap_or(unspecified);
+            let metric = m.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Priority(p) => Some(*p),
+                _ => None,
+            });
+            let multipath = m.attributes.iter().find_map(|a| match a {
+                RouteAttribute::MultiPath(hops) => Some(hops),
+                _ => None,
+            });
+            let hops = match multipath {
+                Some(hops) => hops
+                    .iter()
+                    .map(|h| Hop {
+                        gateway: gateway_in(&h.attributes),
+                        oif: (h.interface_index != 0).then_some(h.interface_index),
+                        weight: u16::from(h.hops) + 1,
+                    })
+                    .collect(),
+                None => vec![Hop {
+                    gateway: gateway_in(&m.attributes),
+                    oif: m.attributes.iter().find_map(|a| match a {
+                        RouteAttribute::Oif(i) => Some(*i),
+                        _ => None,
+                    }),
+                    weight: 1,
+                }],
+            };
+            out.push(Detailed {
+                destination: Cidr {
+                    addr: destination,
+                    prefix: m.header.destination_prefix_length,
+                },
+                protocol: u8::from(m.header.protocol),
+                metric,
+                table,
+                hops,
+            });
+        }
+    }
+    Ok(out)
+}

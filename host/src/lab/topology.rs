@@ -19,6 +19,16 @@ pub struct RouteView {
     pub device: Option<String>,
 }
 
+/// A route with what a check needs, its devices named (`route-details`).
+pub struct RouteDetailView {
+    pub destination: Cidr,
+    pub protocol: String,
+    pub metric: Option<u32>,
+    pub table: u32,
+    /// (gateway, device, weight)
+    pub hops: Vec<(Option<std::net::IpAddr>, Option<String>, u16)>,
+}
+
 impl RouteView {
     /// The destination as the runner writes it (input::destination_text).
     pub fn destination_text(&self) -> String {
@@ -330,6 +340,37 @@ impl Lab {
     }
 
     /// The namespace's routes, IPv4 then IPv6.
+    /// Every unicast route of every table but local, with protocol, metric and next hops.
+    pub async fn route_details(&self, ns_id: NsId) -> LabResult<Vec<RouteDetailView>> {
+        let ns = self.ns(ns_id)?;
+        let names: BTreeMap<u32, String> = link::describe(ns, None, "")
+            .await?
+            .into_iter()
+            .map(|l| (l.index, l.name))
+            .collect();
+        Ok(route::details(ns)
+            .await?
+            .into_iter()
+            .map(|r| RouteDetailView {
+                destination: r.destination,
+                protocol: route::protocol_name(r.protocol),
+                metric: r.metric,
+                table: r.table,
+                hops: r
+                    .hops
+                    .into_iter()
+                    .map(|h| {
+                        (
+                            h.gateway,
+                            h.oif.and_then(|i| names.get(&i).cloned()),
+                            h.weight,
+                        )
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
     pub async fn routes(&self, ns_id: NsId) -> LabResult<Vec<RouteView>> {
         let ns = self.ns(ns_id)?;
         let names: BTreeMap<u32, String> = link::describe(ns, None, "")
