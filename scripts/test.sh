@@ -21,6 +21,8 @@ for user in nslab-test nslab-alone; do
     id -nG "$user" | grep -qw nslab-extra || usermod -aG nslab-extra "$user"
 done
 rm -f target/tmp/skipped.txt
+# The rootless tests' copy of the runner, readable by the test users (tests/rootless.rs).
+trap 'rm -rf "${TMPDIR:-/tmp}/nslab-test-rootless-shared"' EXIT
 cargo test --release -p nslab-host
 if [[ -s target/tmp/skipped.txt ]]; then
     echo "Skipped (this machine lacks what they need):"

@@ -18,8 +18,11 @@ const ALONE: &str = "nslab-alone";
 fn shared() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("nslab-test-{}-rootless", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        // One fixed place, made anew by each test process (a harness has no hook to remove it
+        // at its end, so a per-process name would pile up in /tmp).
+        let dir = std::env::temp_dir().join("nslab-test-rootless-shared");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::copy(RUNNER, dir.join("runner")).unwrap();
         for g in [
@@ -49,12 +52,13 @@ struct AsUser {
 
 impl AsUser {
     fn new(user: &'static str, tag: &str) -> AsUser {
+        // First, so that a missing user fails the test before anything is made.
+        let uid = uid_of(user);
         let dir = std::env::temp_dir().join(format!("nslab-test-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for sub in ["home", "runtime"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
-        let uid = uid_of(user);
         for sub in ["", "home", "runtime"] {
             std::os::unix::fs::chown(dir.join(sub), Some(uid), None).unwrap();
             std::fs::set_permissions(dir.join(sub), std::fs::Permissions::from_mode(0o700))
