@@ -3,17 +3,27 @@
 
 use crate::common::*;
 
+/// `runner run FLAGS --allow-exec cat,env,sleep,sh --allow-env LAB_ROLE conformance.wasm`: the
+/// scenario sets one variable of its own for a program (exec-env-allow).
+fn conformance(flags: &[&str]) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec!["run".into()];
+    args.extend(flags.iter().map(Into::into));
+    args.extend(
+        [
+            "--allow-exec",
+            "cat,env,sleep,sh",
+            "--allow-env",
+            "LAB_ROLE",
+        ]
+        .map(Into::into),
+    );
+    args.push(guest("conformance").into());
+    args
+}
+
 #[test]
 fn every_function_of_the_contract_works() {
-    let run = run_clean([
-        std::ffi::OsStr::new("run"),
-        std::ffi::OsStr::new("--allow-exec"),
-        std::ffi::OsStr::new("cat,env,sleep,sh"),
-        // The scenario sets one variable of its own for a program (exec-env-allow).
-        std::ffi::OsStr::new("--allow-env"),
-        std::ffi::OsStr::new("LAB_ROLE"),
-        guest("conformance").as_os_str(),
-    ]);
+    let run = run_clean(conformance(&[]));
     run.assert_code(0)
         .assert_stdout("ok   a second link named va in a is refused as exists: exists: link va already exists in namespace a: pick another name or remove it first")
         .assert_stdout("ok   a peer named like a link of b is refused as exists: exists: link vb already exists in namespace b")
@@ -34,15 +44,7 @@ fn every_function_of_the_contract_works() {
 /// What a quiet exec printed is in the --json events all the same.
 #[test]
 fn a_quiet_exec_is_in_the_json_events_and_not_on_the_terminal() {
-    let run = run_clean([
-        std::ffi::OsStr::new("run"),
-        std::ffi::OsStr::new("--json"),
-        std::ffi::OsStr::new("--allow-exec"),
-        std::ffi::OsStr::new("cat,env,sleep,sh"),
-        std::ffi::OsStr::new("--allow-env"),
-        std::ffi::OsStr::new("LAB_ROLE"),
-        guest("conformance").as_os_str(),
-    ]);
+    let run = run_clean(conformance(&["--json"]));
     run.assert_code(0);
     let recorded = run.stdout.lines().any(|l| {
         let e: serde_json::Value = serde_json::from_str(l).unwrap();

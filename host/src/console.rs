@@ -251,6 +251,19 @@ impl EchoBudget {
         &self.console
     }
 
+    /// One line of a program's output as an event of the run's account.
+    fn record(&self, program: u32, line: &str, is_stderr: bool) {
+        self.console.event(|| Event::Output {
+            program,
+            stream: if is_stderr {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            },
+            line: line.to_string(),
+        });
+    }
+
     /// Record one line of a quiet program's output in the account (the --json events), never
     /// on the terminal, within the quiet budget.
     pub fn quiet_output(&self, program: u32, line: &str, is_stderr: bool) {
@@ -263,15 +276,7 @@ impl EchoBudget {
             .quiet_used
             .fetch_add(cost, std::sync::atomic::Ordering::SeqCst);
         if before + cost <= self.limit {
-            self.console.event(|| Event::Output {
-                program,
-                stream: if is_stderr {
-                    Stream::Stderr
-                } else {
-                    Stream::Stdout
-                },
-                line: line.to_string(),
-            });
+            self.record(program, &line, is_stderr);
         }
     }
 
@@ -289,15 +294,7 @@ impl EchoBudget {
             .used
             .fetch_add(cost, std::sync::atomic::Ordering::SeqCst);
         if before + cost <= self.limit {
-            self.console.event(|| Event::Output {
-                program,
-                stream: if is_stderr {
-                    Stream::Stderr
-                } else {
-                    Stream::Stdout
-                },
-                line: line.to_string(),
-            });
+            self.record(program, &line, is_stderr);
             match tag {
                 Some(t) => self
                     .console

@@ -69,50 +69,68 @@ fn runs_as(rec: &RunRecord, uid: u32) -> bool {
 /// The processes that still hold dead run `rec`'s lab; `all` are every record (for the
 /// namespaces runs still going or kept have now). Empty for a run that is not dead.
 pub fn of(rec: &RunRecord, all: &[RunRecord]) -> Vec<Leftover> {
-    if rec.status() != RunStatus::Dead {
+    let Some(lab) = Trusted::of(rec, all) else {
         return Vec::new();
-    }
-    let live: Vec<&RunRecord> = all
-        .iter()
-        .filter(|r| r.id != rec.id && r.status() != RunStatus::Dead)
-        .collect();
-    let userns = rec
-        .userns
-        .filter(|u| !live.iter().any(|r| r.userns == Some(*u)));
-    let nets: Vec<u64> = rec
-        .namespaces
-        .iter()
-        .map(|n| n.inode)
-        .filter(|i| {
-            !live
-                .iter()
-                .any(|r| r.namespaces.iter().any(|n| n.inode == *i))
-        })
-        .collect();
+    };
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     let mut found: Vec<Leftover> = procs
         .flatten()
-        .filter_map(|p| {
-            let pid = p.file_name().into_string().ok()?;
-            let number: u32 = pid.parse().ok()?;
-            let in_userns = userns.is_some() && ns_inode(&pid, "user") == userns;
-            let in_lab = ns_inode(&pid, "net").is_some_and(|n| nets.contains(&n));
-            if !in_userns && !in_lab {
-                return None;
-            }
-            let (uid, name, zombie) = status_of(&pid)?;
-            (!zombie).then(|| Leftover {
-                pid: number,
-                name,
-                uid,
-                ours: in_userns && runs_as(rec, uid),
-            })
-        })
+        .filter_map(|p| lab.holder(rec, p.file_name().to_str()?))
         .collect();
     found.sort_by_key(|l| l.pid);
     found
+}
+
+/// The namespaces of a dead run that still identify it: its user namespace and network
+/// namespaces, less any inode a run going on or kept has now.
+struct Trusted {
+    userns: Option<u64>,
+    nets: Vec<u64>,
+}
+
+impl Trusted {
+    fn of(rec: &RunRecord, all: &[RunRecord]) -> Option<Trusted> {
+        if rec.status() != RunStatus::Dead {
+            return None;
+        }
+        let live: Vec<&RunRecord> = all
+            .iter()
+            .filter(|r| r.id != rec.id && r.status() != RunStatus::Dead)
+            .collect();
+        let userns = rec
+            .userns
+            .filter(|u| !live.iter().any(|r| r.userns == Some(*u)));
+        let nets = rec
+            .namespaces
+            .iter()
+            .map(|n| n.inode)
+            .filter(|i| {
+                !live
+                    .iter()
+                    .any(|r| r.namespaces.iter().any(|n| n.inode == *i))
+            })
+            .collect();
+        Some(Trusted { userns, nets })
+    }
+
+    /// Process `pid`, if it holds the lab (and is no zombie).
+    fn holder(&self, rec: &RunRecord, pid: &str) -> Option<Leftover> {
+        let number: u32 = pid.parse().ok()?;
+        let in_userns = self.userns.is_some() && ns_inode(pid, "user") == self.userns;
+        let in_lab = ns_inode(pid, "net").is_some_and(|n| self.nets.contains(&n));
+        if !in_userns && !in_lab {
+            return None;
+        }
+        let (uid, name, zombie) = status_of(pid)?;
+        (!zombie).then(|| Leftover {
+            pid: number,
+            name,
+            uid,
+            ours: in_userns && runs_as(rec, uid),
+        })
+    }
 }
 
 /// End the run's own leftovers (SIGKILL through a pidfd, after checking again that the pid is
@@ -134,7 +152,8 @@ pub fn end(rec: &RunRecord, all: &[RunRecord]) -> (Vec<Leftover>, Vec<String>) {
             <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as std::os::fd::RawFd)
         };
         // The pidfd holds this very process now: check that it is still the one found.
-        if !of(rec, all).contains(&left) {
+        let again = Trusted::of(rec, all).and_then(|lab| lab.holder(rec, &left.pid.to_string()));
+        if again.as_ref() != Some(&left) {
             continue;
         }
         // SAFETY: plain syscall on a pidfd we own.

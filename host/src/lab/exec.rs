@@ -106,25 +106,29 @@ pub fn elsewhere(program: &str) -> Option<PathBuf> {
     None
 }
 
-/// Find a bare program name in [`SYSTEM_PATH`]. The policy has already checked the name is bare
-/// and allowed.
-pub fn resolve(program: &str) -> LabResult<PathBuf> {
+/// A bare program name's file in [`SYSTEM_PATH`], if it is there.
+pub fn in_system_path(program: &str) -> Option<PathBuf> {
     SYSTEM_PATH
         .split(':')
         .map(|dir| PathBuf::from(dir).join(program))
         .find(|p| executable(p))
-        .ok_or_else(|| match elsewhere(program) {
-            Some(path) => LabError::NotFound(format!(
-                "program {program:?} is allowed by name, but it is not on the system PATH \
+}
+
+/// Find a bare program name in [`SYSTEM_PATH`]. The policy has already checked the name is bare
+/// and allowed.
+pub fn resolve(program: &str) -> LabResult<PathBuf> {
+    in_system_path(program).ok_or_else(|| match elsewhere(program) {
+        Some(path) => LabError::NotFound(format!(
+            "program {program:?} is allowed by name, but it is not on the system PATH \
                  ({SYSTEM_PATH}): it is at {}; allow it by path instead: --allow-exec {}",
-                path.display(),
-                path.display()
-            )),
-            None => LabError::NotFound(format!(
-                "program {program:?} is allowed but not installed: it is in none of {SYSTEM_PATH}; \
+            path.display(),
+            path.display()
+        )),
+        None => LabError::NotFound(format!(
+            "program {program:?} is allowed but not installed: it is in none of {SYSTEM_PATH}; \
                  install it on this machine (for example with apt-get)"
-            )),
-        })
+        )),
+    })
 }
 
 /// A program started inside a namespace, until it has been waited for.

@@ -88,84 +88,12 @@ pub async fn remove(ns: &Namespace, r: &Route, what: &str) -> LabResult<()> {
     })
 }
 
-/// The unicast routes of the main table, IPv4 then IPv6, with device indexes.
-pub async fn list(ns: &Namespace) -> LabResult<Vec<(Cidr, Option<IpAddr>, Option<u32>)>> {
-    let mut out = Vec::new();
-    for dump in [
-        RouteMessageBuilder::<Ipv4Addr>::new().build(),
-        RouteMessageBuilder::<Ipv6Addr>::new().build(),
-    ] {
-        let msgs: Vec<RouteMessage> = ns
-            .netlink()
-            .route()
-            .get(dump)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| LabError::from_netlink(e, format!("list routes in {}", ns.name)))?;
-        for m in msgs {
-            let table = m
-                .attributes
-                .iter()
-                .find_map(|a| {
-                    if let RouteAttribute::Table(t) = a {
-                        Some(*t)
-                    } else {
-                        None
-                    }
-                })
-                .unwrap_or(m.header.table as u32);
-            if table != RouteHeader::RT_TABLE_MAIN as u32 || m.header.kind != RouteType::Unicast {
-                continue;
-            }
-            let addr_of = |a: &RouteAddress| match a {
-                RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
-                RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
-                _ => None,
-            };
-            let v6 = m.header.address_family == netlink_packet_route::AddressFamily::Inet6;
-            let unspecified = if v6 {
-                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-            } else {
-                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-            };
-            let dest = m
-                .attributes
-                .iter()
-                .find_map(|a| {
-                    if let RouteAttribute::Destination(d) = a {
-                        addr_of(d)
-                    } else {
-                        None
-                    }
-                })
-                .unwrap_or(unspecified);
-            let gateway = m.attributes.iter().find_map(|a| {
-                if let RouteAttribute::Gateway(g) = a {
-                    addr_of(g)
-                } else {
-                    None
-                }
-            });
-            let oif = m.attributes.iter().find_map(|a| {
-                if let RouteAttribute::Oif(i) = a {
-                    Some(*i)
-                } else {
-                    None
-                }
-            });
-            out.push((
-                Cidr {
-                    addr: dest,
-                    prefix: m.header.destination_prefix_length,
-                },
-                gateway,
-                oif,
-            ));
-        }
-    }
-    Ok(out)
-}
+/// The kernel's main routing table, the one `ip route show` lists.
+pub const MAIN_TABLE: u32 = RouteHeader::RT_TABLE_MAIN as u32;
+
+/// The table of the namespace's own addresses (RT_TABLE_LOCAL, which netlink-packet-route does
+/// not name): not routes to anywhere.
+const LOCAL_TABLE: u32 = 255;
 
 /// One hop of a route, as the kernel keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,8 +185,7 @@ pub async fn details(ns: &Namespace) -> LabResult<Vec<Detailed>> {
                     _ => None,
                 })
                 .unwrap_or(m.header.table as u32);
-            // 255: the local table (the addresses of the namespace itself).
-            if table == 255 || m.header.kind != RouteType::Unicast {
+            if table == LOCAL_TABLE || m.header.kind != RouteType::Unicast {
                 continue;
             }
             let v6 = m.header.address_family == netlink_packet_route::AddressFamily::Inet6;

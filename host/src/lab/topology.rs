@@ -339,7 +339,6 @@ impl Lab {
             .await
     }
 
-    /// The namespace's routes, IPv4 then IPv6.
     /// Every unicast route of every table but local, with protocol, metric and next hops.
     pub async fn route_details(&self, ns_id: NsId) -> LabResult<Vec<RouteDetailView>> {
         let ns = self.ns(ns_id)?;
@@ -371,20 +370,24 @@ impl Lab {
             .collect())
     }
 
+    /// The main table's routes, IPv4 then IPv6, as `ip route show` lists them: one gateway and
+    /// device each, none for a multipath route (route_details has its hops).
     pub async fn routes(&self, ns_id: NsId) -> LabResult<Vec<RouteView>> {
-        let ns = self.ns(ns_id)?;
-        let names: BTreeMap<u32, String> = link::describe(ns, None, "")
+        Ok(self
+            .route_details(ns_id)
             .await?
             .into_iter()
-            .map(|l| (l.index, l.name))
-            .collect();
-        Ok(route::list(ns)
-            .await?
-            .into_iter()
-            .map(|(destination, gateway, oif)| RouteView {
-                destination,
-                gateway,
-                device: oif.and_then(|i| names.get(&i).cloned()),
+            .filter(|r| r.table == route::MAIN_TABLE)
+            .map(|r| {
+                let (gateway, device) = match <[_; 1]>::try_from(r.hops) {
+                    Ok([(gateway, device, _)]) => (gateway, device),
+                    Err(_) => (None, None),
+                };
+                RouteView {
+                    destination: r.destination,
+                    gateway,
+                    device,
+                }
             })
             .collect())
     }

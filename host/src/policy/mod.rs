@@ -154,10 +154,10 @@ impl Policy {
             // A program outside the system PATH is allowed by its path, which the hint names.
             let flag: Vec<String> = missing
                 .iter()
-                .map(|p| match crate::lab::exec::resolve(p) {
-                    Err(_) => crate::lab::exec::elsewhere(p)
+                .map(|p| match crate::lab::exec::in_system_path(p) {
+                    None => crate::lab::exec::elsewhere(p)
                         .map_or(p.to_string(), |path| path.display().to_string()),
-                    Ok(_) => p.to_string(),
+                    Some(_) => p.to_string(),
                 })
                 .collect();
             parts.push(format!(
