@@ -9,6 +9,8 @@ cargo fmt --all -- --check
 (cd guests && cargo fmt --all -- --check)
 cargo clippy --quiet --release --all-targets -- -D warnings
 (cd guests && cargo clippy --quiet --release --target wasm32-wasip2 -- -D warnings)
+# The CI examples of docs/ci.md, against the CI systems' own schemas.
+scripts/check-ci-docs.sh
 # The rootless tests (tests/rootless.rs) run the runner as two ordinary users: nslab-test, with
 # subordinate ids (useradd gives a regular user a range in /etc/subuid and /etc/subgid), and
 # nslab-alone, a system user without any.

@@ -73,6 +73,68 @@ fn ospf_with_frr_converges_fails_over_and_comes_back() {
     );
 }
 
+/// FRR as containerlab runs it: an integrated frr.conf loaded with `vtysh -b` into daemons
+/// started without one, readiness from their vty sockets, the new route fields in the checks;
+/// and the report's picture as the kernel had the lab at the end: the addresses zebra set, the
+/// cut link drawn down, the routes ospfd made.
+#[test]
+fn frr_the_containerlab_way_and_the_picture_of_what_the_daemons_made() {
+    if !installed("/usr/lib/frr/zebra", "frr", "frr-integrated") {
+        return;
+    }
+    let before = std::fs::read("/etc/frr/frr.conf").ok();
+    let report = std::env::temp_dir().join(format!("nslab-test-{}-frr-report", std::process::id()));
+    let _ = std::fs::remove_dir_all(&report);
+    let run = run_clean([
+        OsString::from("run"),
+        "--allow-exec".into(),
+        "/usr/lib/frr/zebra,/usr/lib/frr/ospfd,vtysh,install,ping".into(),
+        "--report".into(),
+        report.clone().into(),
+        guest("frr_integrated").into(),
+    ]);
+    let svg = std::fs::read_to_string(report.join("topology.svg")).unwrap_or_default();
+    let index = std::fs::read_to_string(report.join("index.html")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&report);
+    run.assert_code(0)
+        .assert_stdout("ok   zebra gave router1's eth1 its address from frr.conf: 10.0.12.1/24")
+        .assert_stdout("ok   OSPF converged: in ")
+        .assert_stdout(
+            "ok   router1 reaches the router2-router3 link over two equal-cost paths, learned by OSPF: via 10.0.12.2 dev eth1, via 10.0.13.3 dev eth2",
+        )
+        .assert_stdout("ok   pc1 pings pc3 through router1 and router3: ttl=62")
+        .assert_stdout("ok   router1 reaches pc3 through router2: rerouted in ")
+        .assert_stdout("ok   pc1 still pings pc3, one router further: ttl=61")
+        .assert_stdout("PASS frr-integrated (5 steps, 6 checks passed, 0 failed");
+    // vtysh found its vtysh.conf, and the daemons were ready for `vtysh -b`.
+    assert!(
+        !run.all().contains("failed to connect to any daemons"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        !run.all().contains("Can't open configuration file"),
+        "{}",
+        run.all()
+    );
+    // The addresses zebra set, on the routers' boxes; the cut link drawn down at both ends.
+    assert!(svg.contains("eth1 10.0.12.1/24</text>"), "{svg}");
+    assert!(svg.contains("eth2 10.0.13.1/24 (down)</text>"), "{svg}");
+    assert!(svg.contains("eth1 10.0.13.3/24 (down)</text>"), "{svg}");
+    assert_eq!(svg.matches("class=\"down\"").count(), 1, "{svg}");
+    // The routes ospfd made, as the kernel had them when the scenario ended.
+    assert!(
+        index.contains("192.168.3.0/24 via 10.0.12.2 dev eth1 proto ospf metric 20"),
+        "{index}"
+    );
+    assert!(lab_processes("zebra").is_empty() && lab_processes("ospfd").is_empty());
+    assert_eq!(
+        std::fs::read("/etc/frr/frr.conf").ok(),
+        before,
+        "the host's frr.conf changed"
+    );
+}
+
 #[test]
 fn a_capture_is_read_back_and_tcpdump_runs_as_its_own_user() {
     if !installed("/usr/bin/tcpdump", "tcpdump", "capture") {

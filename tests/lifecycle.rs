@@ -441,6 +441,16 @@ fn ls_names_what_still_holds_a_dead_runs_lab_and_cleanup_ends_only_the_runs_own(
         processes_of(&ids).iter().any(|p| p.2 == insider_uid)
     });
     assert!(entered, "nsenter did not start: {:?}", processes_of(&ids));
+    // The outsider too: in the lab's network namespace, and `sleep` by now (on a busy
+    // machine nsenter may not have got that far yet).
+    let lab_net = std::fs::read_link(format!("/proc/{program}/ns/net")).unwrap();
+    let outsider = outside.id();
+    let settled = within(Duration::from_secs(5), || {
+        std::fs::read_link(format!("/proc/{outsider}/ns/net")).ok() == Some(lab_net.clone())
+            && std::fs::read_to_string(format!("/proc/{outsider}/comm"))
+                .is_ok_and(|c| c.trim() == "sleep")
+    });
+    assert!(settled, "nsenter --net did not enter the lab");
     bg.signal(libc::SIGKILL);
     bg.finish_within(Duration::from_secs(3));
     let ls = runner(["ls"]);

@@ -24,6 +24,7 @@ mod rootless;
 mod scale;
 mod security;
 mod seed;
+mod structure;
 
 #[test]
 fn every_test_file_is_in_the_harness() {

@@ -705,3 +705,145 @@ fn json_stdout_stays_events_alone_when_the_scenario_prints() {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\n{}", run.all()));
     }
 }
+
+/// A suite run as three shards, as three CI jobs would, then merged: every scenario in exactly
+/// one shard, the same share whatever order the files are named in, and the merged report and
+/// JUnit file equal in cases to one unsharded run.
+#[test]
+fn a_suite_in_three_shards_merges_into_the_report_of_one_run() {
+    let dir = ScratchDir::new("shards");
+    let gallery = dir.join("gallery");
+    std::fs::create_dir_all(&gallery).unwrap();
+    let names = ["seed", "router", "lan", "ipv6", "shaped"];
+    for g in names {
+        std::fs::copy(guest(g), gallery.join(format!("{g}.wasm"))).unwrap();
+    }
+    let suite = |extra: &[&str], report: &str, junit: &str| {
+        let mut args: Vec<std::ffi::OsString> = vec!["test".into(), "-j".into(), "3".into()];
+        args.extend(extra.iter().map(Into::into));
+        args.extend(["--report".into(), dir.join(report).into_os_string()]);
+        args.extend(["--junit".into(), dir.join(junit).into_os_string()]);
+        args.push(gallery.clone().into_os_string());
+        run_clean(args)
+    };
+    suite(&[], "whole", "whole.xml")
+        .assert_code(0)
+        .assert_stdout("running 5 scenarios");
+    let mut sizes = Vec::new();
+    for k in 1..=3 {
+        let shard = format!("{k}/3");
+        let run = suite(
+            &["--shard", &shard],
+            &format!("shard-{k}"),
+            &format!("shard-{k}.xml"),
+        );
+        run.assert_code(0)
+            .assert_stdout(&format!("of 5 scenarios (shard {shard})"));
+        let ran = run
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("test ") && l.contains(" ... "))
+            .count();
+        sizes.push(ran);
+    }
+    sizes.sort();
+    assert_eq!(sizes, [1, 2, 2], "five scenarios in three shards");
+    // The same share whatever order the files are named in.
+    let mut reversed: Vec<std::ffi::OsString> = vec![
+        "test".into(),
+        "--shard".into(),
+        "2/3".into(),
+        "--report".into(),
+        dir.join("again-2").into_os_string(),
+    ];
+    let mut files: Vec<PathBuf> = names
+        .iter()
+        .map(|g| gallery.join(format!("{g}.wasm")))
+        .collect();
+    files.reverse();
+    reversed.extend(files.into_iter().map(PathBuf::into_os_string));
+    run_clean(reversed).assert_code(0);
+    let listed = |d: &str| -> Vec<String> {
+        let runs: Value = serde_json::from_str(&read(&dir.join(d).join("runs.json"))).unwrap();
+        let mut dirs: Vec<String> = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["dir"].as_str().unwrap().to_string())
+            .collect();
+        dirs.sort();
+        dirs
+    };
+    assert_eq!(listed("again-2"), listed("shard-2"));
+
+    let merged = dir.join("merged");
+    runner([
+        "report".as_ref(),
+        "merge".as_ref(),
+        dir.join("shard-1").as_os_str(),
+        dir.join("shard-2").as_os_str(),
+        dir.join("shard-3").as_os_str(),
+        "-o".as_ref(),
+        merged.as_os_str(),
+    ])
+    .assert_code(0)
+    .assert_stdout("merged 5 runs from 3 reports");
+    let merged_xml = dir.join("merged.xml");
+    runner([
+        "report".as_ref(),
+        "merge".as_ref(),
+        dir.join("shard-1.xml").as_os_str(),
+        dir.join("shard-2.xml").as_os_str(),
+        dir.join("shard-3.xml").as_os_str(),
+        "-o".as_ref(),
+        merged_xml.as_os_str(),
+    ])
+    .assert_code(0)
+    .assert_stdout("merged 5 test suites from 3 JUnit files");
+    // Equal in cases to the unsharded run: the same test cases, the same outcomes.
+    let cases = |xml: &str| -> Vec<(String, Option<(String, String)>)> {
+        let mut c: Vec<_> = junit_cases(xml)
+            .into_iter()
+            .map(|(suite, name, bad)| {
+                let scenario = suite
+                    .split(" [shard ")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                (format!("{scenario} / {name}"), bad)
+            })
+            .collect();
+        c.sort();
+        c
+    };
+    let whole = cases(&read(&dir.join("whole.xml")));
+    assert!(whole.len() >= 10, "{whole:?}");
+    assert_eq!(cases(&read(&merged.join("junit.xml"))), whole);
+    assert_eq!(cases(&read(&merged_xml)), whole);
+    // Each suite says its shard; the merged index lists every run with its shard.
+    let suites = read(&merged_xml);
+    for k in 1..=3 {
+        assert!(suites.contains(&format!("[shard {k}/3]")), "{suites}");
+    }
+    assert_eq!(listed("merged"), listed("whole"));
+    for run in listed("merged") {
+        assert!(merged.join(&run).join("index.html").is_file(), "{run}");
+        assert!(merged.join(&run).join("events.jsonl").is_file(), "{run}");
+    }
+    let index = read(&merged.join("index.html"));
+    assert!(
+        index.contains("<th>shard</th>") && index.contains("<td>3/3</td>"),
+        "{index}"
+    );
+    // Inputs of both kinds at once are refused with a sentence.
+    runner([
+        "report".as_ref(),
+        "merge".as_ref(),
+        dir.join("shard-1").as_os_str(),
+        dir.join("shard-1.xml").as_os_str(),
+        "-o".as_ref(),
+        dir.join("x").as_os_str(),
+    ])
+    .assert_code(2)
+    .assert_stderr("not both");
+}

@@ -177,6 +177,26 @@ class Netns:
         run = _exec.run_quiet if quiet else _exec.run
         return Out(_call(run, self._ns, _command(program, args, env, stdin, timeout_ms)))
 
+    def wait_until_ok(self, program: str, *args, timeout_s: float = 10.0) -> float:
+        """Run `program ARGS...` quietly until it succeeds (exit status 0), for at most
+        timeout_s: the seconds it took. Readiness in one line, e.g. until a daemon answers on
+        its control socket: `router.wait_until_ok("vtysh", "-d", "zebra", "-c", "show version")`.
+        A timeout says what the command last printed."""
+        last = [""]
+
+        def ok() -> bool:
+            out = self.exec(program, *args, quiet=True)
+            last[0] = (out.stdout_text() + out.stderr_text()).strip()
+            return out.success()
+
+        shown = " ".join((program,) + args)
+        try:
+            return wait_until(shown, timeout_s, ok)
+        except NslabError as e:
+            if e.kind == "timeout":
+                raise NslabError("timeout", f"{e.text}; it last said: {last[0]}") from None
+            raise
+
     def set_hostname(self, name: str) -> None:
         """The host name this namespace's programs see (its own name until set)."""
         _call(self._ns.set_hostname, name)

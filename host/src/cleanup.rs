@@ -2,7 +2,7 @@
 //! namespace the run pinned. Never by a name pattern, so a namespace pinned by anything else,
 //! however similar its name, is never touched.
 
-use crate::lab::pin::{self, Unpinned};
+use crate::lab::keep::pin::{self, Unpinned};
 use crate::records::{RunRecord, RunStatus};
 
 /// What cleaning up one run did.
@@ -81,7 +81,7 @@ pub fn cleanup(rec: &RunRecord) -> Result<Cleaned, String> {
             Err(e) => done.problems.push(format!("cannot remove {at}: {e}")),
         }
     }
-    crate::lab::cgroup::sweep_all();
+    crate::lab::programs::cgroup::sweep_all(&crate::records::is_running);
     if done.problems.is_empty() {
         rec.remove()
             .map_err(|e| format!("cannot remove the record of run {}: {e}", rec.id))?;
@@ -92,7 +92,7 @@ pub fn cleanup(rec: &RunRecord) -> Result<Cleaned, String> {
 /// End what a dead run left running (leftovers.rs): only processes of the run's own user
 /// namespace and host ids; anything else that holds its namespaces is named and left alone.
 fn end_leftovers(rec: &RunRecord, done: &mut Cleaned) {
-    let all = RunRecord::load_all().unwrap_or_default();
+    let all = crate::records::load_all().unwrap_or_default();
     for other in crate::leftovers::of(rec, &all)
         .into_iter()
         .filter(|l| !l.ours)
@@ -112,10 +112,10 @@ fn end_leftovers(rec: &RunRecord, done: &mut Cleaned) {
     done.problems.extend(problems);
 }
 
-/// Stop the keeper of an ordinary user's kept lab (lab/keeper.rs), if the pid still is that
+/// Stop the keeper of an ordinary user's kept lab (lab/keep/keeper.rs), if the pid still is that
 /// keeper: a process of the record's owner running `runner __keeper`, started when recorded.
 fn stop_keeper(rec: &RunRecord, pid: u32, start: u64, done: &mut Cleaned) {
-    if !crate::lab::keeper::is_keeper(pid, start, rec.owner) {
+    if !crate::lab::keep::keeper::is_keeper(pid, start, rec.owner) {
         done.notes.push(format!(
             "process {pid}, which held the lab, is gone (or is not the runner's keeper): nothing to stop"
         ));
@@ -128,7 +128,7 @@ fn stop_keeper(rec: &RunRecord, pid: u32, start: u64, done: &mut Cleaned) {
         Ok(()) => {
             // Gone when cleanup returns, as an unmounted pin is.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-            while crate::lab::keeper::is_keeper(pid, start, rec.owner)
+            while crate::lab::keep::keeper::is_keeper(pid, start, rec.owner)
                 && std::time::Instant::now() < deadline
             {
                 std::thread::sleep(std::time::Duration::from_millis(10));

@@ -2,7 +2,7 @@
 //! `runner inspect`, the run's header) rather than found out after: where the kernel cannot
 //! enforce a limit here, the runner says so and how it is bounded instead.
 
-use crate::lab::cgroup;
+use crate::lab::programs::cgroup;
 
 /// One limit, and how it holds on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +151,7 @@ fn memory(h: &cgroup::Hierarchy) -> Enforcement {
 
 /// What programs can reach beyond their lab's own, layer by layer (issue 20).
 fn layers() -> Vec<Enforcement> {
-    use crate::lab::confine;
+    use crate::lab::programs::confine;
     vec![
         match confine::landlock_abi() {
             Some(abi) => Enforcement {
@@ -201,7 +201,7 @@ fn layers() -> Vec<Enforcement> {
 
 /// The allowlist as `runner inspect` states it: a guarantee where the kernel enforces it.
 pub fn allowlist_statement() -> &'static str {
-    if crate::lab::confine::landlock_abi().is_some() {
+    if crate::lab::programs::confine::landlock_abi().is_some() {
         "its programs can execute nothing else: the kernel enforces it (Landlock)"
     } else {
         "its programs are started only by name, but this kernel has no Landlock: a program it          runs could start another the box holds"
@@ -212,7 +212,7 @@ pub fn allowlist_statement() -> &'static str {
 /// (and subordinate ids, where configured); without them, programs keep the user's groups and
 /// cannot switch to a service user.
 fn rootless(uid: u32) -> Vec<Enforcement> {
-    match crate::lab::helper::subordinate_ids(uid) {
+    match crate::lab::helper::ids::subordinate_ids(uid) {
         Ok(((first, count), _)) => vec![Enforcement {
             key: "rootless",
             how: format!(

@@ -9,7 +9,8 @@ use std::fmt::Display;
 use nix::errno::Errno;
 
 /// Why a host call failed, as the guest will see it. Each string is a sentence a person can act
-/// on. `Trap` is for host bugs and resource-table misuse: it aborts the guest instead of returning.
+/// on. `Bug` is a host bug or a misuse of the resource table: it is no guest error, and the
+/// interface turns it into a trap that stops the guest (iface/types.rs).
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     #[error("{0}")]
@@ -26,15 +27,9 @@ pub enum LabError {
     Os(String),
     #[error("{0}")]
     Timeout(String),
-    /// Not a guest error: the guest is stopped with this trap.
+    /// Not a guest error: the guest is stopped with a trap saying this.
     #[error("{0}")]
-    Trap(wasmtime::Error),
-}
-
-impl From<wasmtime::component::ResourceTableError> for LabError {
-    fn from(e: wasmtime::component::ResourceTableError) -> Self {
-        LabError::Trap(wasmtime::Error::new(e).context("scenario used a stale or foreign handle"))
-    }
+    Bug(String),
 }
 
 pub type LabResult<T> = Result<T, LabError>;
@@ -51,7 +46,7 @@ impl LabError {
             LabError::Limit(s) => LabError::Limit(add(s)),
             LabError::Os(s) => LabError::Os(add(s)),
             LabError::Timeout(s) => LabError::Timeout(add(s)),
-            LabError::Trap(e) => LabError::Trap(e),
+            LabError::Bug(s) => LabError::Bug(add(s)),
         }
     }
 

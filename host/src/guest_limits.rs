@@ -9,42 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
-use tokio::sync::Notify;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
-/// Why the guest was stopped by one of its own limits, if it was.
-#[derive(Debug, Default)]
-pub struct Tripped {
-    reason: Mutex<Option<String>>,
-    notify: Notify,
-}
-
-impl Tripped {
-    pub fn trip(&self, reason: String) {
-        let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
-        if r.is_none() {
-            *r = Some(reason);
-        }
-        self.notify.notify_one();
-    }
-
-    pub fn reason(&self) -> Option<String> {
-        self.reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Resolves when a limit trips.
-    pub async fn tripped(&self) -> String {
-        loop {
-            if let Some(r) = self.reason() {
-                return r;
-            }
-            self.notify.notified().await;
-        }
-    }
-}
+pub use crate::lab::Tripped;
 
 /// How many core instances, memories and tables one scenario may have: far more than any
 /// toolchain's component needs (a componentize-py scenario has a few dozen instances), and few

@@ -55,7 +55,7 @@ pub fn declared_files(policy: &Policy, declared: &[String]) -> Vec<std::path::Pa
         .filter(|name| policy.permits_program(name))
         .filter_map(|name| match policy.exec_paths.get(name.as_str()) {
             Some(path) => Some(path.clone()),
-            None => crate::lab::exec::resolve(name).ok(),
+            None => crate::lab::programs::find::resolve(name).ok(),
         })
         .collect()
 }

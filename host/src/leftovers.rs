@@ -1,6 +1,6 @@
 //! What a dead run may still have on the host: processes that survived its runner. Nothing
-//! should (every program ends with its PID namespace's init, lab/child.rs, and with the run's
-//! cgroup, lab/cgroup.rs), but a process stuck in the kernel can outlast both for a while, and
+//! should (every program ends with its PID namespace's init, lab/programs/child.rs, and with the run's
+//! cgroup, lab/programs/cgroup/), but a process stuck in the kernel can outlast both for a while, and
 //! `runner ls` and `runner cleanup` must say so rather than claim the lab is gone.
 //!
 //! A process is the run's if it is in the run's user namespace (recorded by its inode) and runs
@@ -201,7 +201,7 @@ mod tests {
     use super::*;
 
     fn record(owner: u32, host_ids: Vec<(u32, u32)>) -> RunRecord {
-        let mut r = RunRecord::new("0000abcd".into(), "x.wasm".into());
+        let mut r = RunRecord::new("0000abcd".into(), "x.wasm".into(), std::env::temp_dir());
         r.owner = owner;
         r.host_ids = host_ids;
         r

@@ -44,7 +44,7 @@ fn others_may_write(meta: &std::fs::Metadata, uid: u32) -> Option<String> {
 
 fn user_name(uid: u32) -> String {
     match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(u)) => format!("user {} (uid {uid})", crate::console::printable(&u.name)),
+        Ok(Some(u)) => format!("user {} (uid {uid})", crate::text::printable(&u.name)),
         _ => format!("uid {uid}"),
     }
 }

@@ -1,5 +1,5 @@
 //! How this process may build labs. As root (CAP_SYS_ADMIN and CAP_NET_ADMIN), the run's user
-//! namespace maps a block of host ids of the run's own (lab/helper.rs). As an ordinary user,
+//! namespace maps a block of host ids of the run's own (lab/helper/ids.rs). As an ordinary user,
 //! the same user namespace is made by the user, root inside being the user outside: nothing is
 //! asked of the host but that the kernel allows unprivileged user namespaces. Decided before
 //! anything is created, so that a machine that forbids it gets one clear sentence.
@@ -9,15 +9,7 @@ use std::path::PathBuf;
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
 
-/// Who builds the lab.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
-    /// The host's root: runs get host ids of their own, pins under /run/netns.
-    Root,
-    /// An ordinary user: the run's user namespace maps the user (and, where /etc/subuid gives
-    /// the user subordinate ids and newuidmap exists, those too).
-    Rootless { uid: u32, gid: u32 },
-}
+pub use crate::lab::Mode;
 
 /// The effective capability set, from /proc/self/status.
 fn effective_caps() -> Option<u64> {

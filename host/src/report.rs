@@ -1,23 +1,13 @@
-//! The run's report: the scenario's steps, checks and saved files, and the refusals, as the
-//! verdict at the end counts them. Each is also an event of the run's account (account/).
+//! The scenario's report calls: each step, check and refusal is said on the terminal and is an
+//! event of the run's account (account/), which is what the verdict counts; saved files are
+//! kept here until the report directory is written.
 
 use crate::account::Event;
 use crate::console::{printable, Console, Verbosity};
 use crate::error::{LabError, LabResult};
 
-#[derive(Debug, Clone)]
-pub struct Check {
-    pub name: String,
-    pub passed: bool,
-    pub detail: String,
-}
-
 #[derive(Debug, Default)]
 pub struct Report {
-    pub steps: Vec<String>,
-    pub checks: Vec<Check>,
-    /// Every refusal of the policy, in order: listed in the run's summary.
-    pub refusals: Vec<String>,
     /// Files the scenario saved (report.attach): their names and sizes, and their bytes when a
     /// report directory will be written (`keep_files`).
     pub attached: Vec<(String, usize)>,
@@ -28,8 +18,7 @@ pub struct Report {
 impl Report {
     pub fn step(&mut self, console: &Console, name: String) {
         console.line(Verbosity::Quiet, &format!("== {}", printable(&name)));
-        console.event(|| Event::Step { name: name.clone() });
-        self.steps.push(name);
+        console.event(|| Event::Step { name });
     }
 
     pub fn check(&mut self, console: &Console, name: String, passed: bool, detail: String) {
@@ -40,11 +29,6 @@ impl Report {
             &format!("   {mark} {}{sep}{}", printable(&name), printable(&detail)),
         );
         console.event(|| Event::Check {
-            name: name.clone(),
-            passed,
-            detail: detail.clone(),
-        });
-        self.checks.push(Check {
             name,
             passed,
             detail,
@@ -56,7 +40,6 @@ impl Report {
         console.event(|| Event::Refusal {
             text: why.to_string(),
         });
-        self.refusals.push(why.to_string());
     }
 
     /// Bytes saved into the report so far.
@@ -92,13 +75,5 @@ impl Report {
             self.files.push((name, data));
         }
         Ok(())
-    }
-
-    pub fn failed(&self) -> usize {
-        self.checks.iter().filter(|c| !c.passed).count()
-    }
-
-    pub fn passed(&self) -> usize {
-        self.checks.len() - self.failed()
     }
 }

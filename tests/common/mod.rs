@@ -494,7 +494,7 @@ pub fn skipped(what: &str) {
     std::io::Write::write_all(&mut f, format!("{what}\n").as_bytes()).expect("skip list");
 }
 
-/// Processes named `name` that run with one of the runs' host ids (lab/helper.rs: from
+/// Processes named `name` that run with one of the runs' host ids (lab/helper/ids.rs: from
 /// 0x70000000 up), with the uid of each.
 pub fn lab_processes(name: &str) -> Vec<u32> {
     processes_of(&[(0x7000_0000, u32::MAX)])

@@ -26,6 +26,8 @@ class WitWorld(nslab.Scenario):
 
         step("With forwarding on, the hosts reach each other one hop apart")
         r.set_forwarding(True)
+        took = h1.wait_until_ok("ping", "-c", "1", "-W", "1", "10.0.2.2", timeout_s=5)
+        check("h2 answers once forwarding is on", True, f"within {took:.1f} s")
         out = h1.exec("ping", "-c", "2", "10.0.2.2")
         ttl = next((w for w in out.stdout_text().split() if w.startswith("ttl=")), "ttl=?")
         check("h1 pings h2 through the router", out.success() and ttl == "ttl=63", ttl)

@@ -85,6 +85,15 @@ pub trait NetnsExt {
     /// `ip route show table all`, with what a check needs: protocol ("ospf", "bird"), metric,
     /// table, and every next hop of a multipath route.
     fn route_details(&self) -> Result<Vec<RouteDetail>, Error>;
+    /// Run `cmd` quietly until it succeeds (exit status 0), for at most `timeout`: how long
+    /// that took. Readiness in one line, e.g. until a daemon answers on its control socket:
+    /// `router.wait_until_ok(Cmd::new("vtysh", ["-d", "zebra", "-c", "show version"]), secs(10))`.
+    /// error.timeout says what the command last printed.
+    fn wait_until_ok(
+        &self,
+        cmd: Cmd,
+        timeout: std::time::Duration,
+    ) -> Result<std::time::Duration, Error>;
 }
 
 fn route_info(destination: &str, gateway: Option<&str>, device: Option<&str>) -> RouteInfo {
@@ -147,6 +156,28 @@ impl NetnsExt for Namespace {
 
     fn route_details(&self) -> Result<Vec<RouteDetail>, Error> {
         route::route_details(self)
+    }
+
+    fn wait_until_ok(
+        &self,
+        cmd: Cmd,
+        timeout: std::time::Duration,
+    ) -> Result<std::time::Duration, Error> {
+        let cmd = cmd.quiet();
+        let shown = std::iter::once(cmd.command.program.as_str())
+            .chain(cmd.command.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut last = String::new();
+        let waited = crate::wait_until(&shown, timeout, || {
+            let out = self.run(cmd.clone())?;
+            last = format!("{}{}", out.stdout_text(), out.stderr_text());
+            Ok(out.success())
+        });
+        waited.map_err(|e| match e {
+            Error::Timeout(t) => Error::Timeout(format!("{t}; it last said: {}", last.trim())),
+            other => other,
+        })
     }
 }
 

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::lab::{LinkKind, LinkNode, NsNode, Topology};
+
 /// The version of the event schema, in every line as `"v"`.
 pub const SCHEMA: u32 = 1;
 
@@ -156,42 +158,4 @@ pub enum Event {
         failed: usize,
         seconds: f64,
     },
-}
-
-/// What the lab was at a moment: its namespaces and its links, as the runner built them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Topology {
-    pub namespaces: Vec<NsNode>,
-    pub links: Vec<LinkNode>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NsNode {
-    pub name: String,
-    /// IP forwarding on (a router).
-    pub forwarding: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LinkKind {
-    Veth,
-    Bridge,
-    Loopback,
-}
-
-/// One link: a veth end, a bridge, or a loopback the scenario used.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LinkNode {
-    pub ns: String,
-    pub name: String,
-    pub kind: LinkKind,
-    /// The other end of a veth pair: (namespace, name).
-    pub peer: Option<(String, String)>,
-    /// The bridge this link is a port of (in the same namespace).
-    pub master: Option<String>,
-    pub addresses: Vec<String>,
-    /// Its queueing discipline, as `tc` would describe it.
-    pub shaping: Option<String>,
-    pub up: bool,
 }

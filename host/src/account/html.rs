@@ -87,11 +87,31 @@ pub fn run_page(a: &RunAccount, svg: &str) -> String {
 
     let _ = writeln!(
         b,
-        "<section id=\"lab\">\n<h2>The lab</h2>\n<p>{} namespaces, {} links when the scenario ended \
-         (<a href=\"topology.svg\">topology.svg</a>).</p>\n<div class=\"figure\">\n{svg}</div>\n</section>",
+        "<section id=\"lab\">\n<h2>The lab</h2>\n<p>{} namespaces, {} links when the scenario ended, \
+         as the kernel had them (<a href=\"topology.svg\">topology.svg</a>).</p>\n<div class=\"figure\">\n{svg}</div>",
         a.topology.namespaces.len(),
         a.topology.links.len()
     );
+    let routed: Vec<_> = a
+        .topology
+        .namespaces
+        .iter()
+        .filter(|n| !n.routes.is_empty())
+        .collect();
+    if !routed.is_empty() {
+        b.push_str(
+            "<details class=\"routes\">\n<summary>Routes at the end, whoever made them</summary>\n",
+        );
+        for n in routed {
+            let _ = writeln!(b, "<h3>{}</h3>\n<pre>", esc(&n.name));
+            for r in &n.routes {
+                let _ = writeln!(b, "{}", esc(r));
+            }
+            b.push_str("</pre>\n");
+        }
+        b.push_str("</details>\n");
+    }
+    b.push_str("</section>\n");
 
     b.push_str("<section id=\"checks\">\n<h2>Steps and checks</h2>\n");
     if a.steps.is_empty() {
@@ -150,13 +170,17 @@ pub fn run_page(a: &RunAccount, svg: &str) -> String {
     );
     for p in &a.programs {
         let ended = match p.ended {
-            Some((status, secs, out, err, timed_out)) => format!(
-                "status {status}{}, {secs:.2} s, {out} + {err} bytes",
-                if timed_out {
+            Some(e) => format!(
+                "status {}{}, {:.2} s, {} + {} bytes",
+                e.status,
+                if e.timed_out {
                     " (killed at its time limit)"
                 } else {
                     ""
-                }
+                },
+                e.seconds,
+                e.stdout_bytes,
+                e.stderr_bytes
             ),
             None => "still running when the run ended".to_string(),
         };
@@ -201,7 +225,12 @@ pub fn run_page(a: &RunAccount, svg: &str) -> String {
         );
     }
     b.push_str("</table>\n</details>\n");
-    if let Some((kept, removed, problems)) = &a.teardown {
+    if let Some(super::TeardownAccount {
+        kept,
+        removed,
+        problems,
+    }) = &a.teardown
+    {
         let what = if *kept {
             "The lab was kept (runner cleanup removes it).".to_string()
         } else {
@@ -232,26 +261,38 @@ pub fn run_page(a: &RunAccount, svg: &str) -> String {
 }
 
 /// The index of `runner test --report DIR`.
-pub fn test_page(runs: &[(String, RunAccount)]) -> String {
+pub fn test_page(runs: &[super::Listed]) -> String {
     let failed = runs
         .iter()
-        .filter(|(_, a)| a.verdict() != Verdict::Passed)
+        .filter(|r| r.account.verdict() != Verdict::Passed)
         .count();
+    let sharded = runs.iter().any(|r| r.shard.is_some());
     let class = if failed == 0 { "passed" } else { "failed" };
     let mut b = format!(
-        "<header class=\"verdict {class}\" id=\"verdict\" data-verdict=\"{class}\">\n<h1>{} scenarios, {} passed, {failed} not</h1>\n</header>\n<section>\n<table>\n<tr><th>scenario</th><th>verdict</th><th>checks</th><th>time</th></tr>\n",
+        "<header class=\"verdict {class}\" id=\"verdict\" data-verdict=\"{class}\">\n<h1>{} scenarios, {} passed, {failed} not</h1>\n</header>\n<section>\n<table>\n<tr><th>scenario</th><th>verdict</th><th>checks</th><th>time</th>{}</tr>\n",
         runs.len(),
-        runs.len() - failed
+        runs.len() - failed,
+        if sharded { "<th>shard</th>" } else { "" }
     );
-    for (dir, a) in runs {
+    for super::Listed {
+        dir,
+        shard,
+        account: a,
+    } in runs
+    {
         let (class, word) = verdict_words(a.verdict());
         let (passed, failed) = a.end.as_ref().map_or((0, 0), |e| (e.passed, e.failed));
         let _ = writeln!(
             b,
-            "<tr class=\"run {class}\"><td><a href=\"{}/index.html\">{}</a></td><td>{word}</td><td>{passed} passed, {failed} failed</td><td>{:.2} s</td></tr>",
+            "<tr class=\"run {class}\"><td><a href=\"{}/index.html\">{}</a></td><td>{word}</td><td>{passed} passed, {failed} failed</td><td>{:.2} s</td>{}</tr>",
             esc(dir),
             esc(&a.name),
-            a.seconds()
+            a.seconds(),
+            match (sharded, shard) {
+                (true, Some(s)) => format!("<td>{}</td>", esc(s)),
+                (true, None) => "<td></td>".to_string(),
+                (false, _) => String::new(),
+            }
         );
     }
     b.push_str("</table>\n</section>\n");

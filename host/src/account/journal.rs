@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::events::{Event, Line, SCHEMA};
+use super::RunAccount;
 
 pub struct Journal {
     started: Instant,
@@ -16,6 +17,9 @@ pub struct Journal {
     kept: Option<Mutex<Vec<Line>>>,
     programs: AtomicU32,
     progress: Option<Progress>,
+    /// The run's account, folded from every event as it comes: the one model the verdict,
+    /// the summary and every output read.
+    account: Mutex<RunAccount>,
 }
 
 impl Journal {
@@ -28,7 +32,14 @@ impl Journal {
             kept: keep.then(Mutex::default),
             programs: AtomicU32::new(0),
             progress: progress.then(Progress::start).flatten(),
+            account: Mutex::default(),
         }
+    }
+
+    /// Whether anyone will see the events themselves: printed (`--json`), or kept for the
+    /// outputs written at the end.
+    pub fn shows_events(&self) -> bool {
+        self.json || self.kept.is_some()
     }
 
     /// Whether the events go to stdout (and so the terminal text to stderr).
@@ -44,14 +55,15 @@ impl Journal {
         if let Some(p) = &self.progress {
             p.count(&event);
         }
-        if !self.json && self.kept.is_none() {
-            return;
-        }
         let line = Line {
             v: SCHEMA,
             t: super::seconds(self.started.elapsed()),
             event,
         };
+        self.account
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(&line);
         if self.json {
             let mut out = std::io::stdout().lock();
             // A closed stdout (a reader that went away) must not stop the run or its teardown.
@@ -63,6 +75,14 @@ impl Journal {
         if let Some(kept) = &self.kept {
             kept.lock().unwrap_or_else(|e| e.into_inner()).push(line);
         }
+    }
+
+    /// The run's account so far.
+    pub fn account(&self) -> RunAccount {
+        self.account
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The number of the next program started.

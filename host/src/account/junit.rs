@@ -9,11 +9,13 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::{xml_text as x, Ending, RunAccount, Verdict};
 
-pub fn xml(runs: &[RunAccount]) -> String {
+/// The JUnit file of `runs`; a run's shard (`runner test --shard`), if any, is in its suite's
+/// name, as "NAME [shard K/N]" (its test cases are named as in an unsharded run).
+pub fn xml(runs: &[(&RunAccount, Option<&str>)]) -> String {
     let mut report = Report::new("nslab");
     let mut total = 0.0;
-    for run in runs {
-        report.add_test_suite(suite(run));
+    for (run, shard) in runs {
+        report.add_test_suite(suite(run, *shard));
         total += run.seconds();
     }
     report.set_time(Duration::from_secs_f64(total));
@@ -22,8 +24,12 @@ pub fn xml(runs: &[RunAccount]) -> String {
         .unwrap_or_else(|e| format!("<!-- cannot write the JUnit report: {e} -->\n"))
 }
 
-fn suite(run: &RunAccount) -> TestSuite {
-    let mut suite = TestSuite::new(x(&run.name));
+fn suite(run: &RunAccount, shard: Option<&str>) -> TestSuite {
+    let name = match shard {
+        Some(s) => format!("{} [shard {s}]", run.name),
+        None => run.name.clone(),
+    };
+    let mut suite = TestSuite::new(x(&name));
     suite.set_time(Duration::from_secs_f64(run.seconds()));
     let mut since = 0.0;
     for step in &run.steps {

@@ -3,6 +3,7 @@
 //! Everything here is made from the events alone, so `runner test` makes the same outputs from
 //! the runs it collected as `runner run` does from its own.
 
+mod directory;
 mod events;
 pub mod graph;
 mod html;
@@ -13,6 +14,7 @@ mod wellformed;
 
 use std::path::Path;
 
+pub use directory::{merge_reports, saved_name, write_report, write_test_index};
 pub use events::{
     Ending, Event, Line, LinkKind, LinkNode, NsNode, Stream, Topology, Verdict, SCHEMA,
 };
@@ -61,6 +63,15 @@ pub fn seconds(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
+/// A run of `runner test`, as its index lists it: its directory in the report, the shard that
+/// ran it (`runner test --shard`), its account.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub dir: String,
+    pub shard: Option<String>,
+    pub account: RunAccount,
+}
+
 /// A run, folded from its events: what the report and the JUnit file show.
 #[derive(Debug, Clone, Default)]
 pub struct RunAccount {
@@ -80,8 +91,27 @@ pub struct RunAccount {
     /// Files the scenario saved: (name, bytes).
     pub attachments: Vec<(String, u64)>,
     pub topology: Topology,
-    pub teardown: Option<(bool, Vec<String>, Vec<String>)>,
+    pub teardown: Option<TeardownAccount>,
     pub end: Option<End>,
+}
+
+/// What became of the lab at the end.
+#[derive(Debug, Clone, Default)]
+pub struct TeardownAccount {
+    pub kept: bool,
+    pub removed: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+/// How a program ended.
+#[derive(Debug, Clone, Copy)]
+pub struct ProgramEnded {
+    /// Exit code, or 128 + the signal that killed it.
+    pub status: i32,
+    pub seconds: f64,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub timed_out: bool,
 }
 
 /// The verdict line's facts.
@@ -119,8 +149,8 @@ pub struct ProgramAccount {
     pub command: String,
     pub background: bool,
     pub t: f64,
-    /// (status, seconds, stdout bytes, stderr bytes, timed out), once it ended.
-    pub ended: Option<(i32, f64, u64, u64, bool)>,
+    /// How it ended, once it has.
+    pub ended: Option<ProgramEnded>,
     pub output: Vec<(Stream, String)>,
 }
 
@@ -133,7 +163,8 @@ impl RunAccount {
         a
     }
 
-    fn add(&mut self, line: &Line) {
+    /// Fold one more event in.
+    pub fn add(&mut self, line: &Line) {
         let t = line.t;
         match line.event.clone() {
             Event::RunStart {
@@ -196,7 +227,13 @@ impl RunAccount {
                 ..
             } => {
                 if let Some(p) = self.program(program) {
-                    p.ended = Some((status, seconds, stdout_bytes, stderr_bytes, timed_out));
+                    p.ended = Some(ProgramEnded {
+                        status,
+                        seconds,
+                        stdout_bytes,
+                        stderr_bytes,
+                        timed_out,
+                    });
                 }
             }
             Event::Check {
@@ -225,7 +262,13 @@ impl RunAccount {
                 removed,
                 problems,
                 ..
-            } => self.teardown = Some((kept, removed, problems)),
+            } => {
+                self.teardown = Some(TeardownAccount {
+                    kept,
+                    removed,
+                    problems,
+                })
+            }
             Event::Verdict {
                 verdict,
                 ended,
@@ -257,6 +300,19 @@ impl RunAccount {
         self.steps.iter().flat_map(|s| &s.checks)
     }
 
+    /// The steps the scenario named (checks before its first step are in an unnamed one).
+    pub fn named_steps(&self) -> usize {
+        self.steps.iter().filter(|s| !s.name.is_empty()).count()
+    }
+
+    pub fn failed(&self) -> usize {
+        self.checks().filter(|c| !c.passed).count()
+    }
+
+    pub fn passed(&self) -> usize {
+        self.checks().filter(|c| c.passed).count()
+    }
+
     pub fn verdict(&self) -> Verdict {
         self.end
             .as_ref()
@@ -266,70 +322,4 @@ impl RunAccount {
     pub fn seconds(&self) -> f64 {
         self.end.as_ref().map_or(0.0, |e| e.seconds)
     }
-}
-
-/// Write the events, one JSON object per line.
-fn events_text(lines: &[Line]) -> std::io::Result<Vec<u8>> {
-    let mut text = Vec::new();
-    for line in lines {
-        serde_json::to_writer(&mut text, line).map_err(std::io::Error::other)?;
-        text.push(b'\n');
-    }
-    Ok(text)
-}
-
-/// Extensions a web server would serve as a page, a script or a picture that runs script: an
-/// attachment named so is saved as `NAME.txt`, so that a report served over HTTP never makes
-/// the scenario's bytes active content.
-const ACTIVE: &[&str] = &[
-    "html", "htm", "xhtml", "xht", "shtml", "svg", "svgz", "xml", "xsl", "xslt", "js", "mjs",
-    "css", "php", "pdf", "swf",
-];
-
-/// The name an attachment is saved under in `files/`.
-pub fn saved_name(name: &str) -> String {
-    let active = name
-        .rsplit_once('.')
-        .is_some_and(|(_, ext)| ACTIVE.iter().any(|a| a.eq_ignore_ascii_case(ext)));
-    match active {
-        true => format!("{name}.txt"),
-        false => name.to_string(),
-    }
-}
-
-/// Write a run's report directory: index.html, topology.svg, events.jsonl, junit.xml, and the
-/// files the scenario saved under files/, all through one directory fd (output.rs).
-pub fn write_report(
-    dir: &Path,
-    lines: &[Line],
-    attachments: &[(String, Vec<u8>)],
-) -> Result<(), String> {
-    let account = RunAccount::from_lines(lines);
-    let out = crate::output::OutputDir::create(dir)?;
-    let fail = |e: std::io::Error| e.to_string();
-    let svg = graph::render(&account.topology, graph::Format::Svg);
-    out.write("topology.svg", svg.as_bytes()).map_err(fail)?;
-    out.write("events.jsonl", &events_text(lines).map_err(fail)?)
-        .map_err(fail)?;
-    out.write(
-        "junit.xml",
-        junit::xml(std::slice::from_ref(&account)).as_bytes(),
-    )
-    .map_err(fail)?;
-    if !attachments.is_empty() {
-        let files = out.subdir("files").map_err(fail)?;
-        for (name, bytes) in attachments {
-            // Names were checked when the scenario attached them (no path, no dot first).
-            files.write(&saved_name(name), bytes).map_err(fail)?;
-        }
-    }
-    out.write("index.html", html::run_page(&account, &svg).as_bytes())
-        .map_err(fail)
-}
-
-/// Write the index of `runner test --report DIR`: one line per run, linking to its report.
-pub fn write_test_index(dir: &Path, runs: &[(String, RunAccount)]) -> Result<(), String> {
-    crate::output::OutputDir::create(dir)?
-        .write("index.html", html::test_page(runs).as_bytes())
-        .map_err(|e| e.to_string())
 }

@@ -48,6 +48,7 @@ fn account_with(text: &str) -> RunAccount {
             namespaces: vec![NsNode {
                 name: text.to_string(),
                 forwarding: true,
+                routes: vec![text.to_string()],
             }],
             links: vec![LinkNode {
                 ns: text.to_string(),
@@ -97,7 +98,8 @@ proptest! {
 
     #[test]
     fn junit_parses_whatever_the_scenario_wrote_and_keeps_the_honest_case(text in hostile()) {
-        let xml = junit::xml(&[account_with(&text), account_with("honest run")]);
+        let (hostile, honest) = (account_with(&text), account_with("honest run"));
+        let xml = junit::xml(&[(&hostile, Some(text.as_str())), (&honest, None)]);
         parses("junit.xml", &xml)?;
         let doc = roxmltree::Document::parse(&xml).expect("parsed above");
         let suites = doc.descendants().filter(|n| n.has_tag_name("testsuite")).count();
@@ -117,6 +119,11 @@ proptest! {
         let svg = graph::render(&account.topology, graph::Format::Svg);
         parses("topology.svg", &svg)?;
         parses("index.html", &html::run_page(&account, &svg))?;
-        parses("the test index", &html::test_page(&[(text.clone(), account)]))?;
+        let listed = super::Listed {
+            dir: text.clone(),
+            shard: Some(text.clone()),
+            account,
+        };
+        parses("the test index", &html::test_page(&[listed]))?;
     }
 }

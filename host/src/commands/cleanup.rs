@@ -24,14 +24,14 @@ pub struct CleanupArgs {
 /// Every record, after removing half-written ones whose writer was killed.
 fn sweep_then_load_all() -> std::io::Result<Vec<RunRecord>> {
     nslab_host::records::sweep_temp_files();
-    RunRecord::load_all()
+    nslab_host::records::load_all()
 }
 
 pub fn main(a: CleanupArgs) -> ExitCode {
     let runs = match &a.run_id {
         Some(id) => {
             let valid = id.len() == 8 && id.chars().all(|c| c.is_ascii_hexdigit());
-            match valid.then(|| RunRecord::load(id)) {
+            match valid.then(|| nslab_host::records::load(id)) {
                 Some(Ok(r)) => vec![r],
                 _ => {
                     eprintln!("runner: error: there is no run {id:?}: `runner ls` lists the runs and kept labs");

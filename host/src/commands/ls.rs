@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use nslab_host::console::printable;
-use nslab_host::records::{now_unix, RunRecord, RunStatus};
+use nslab_host::records::{now_unix, RunStatus};
 
 /// List runs in progress and kept labs, with their namespaces.
 #[derive(Args)]
@@ -17,7 +17,7 @@ fn age(secs: u64) -> String {
 }
 
 pub fn main(_: LsArgs) -> ExitCode {
-    let (runs, skipped) = match RunRecord::load_all_reporting() {
+    let (runs, skipped) = match nslab_host::records::load_all_reporting() {
         Ok(r) => r,
         Err(e) => {
             eprintln!(
@@ -49,7 +49,7 @@ pub fn main(_: LsArgs) -> ExitCode {
                 ns.pinned
                     .as_deref()
                     .map_or("-".to_string(), |p| match p.starts_with('/') {
-                        // An ordinary user's kept lab: the keeper's fd (lab/keeper.rs).
+                        // An ordinary user's kept lab: the keeper's fd (lab/keep/keeper.rs).
                         true => p.to_string(),
                         false => format!("/run/netns/{p}"),
                     });

@@ -8,6 +8,7 @@ mod ls;
 mod new;
 mod policy;
 mod policy_args;
+mod report;
 mod run;
 mod test;
 
@@ -44,6 +45,7 @@ enum Command {
     Ls(ls::LsArgs),
     Cleanup(cleanup::CleanupArgs),
     Cache(cache::CacheArgs),
+    Report(report::ReportCmd),
     New(new::NewArgs),
     Wit(new::WitArgs),
     Completions(completions::CompletionsArgs),
@@ -90,6 +92,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Ls(args) => ls::main(args),
         Command::Cleanup(args) => cleanup::main(args),
         Command::Cache(args) => cache::main(args),
+        Command::Report(args) => report::main(args),
         Command::New(args) => new::main(args),
         Command::Wit(args) => new::wit(args),
         Command::Completions(args) => completions::completions(args),

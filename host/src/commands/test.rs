@@ -40,6 +40,12 @@ pub struct TestArgs {
     #[arg(long)]
     no_cache: bool,
 
+    /// Run only share K of N of the scenarios (1 <= K <= N), as one job of a CI matrix: the
+    /// same share on every machine, whatever order the files are named in; every scenario is
+    /// in exactly one share. Join the shards' reports with `runner report merge`.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<nslab_host::shard::Shard>,
+
     #[command(flatten)]
     policy: PolicyArgs,
 
@@ -54,6 +60,11 @@ struct Planned {
     name: String,
 }
 
+/// The name of each scenario's shard, for its JUnit suite and the report's index.
+fn shard_name(a: &TestArgs) -> Option<String> {
+    a.shard.map(|s| s.to_string())
+}
+
 pub fn main(a: TestArgs) -> ExitCode {
     let policy = match a.policy.build_or_exit() {
         Ok(p) => p,
@@ -62,6 +73,11 @@ pub fn main(a: TestArgs) -> ExitCode {
     let planned = match plan(&a.paths) {
         Ok(p) => p,
         Err(why) => return super::fail(why),
+    };
+    let all = planned.len();
+    let planned = match a.shard {
+        Some(shard) => shard.pick(planned, |p| nslab_host::shard::key(&p.file)),
+        None => planned,
     };
     let helper = match std::env::current_exe() {
         Ok(p) => p,
@@ -80,7 +96,13 @@ pub fn main(a: TestArgs) -> ExitCode {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     let cache = (!a.no_cache).then(nslab_host::cache::default_dir);
-    println!("running {} scenarios, {jobs} side by side", planned.len());
+    match a.shard {
+        Some(shard) => println!(
+            "running {} of {all} scenarios (shard {shard}), {jobs} side by side",
+            planned.len()
+        ),
+        None => println!("running {} scenarios, {jobs} side by side", planned.len()),
+    }
     let started = Instant::now();
     let results = match super::block_on(async {
         let slots = Arc::new(tokio::sync::Semaphore::new(jobs));
@@ -241,15 +263,23 @@ fn summary(results: &[(String, Outcome, RunAccount)], started: Instant) -> ExitC
 }
 
 fn write_outputs(a: &TestArgs, results: &[(String, Outcome, RunAccount)]) -> Result<(), String> {
+    let shard = shard_name(a);
     if let Some(file) = &a.junit {
-        let accounts: Vec<RunAccount> = results.iter().map(|(_, _, acc)| acc.clone()).collect();
-        nslab_host::output::write_file(file, account::junit::xml(&accounts).as_bytes())
+        let suites: Vec<(&RunAccount, Option<&str>)> = results
+            .iter()
+            .map(|(_, _, acc)| (acc, shard.as_deref()))
+            .collect();
+        nslab_host::output::write_file(file, account::junit::xml(&suites).as_bytes())
             .map_err(|e| format!("cannot write the JUnit file {}: {e}", file.display()))?;
     }
     if let Some(dir) = &a.report {
-        let runs: Vec<(String, RunAccount)> = results
+        let runs: Vec<account::Listed> = results
             .iter()
-            .map(|(name, _, acc)| (name.clone(), acc.clone()))
+            .map(|(name, _, acc)| account::Listed {
+                dir: name.clone(),
+                shard: shard.clone(),
+                account: acc.clone(),
+            })
             .collect();
         account::write_test_index(dir, &runs)
             .map_err(|e| format!("cannot write the report into {}: {e}", dir.display()))?;

@@ -47,9 +47,7 @@ impl LabView<'_> {
     /// in `inspect`), and every host function asks it first: this fails only if one did not.
     pub fn lab(&mut self) -> LabResult<&mut Lab> {
         self.lab.as_deref_mut().ok_or_else(|| {
-            LabError::Trap(wasmtime::format_err!(
-                "a host function reached the lab before asking the policy"
-            ))
+            LabError::Bug("a host function reached the lab before asking the policy".into())
         })
     }
 }

@@ -14,7 +14,13 @@ impl Host for LabView<'_> {
             LabError::Limit(s) => Error::Limit(s),
             LabError::Os(s) => Error::Os(s),
             LabError::Timeout(s) => Error::Timeout(s),
-            LabError::Trap(e) => return Err(e),
+            LabError::Bug(s) => return Err(wasmtime::format_err!("host bug: {s}")),
         })
+    }
+}
+
+impl From<wasmtime::component::ResourceTableError> for LabError {
+    fn from(e: wasmtime::component::ResourceTableError) -> Self {
+        LabError::Bug(format!("scenario used a stale or foreign handle: {e}"))
     }
 }

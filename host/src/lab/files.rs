@@ -1,13 +1,13 @@
 //! Files for a namespace's programs: a scenario writes a config file into a namespace's box, or
 //! reads back what a program wrote (a log, a capture). The box is made on first use, by files
-//! or programs alike. The reading and writing happen inside the box (helper.rs), so no path a
+//! or programs alike. The reading and writing happen inside the box (lab/helper/), so no path a
 //! program could have planted there reaches a host file.
 
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use super::helper::FileFailure;
-use super::{Lab, NsId};
+use super::{Lab, Netlink, NsId};
 use crate::error::{LabError, LabResult};
 use crate::input::FilePath;
 
@@ -37,27 +37,28 @@ fn explain(failure: FileFailure, path: &FilePath, ns: &str) -> LabError {
     }
 }
 
-impl Lab {
-    /// The filesystem box of a namespace (sandbox.rs), made on first use.
+impl Lab<Netlink> {
+    /// The filesystem box of a namespace (helper/sandbox.rs), made on first use.
     pub(super) fn boxfs(&mut self, ns_id: NsId) -> LabResult<BorrowedFd<'_>> {
-        if self.ns(ns_id)?.boxfs.is_none() {
+        if self.ns(ns_id)?.held.boxfs.is_none() {
             // Made with the run's cgroups, so what the box's builder does is the run's too.
             self.run_cgroup()?;
             let limits = self.programs.limits();
             let ns = self.ns(ns_id)?;
-            let (boxfs, uts) = self.factory.helper()?.new_box(
+            let (boxfs, uts) = self.kernel.factory.helper()?.new_box(
                 &ns.name,
-                ns.fd(),
+                ns.held.fd(),
                 limits.scratch_bytes,
                 &limits.by_path,
             )?;
             if let Some(ns) = self.namespaces.get_mut(&ns_id) {
-                ns.boxfs = Some(boxfs);
-                ns.uts = Some(uts);
+                ns.held.boxfs = Some(boxfs);
+                ns.held.uts = Some(uts);
             }
         }
         Ok(self
             .ns(ns_id)?
+            .held
             .boxfs
             .as_ref()
             .ok_or_else(|| LabError::NotFound("that namespace was deleted".to_string()))?
@@ -70,13 +71,15 @@ impl Lab {
         self.boxfs(ns_id)?;
         let ns = self.ns(ns_id)?;
         let uts = ns
+            .held
             .uts
             .as_ref()
             .ok_or_else(|| LabError::NotFound("that namespace was deleted".to_string()))?;
-        self.factory.helper()?.set_hostname(uts.as_fd(), hostname)?;
-        let name = ns.name.clone();
-        self.console
-            .action(&format!("hostname {hostname} ({name})"));
+        self.kernel
+            .factory
+            .helper()?
+            .set_hostname(uts.as_fd(), hostname)?;
+        self.did(&format!("hostname {hostname} ({})", ns.name));
         Ok(())
     }
 
@@ -97,12 +100,13 @@ impl Lab {
             .boxfs(ns_id)?
             .try_clone_to_owned()
             .map_err(|e| LabError::from_io(&e, format!("write {path} in {name}")))?;
-        self.factory
+        self.kernel
+            .factory
             .helper()?
             .write_file(boxfs.as_fd(), path.as_str(), contents, mode)
             .map_err(|e| explain(e, path, &name))?;
         self.files_written += 1;
-        self.console.action(&format!(
+        self.did(&format!(
             "file {path} ({} bytes, mode {mode:o}) in {name}",
             contents.len()
         ));
@@ -118,6 +122,7 @@ impl Lab {
             .try_clone_to_owned()
             .map_err(|e| LabError::from_io(&e, &what))?;
         let file = self
+            .kernel
             .factory
             .helper()?
             .open_file(boxfs.as_fd(), path.as_str())

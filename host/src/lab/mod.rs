@@ -4,40 +4,45 @@
 //! WIT resource handles that point at these ids, so it can only ever name what it created.
 //! Teardown removes everything, newest first, and keeps going when one step fails.
 //!
-//! This file holds the tables and the namespaces; `topology.rs` what is built between them,
-//! `programs.rs` the programs run in them, `keep.rs` the run's record and `--keep`.
+//! The lab knows only the kernel. Its logic (this file, `topology.rs`, `keeping.rs`) asks the
+//! kernel through the [`Kernel`] trait, whose real implementation is netlink and the run's
+//! helper (`kernel/`, `helper/`) and whose fake records requests for tests; what it did goes
+//! to a [`Sink`] (events.rs), which the run turns into narration and account events. Its rooms:
+//!
+//! - `kernel/`   netlink: namespaces held by fd, links, addresses, routes, shaping; the fake
+//! - `helper/`   the run's user namespace and the helper process in it: ids, the typed
+//!   protocol, namespaces and boxes made inside it, file work in a box
+//! - `programs/` the run's programs: boxing, the shim and init, exec, output, cgroups,
+//!   Landlock and seccomp, the link watch
+//! - `keep/`     the run's record on disk, pins under /run/netns, the keeper process
 
-pub mod cgroup;
-mod child;
-pub mod confine;
-pub mod exec;
+pub mod events;
 mod files;
 pub mod helper;
-mod keep;
-pub mod keeper;
-pub mod link;
-pub mod netns;
-pub mod pin;
-mod programs;
-pub mod route;
-mod sandbox;
-pub mod shaping;
-mod sysctl;
+pub mod keep;
+pub mod keeping;
+pub mod kernel;
+pub mod model;
+mod observe;
+pub mod process;
+pub mod programs;
 mod topology;
-mod watch;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use crate::console::Console;
 use crate::error::{LabError, LabResult};
 use crate::input::Name;
-use crate::records::RunRecord;
-pub use exec::{Boxing, ExecOutput, ExecRequest};
-pub use link::LinkInfoView;
-use netns::{Namespace, NsFactory};
+pub use events::{LabEvent, ProgramEnd, Sink, Tripped};
+pub use helper::ids::Mode;
+use keep::record::{NsChange, RunRecord};
+pub use kernel::{Kernel, LinkInfoView, Netlink, Route, Shaping};
+pub use model::{LinkKind, LinkNode, NsNode, Topology};
+pub use programs::exec::{Boxing, ExecOutput, ExecRequest};
 pub use programs::ProgramLimits;
-pub use route::Route;
-pub use shaping::Shaping;
 pub use topology::{RouteDetailView, RouteView};
 
 /// A namespace of this run. Ids grow, so their order is the order of creation.
@@ -52,14 +57,21 @@ pub struct LinkId(u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProcId(u32);
 
+/// A namespace of the run: its name, its identity, and the kernel's handle that holds it.
+struct NsEntry<N> {
+    name: String,
+    inode: u64,
+    held: N,
+}
+
 /// Where a link lives now (it moves with `move-to`), and what the run made of it, for the
-/// picture of the lab (account/graph.rs).
+/// picture of the lab (model.rs).
 #[derive(Debug, Clone)]
 struct LinkEntry {
     ns: NsId,
     index: u32,
     name: String,
-    kind: crate::account::LinkKind,
+    kind: LinkKind,
     peer: Option<LinkId>,
     master: Option<LinkId>,
     addresses: Vec<String>,
@@ -67,9 +79,20 @@ struct LinkEntry {
     up: bool,
 }
 
-pub struct Lab {
-    factory: NsFactory,
-    namespaces: BTreeMap<NsId, Namespace>,
+/// What a lab is made with, besides its kernel.
+pub struct LabConfig {
+    /// Who builds it: the host's root or an ordinary user (privilege.rs finds out).
+    pub mode: Mode,
+    pub limits: ProgramLimits,
+    /// The record `runner ls` and `cleanup` go by, kept in step (keeping.rs).
+    pub record: RunRecord,
+    /// Where the lab says what it did.
+    pub sink: Arc<dyn Sink>,
+}
+
+pub struct Lab<K: Kernel = Netlink> {
+    kernel: K,
+    namespaces: BTreeMap<NsId, NsEntry<K::Ns>>,
     links: BTreeMap<LinkId, LinkEntry>,
     programs: programs::Programs,
     next_id: u32,
@@ -79,17 +102,18 @@ pub struct Lab {
     files_written: usize,
     /// Namespaces the scenario turned forwarding on in.
     forwarding: std::collections::BTreeSet<NsId>,
-    console: Console,
-    /// The runner's record of this run, kept in step with `namespaces` (see keep.rs).
+    sink: Arc<dyn Sink>,
+    mode: Mode,
+    /// The runner's record of this run, kept in step with `namespaces` (see keeping.rs).
     record: RunRecord,
     /// Whether the record is on disk (it is written at the first namespace): None before then.
     record_saved: Option<bool>,
 }
 
 /// The bound on the processes and threads of everything in the run's user namespace together
-/// (helper.rs): the programs' `max-processes`, plus each running program's shim and init (the
-/// policy lets at most `max-processes` programs run at once) and the helper with a child. The
-/// run's pids cgroup, where there is one, holds the programs to exactly `max-processes`.
+/// (helper/mod.rs): the programs' `max-processes`, plus each running program's shim and init
+/// (the policy lets at most `max-processes` programs run at once) and the helper with a child.
+/// The run's pids cgroup, where there is one, holds the programs to exactly `max-processes`.
 pub fn userns_processes(max_processes: usize) -> u64 {
     3 * max_processes as u64 + 4
 }
@@ -101,25 +125,28 @@ pub struct Teardown {
     pub problems: Vec<String>,
 }
 
-impl Lab {
-    /// `exe` is the runner program, re-executed as the lab helper (see helper.rs).
-    pub fn new(
-        console: Console,
-        record: RunRecord,
-        exe: std::path::PathBuf,
-        limits: ProgramLimits,
-    ) -> Lab {
+impl Lab<Netlink> {
+    /// The real lab: `exe` is the runner program, re-executed as the lab helper (helper/).
+    pub fn real(exe: std::path::PathBuf, config: LabConfig) -> Lab<Netlink> {
+        let processes = userns_processes(config.limits.max_processes);
+        Lab::new(Netlink::new(exe, processes, config.mode.clone()), config)
+    }
+}
+
+impl<K: Kernel> Lab<K> {
+    pub fn new(kernel: K, config: LabConfig) -> Lab<K> {
         Lab {
-            factory: NsFactory::new(exe, userns_processes(limits.max_processes)),
+            kernel,
             namespaces: BTreeMap::new(),
             links: BTreeMap::new(),
-            programs: programs::Programs::new(console.clone(), limits),
+            programs: programs::Programs::new(config.sink.clone(), config.limits),
             next_id: 0,
             links_created: 0,
             files_written: 0,
             forwarding: Default::default(),
-            console,
-            record,
+            sink: config.sink,
+            mode: config.mode,
+            record: config.record,
             record_saved: None,
         }
     }
@@ -127,35 +154,21 @@ impl Lab {
     /// Make the run's user namespace now rather than at the first namespace: for an ordinary
     /// user, whether the kernel allows it is known before the scenario starts.
     pub fn prepare(&mut self) -> LabResult<()> {
-        self.start_helper()
+        self.start_principal()
     }
 
-    /// Start the run's helper and user namespace if they are not yet, and say which host ids
-    /// the run's programs will be: what `ps` shows for them, and what `runner ls` and
-    /// `cleanup` go by.
-    fn start_helper(&mut self) -> LabResult<()> {
-        if !self.factory.start_helper()? {
-            return Ok(());
+    /// Start the run's principal (its user namespace) if it is not yet, and say which host ids
+    /// the run's programs will be: what `ps` shows for them, and what `runner ls` and `cleanup`
+    /// go by.
+    fn start_principal(&mut self) -> LabResult<()> {
+        if let Some(p) = self.kernel.start()? {
+            self.sink.event(LabEvent::Principal {
+                host_ids: &p.host_ids,
+                userns: p.userns,
+            });
+            self.record.host_ids = p.host_ids;
+            self.record.userns = Some(p.userns);
         }
-        let helper = self.factory.helper()?;
-        let blocks = helper.host_blocks();
-        let userns = helper.userns_inode();
-        let shown: Vec<String> = blocks
-            .iter()
-            .map(|&(first, count)| match count {
-                1 => first.to_string(),
-                _ => format!("{first}-{}", first + (count - 1)),
-            })
-            .collect();
-        self.console.line(
-            crate::console::Verbosity::Verbose,
-            &format!(
-                "       host ids {} (the run's programs; user namespace user:[{userns}])",
-                shown.join(", ")
-            ),
-        );
-        self.record.host_ids = blocks;
-        self.record.userns = Some(userns);
         Ok(())
     }
 
@@ -176,23 +189,34 @@ impl Lab {
         self.links_created
     }
 
-    /// Netlink requests the lab has made so far (netns.rs counts them).
+    /// Requests the lab has made of the kernel so far.
     pub fn kernel_requests(&self) -> u64 {
-        self.factory.requests()
+        self.kernel.requests()
     }
 
-    fn ns(&self, id: NsId) -> LabResult<&Namespace> {
+    fn ns(&self, id: NsId) -> LabResult<&NsEntry<K::Ns>> {
         self.namespaces.get(&id).ok_or_else(|| {
             LabError::NotFound("that namespace was deleted: create a new one".to_string())
         })
     }
 
     /// A link and the namespace it is in now.
-    fn link(&self, id: LinkId) -> LabResult<(&LinkEntry, &Namespace)> {
+    fn link(&self, id: LinkId) -> LabResult<(&LinkEntry, &NsEntry<K::Ns>)> {
         let entry = self.links.get(&id).ok_or_else(|| {
             LabError::NotFound("that link is gone: its namespace was deleted".to_string())
         })?;
         Ok((entry, self.ns(entry.ns)?))
+    }
+
+    fn did(&self, what: &str) {
+        self.sink.event(LabEvent::Did(what));
+    }
+
+    fn tell_size(&self) {
+        self.sink.event(LabEvent::Size {
+            namespaces: self.namespaces.len(),
+            links: self.links_created,
+        });
     }
 
     // ---- namespaces ----
@@ -204,20 +228,24 @@ impl Lab {
                 "namespace {name} already exists in this run: pick another name or delete it first"
             )));
         }
-        self.start_helper()?;
-        let ns = self.factory.create(name)?;
-        let inode = ns.inode;
+        self.start_principal()?;
+        let (held, inode) = self.kernel.create_namespace(name)?;
         let id = NsId(self.next());
-        self.namespaces.insert(id, ns);
+        self.namespaces.insert(
+            id,
+            NsEntry {
+                name: name.to_string(),
+                inode,
+                held,
+            },
+        );
         // On record before it is shown: whatever the user has seen, `runner ls` can find.
-        self.log_namespace(crate::records::NsChange::Made {
+        self.log_namespace(NsChange::Made {
             name: name.to_string(),
             inode,
         });
-        self.console
-            .action(&format!("netns add {name:<15}  net:[{inode}]"));
-        self.console
-            .lab_size(self.namespaces.len(), self.links_created);
+        self.did(&format!("netns add {name:<15}  net:[{inode}]"));
+        self.tell_size();
         Ok(id)
     }
 
@@ -233,8 +261,8 @@ impl Lab {
         self.namespaces.values().map(|n| n.name.clone()).collect()
     }
 
-    /// Delete a namespace now: its links first (so they and their veth peers are gone when
-    /// this returns), then its fd and netlink socket.
+    /// Delete a namespace now: its programs and links first (so they and their veth peers are
+    /// gone when this returns), then its handle.
     pub async fn delete_namespace(&mut self, id: NsId) -> LabResult<()> {
         let ns = self
             .namespaces
@@ -242,13 +270,21 @@ impl Lab {
             .ok_or_else(|| LabError::NotFound("that namespace was already deleted".to_string()))?;
         let stopped = self.kill_processes(Some(id)).await;
         self.programs.unwatch(id);
-        let (_, mut problems) = link::delete_all(&ns).await;
+        let mut problems = self.kernel.delete_links(&ns.held).await;
         problems.extend(stopped.left);
-        self.links.retain(|_, l| l.ns != id);
-        self.console.action(&format!("netns delete {}", ns.name));
+        // Its links, and the peers of its veths wherever they are, are gone with it.
+        let gone: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.ns == id)
+            .flat_map(|(lid, l)| [Some(*lid), l.peer].into_iter().flatten())
+            .collect();
+        self.links.retain(|lid, _| !gone.contains(lid));
+        self.forwarding.remove(&id);
+        self.did(&format!("netns delete {}", ns.name));
         let name = ns.name.clone();
         drop(ns);
-        self.log_namespace(crate::records::NsChange::Deleted { name: name.clone() });
+        self.log_namespace(NsChange::Deleted { name: name.clone() });
         if problems.is_empty() {
             Ok(())
         } else {
@@ -259,13 +295,7 @@ impl Lab {
         }
     }
 
-    fn add_link(
-        &mut self,
-        ns: NsId,
-        index: u32,
-        name: &str,
-        kind: crate::account::LinkKind,
-    ) -> LinkId {
+    fn add_link(&mut self, ns: NsId, index: u32, name: &str, kind: LinkKind) -> LinkId {
         let id = LinkId(self.next());
         self.links.insert(
             id,
@@ -285,8 +315,7 @@ impl Lab {
     }
 
     /// What the lab is now, as the run built it: for the picture and the report.
-    pub fn topology(&self) -> crate::account::Topology {
-        use crate::account::{LinkNode, NsNode, Topology};
+    pub fn topology(&self) -> Topology {
         let ns_name = |id: NsId| self.namespaces.get(&id).map(|n| n.name.clone());
         Topology {
             namespaces: self
@@ -295,6 +324,7 @@ impl Lab {
                 .map(|(id, n)| NsNode {
                     name: n.name.clone(),
                     forwarding: self.forwarding.contains(id),
+                    routes: Vec::new(),
                 })
                 .collect(),
             links: self
@@ -336,9 +366,9 @@ impl Lab {
         // The programs are gone, so their watches and cgroup can go.
         self.programs.release_all();
         self.links.clear();
-        // Listing what each namespace held costs a request per namespace: only for `-v`, which
-        // prints it; otherwise teardown is closing fds, however large the lab.
-        let list_links = self.console.verbosity >= crate::console::Verbosity::Verbose;
+        // Listing what each namespace held costs a request per namespace: only when the user
+        // asked for detail; otherwise teardown is closing handles, however large the lab.
+        let list_links = self.sink.detailed();
         while let Some((_, ns)) = self.namespaces.pop_last() {
             if !list_links {
                 report
@@ -346,7 +376,7 @@ impl Lab {
                     .push(format!("netns {} (net:[{}])", ns.name, ns.inode));
                 continue;
             }
-            let links = match link::describe(&ns, None, "").await {
+            let links = match self.kernel.links(&ns.held, None).await {
                 Ok(l) => l.into_iter().map(|l| l.name).collect::<Vec<_>>().join(", "),
                 Err(e) => {
                     report
@@ -370,7 +400,7 @@ impl Lab {
     }
 }
 
-impl Drop for Lab {
+impl<K: Kernel> Drop for Lab<K> {
     fn drop(&mut self) {
         // Teardown is normally awaited and reported by the run; this is the backstop for early
         // returns, so that nothing outlives the Lab value.

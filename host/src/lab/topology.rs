@@ -4,10 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::route::Route;
-use super::shaping::{self, Shaping};
-use super::{link, route, sysctl, Lab, LinkId, LinkInfoView, NsId};
-use crate::account::LinkKind;
+use super::kernel::{route, Kernel, LinkChange, LinkInfoView, Route, Shaping};
+use super::{Lab, LinkId, LinkKind, NsId};
 use crate::error::{LabError, LabResult};
 use crate::input::{destination_text, Cidr, Mac, Name, RouteSpec};
 
@@ -47,7 +45,7 @@ fn describe_route(r: &Route) -> String {
     text
 }
 
-impl Lab {
+impl<K: Kernel> Lab<K> {
     /// Make a change to the kernel, then narrate it as `what` (which its errors also name).
     async fn act(
         &self,
@@ -55,7 +53,7 @@ impl Lab {
         change: impl AsyncFnOnce(&str) -> LabResult<()>,
     ) -> LabResult<()> {
         change(&what).await?;
-        self.console.action(&what);
+        self.did(&what);
         Ok(())
     }
 
@@ -72,14 +70,16 @@ impl Lab {
             )));
         }
         let (ans, bns) = (self.ns(a_ns)?, self.ns(b_ns)?);
-        let (ai, bi) = link::add_veth(a.as_str(), ans, b.as_str(), bns).await?;
-        self.console.action(&format!(
+        let (ai, bi) = self
+            .kernel
+            .add_veth(a.as_str(), &ans.held, b.as_str(), &bns.held)
+            .await?;
+        self.did(&format!(
             "link add {a} ({}) type veth peer {b} ({})",
             ans.name, bns.name
         ));
         self.links_created += 2;
-        self.console
-            .lab_size(self.namespaces.len(), self.links_created);
+        self.tell_size();
         let a = self.add_link(a_ns, ai, a.as_str(), LinkKind::Veth);
         let b = self.add_link(b_ns, bi, b.as_str(), LinkKind::Veth);
         self.entry(a).peer = Some(b);
@@ -89,21 +89,20 @@ impl Lab {
 
     pub async fn bridge(&mut self, name: &Name, ns_id: NsId) -> LabResult<LinkId> {
         let ns = self.ns(ns_id)?;
-        let index = link::add_bridge(ns, name.as_str()).await?;
-        self.console
-            .action(&format!("link add {name} ({}) type bridge", ns.name));
+        let index = self.kernel.add_bridge(&ns.held, name.as_str()).await?;
+        self.did(&format!("link add {name} ({}) type bridge", ns.name));
         self.links_created += 1;
-        self.console
-            .lab_size(self.namespaces.len(), self.links_created);
+        self.tell_size();
         Ok(self.add_link(ns_id, index, name.as_str(), LinkKind::Bridge))
     }
 
     pub async fn loopback(&mut self, ns_id: NsId) -> LabResult<LinkId> {
         let ns = self.ns(ns_id)?;
-        let lo = link::find(ns, "lo")
+        let index = self
+            .kernel
+            .link_index(&ns.held, "lo")
             .await?
             .ok_or_else(|| LabError::NotFound(format!("namespace {} has no loopback", ns.name)))?;
-        let index = lo.header.index;
         if let Some((id, _)) = self
             .links
             .iter()
@@ -137,14 +136,17 @@ impl Lab {
 
     pub async fn link_info(&self, id: LinkId) -> LabResult<LinkInfoView> {
         let (l, ns) = self.link(id)?;
-        let mut found = link::describe(ns, Some(l.index), &l.name).await?;
+        let mut found = self
+            .kernel
+            .links(&ns.held, Some((l.index, &l.name)))
+            .await?;
         found
             .pop()
             .ok_or_else(|| LabError::NotFound(format!("link {} in {} is gone", l.name, ns.name)))
     }
 
     pub async fn links_in(&self, ns: NsId) -> LabResult<Vec<LinkInfoView>> {
-        link::describe(self.ns(ns)?, None, "").await
+        self.kernel.links(&self.ns(ns)?.held, None).await
     }
 
     pub async fn set_up(&mut self, id: LinkId, up: bool) -> LabResult<()> {
@@ -152,7 +154,9 @@ impl Lab {
         let state = if up { "up" } else { "down" };
         let what = format!("link set {} {state} ({})", l.name, ns.name);
         self.act(what, async |w| {
-            link::set(ns, link::up_down(l.index, up), w).await
+            self.kernel
+                .set_link(&ns.held, l.index, LinkChange::Up(up), w)
+                .await
         })
         .await?;
         self.entry(id).up = up;
@@ -163,7 +167,8 @@ impl Lab {
         let (l, ns) = self.link(id)?;
         let what = format!("link set {} mtu {mtu} ({})", l.name, ns.name);
         self.act(what, async |w| {
-            link::set(ns, link::mtu(l.index, mtu), w)
+            self.kernel
+                .set_link(&ns.held, l.index, LinkChange::Mtu(mtu), w)
                 .await
                 .map_err(|e| match e {
                     LabError::Invalid(t) => LabError::Invalid(format!(
@@ -179,7 +184,9 @@ impl Lab {
         let (l, ns) = self.link(id)?;
         let what = format!("link set {} address {mac} ({})", l.name, ns.name);
         self.act(what, async |w| {
-            link::set(ns, link::mac(l.index, mac.0), w).await
+            self.kernel
+                .set_link(&ns.held, l.index, LinkChange::Mac(mac.0), w)
+                .await
         })
         .await
     }
@@ -197,11 +204,18 @@ impl Lab {
             )));
         }
         let what = format!("link set {} netns {} (from {})", l.name, to.name, from.name);
-        let index = link::move_to(from, l.index, &l.name, to, &what).await?;
-        self.console.action(&what);
-        let entry = self.links.get_mut(&id).expect("looked up above");
+        let index = self
+            .kernel
+            .move_link(&from.held, l.index, &l.name, &to.held, &what)
+            .await?;
+        self.did(&what);
+        // The kernel brings a moved link down, without its addresses or bridge.
+        let entry = self.entry(id);
         entry.ns = target;
         entry.index = index;
+        entry.up = false;
+        entry.addresses.clear();
+        entry.master = None;
         Ok(())
     }
 
@@ -209,7 +223,7 @@ impl Lab {
         let (l, ns) = self.link(id)?;
         let what = format!("address add {cidr} dev {} ({})", l.name, ns.name);
         self.act(what, async |w| {
-            link::add_address(ns, l.index, cidr, w).await
+            self.kernel.add_address(&ns.held, l.index, cidr, w).await
         })
         .await?;
         self.entry(id).addresses.push(cidr.to_string());
@@ -220,7 +234,7 @@ impl Lab {
         let (l, ns) = self.link(id)?;
         let what = format!("address del {cidr} dev {} ({})", l.name, ns.name);
         self.act(what, async |w| {
-            link::remove_address(ns, l.index, cidr, w).await
+            self.kernel.remove_address(&ns.held, l.index, cidr, w).await
         })
         .await?;
         let text = cidr.to_string();
@@ -230,6 +244,7 @@ impl Lab {
 
     /// The table entry of a link the caller has just looked up.
     fn entry(&mut self, id: LinkId) -> &mut super::LinkEntry {
+        // Looked up just before, with &self: an id that is not there is a bug of the lab's.
         self.links.get_mut(&id).expect("looked up by the caller")
     }
 
@@ -242,7 +257,9 @@ impl Lab {
                 l.name, ns.name, b.name, bns.name
             )));
         }
-        let kind = link::describe(bns, Some(b.index), &b.name)
+        let kind = self
+            .kernel
+            .links(&bns.held, Some((b.index, &b.name)))
             .await?
             .pop()
             .map(|v| v.kind)
@@ -255,7 +272,9 @@ impl Lab {
         }
         let what = format!("link set {} master {} ({})", l.name, b.name, ns.name);
         self.act(what, async |w| {
-            link::set(ns, link::master(l.index, b.index), w).await
+            self.kernel
+                .set_link(&ns.held, l.index, LinkChange::Master(b.index), w)
+                .await
         })
         .await?;
         self.entry(id).master = Some(bridge);
@@ -270,8 +289,10 @@ impl Lab {
             s.describe(),
             ns.name
         );
-        self.act(what, async |w| shaping::set(ns, l.index, &s, w).await)
-            .await?;
+        self.act(what, async |w| {
+            self.kernel.set_shaping(&ns.held, l.index, &s, w).await
+        })
+        .await?;
         self.entry(id).shaping = Some(s.describe());
         Ok(())
     }
@@ -279,8 +300,10 @@ impl Lab {
     pub async fn clear_shaping(&mut self, id: LinkId) -> LabResult<()> {
         let (l, ns) = self.link(id)?;
         let what = format!("qdisc del dev {} root ({})", l.name, ns.name);
-        self.act(what, async |w| shaping::clear(ns, l.index, w).await)
-            .await?;
+        self.act(what, async |w| {
+            self.kernel.clear_shaping(&ns.held, l.index, w).await
+        })
+        .await?;
         self.entry(id).shaping = None;
         Ok(())
     }
@@ -293,8 +316,8 @@ impl Lab {
             u8::from(on),
             ns.name
         );
-        sysctl::set_forwarding(self.factory.helper()?, ns.fd(), on, &what)?;
-        self.console.action(&what);
+        self.kernel.set_forwarding(&ns.held, on, &what)?;
+        self.did(&what);
         match on {
             true => self.forwarding.insert(id),
             false => self.forwarding.remove(&id),
@@ -308,13 +331,14 @@ impl Lab {
         let device = match &spec.device {
             None => None,
             Some(name) => {
-                let found = link::find(ns, name.as_str()).await?.ok_or_else(|| {
+                let found = self.kernel.link_index(&ns.held, name.as_str()).await?;
+                let index = found.ok_or_else(|| {
                     LabError::NotFound(format!(
                         "route via device {name}: namespace {} has no such link",
                         ns.name
                     ))
                 })?;
-                Some((name.to_string(), found.header.index))
+                Some((name.to_string(), index))
             }
         };
         Ok(Route {
@@ -328,26 +352,33 @@ impl Lab {
         let r = self.resolve_route(ns_id, spec).await?;
         let ns = self.ns(ns_id)?;
         let what = format!("route add {} ({})", describe_route(&r), ns.name);
-        self.act(what, async |w| route::add(ns, &r, w).await).await
+        self.act(what, async |w| self.kernel.add_route(&ns.held, &r, w).await)
+            .await
     }
 
     pub async fn remove_route(&self, ns_id: NsId, spec: &RouteSpec) -> LabResult<()> {
         let r = self.resolve_route(ns_id, spec).await?;
         let ns = self.ns(ns_id)?;
         let what = format!("route del {} ({})", describe_route(&r), ns.name);
-        self.act(what, async |w| route::remove(ns, &r, w).await)
-            .await
+        self.act(what, async |w| {
+            self.kernel.remove_route(&ns.held, &r, w).await
+        })
+        .await
     }
 
     /// Every unicast route of every table but local, with protocol, metric and next hops.
     pub async fn route_details(&self, ns_id: NsId) -> LabResult<Vec<RouteDetailView>> {
         let ns = self.ns(ns_id)?;
-        let names: BTreeMap<u32, String> = link::describe(ns, None, "")
+        let names: BTreeMap<u32, String> = self
+            .kernel
+            .links(&ns.held, None)
             .await?
             .into_iter()
             .map(|l| (l.index, l.name))
             .collect();
-        Ok(route::details(ns)
+        Ok(self
+            .kernel
+            .routes(&ns.held)
             .await?
             .into_iter()
             .map(|r| RouteDetailView {

@@ -1,0 +1,213 @@
+//! The report directory of a run (`--report DIR`) and the index of `runner test --report`,
+//! written from the account through one directory fd (output.rs).
+
+use std::path::Path;
+
+use super::{graph, html, junit, Line, Listed, RunAccount};
+
+/// Write the events, one JSON object per line.
+fn events_text(lines: &[Line]) -> std::io::Result<Vec<u8>> {
+    let mut text = Vec::new();
+    for line in lines {
+        serde_json::to_writer(&mut text, line).map_err(std::io::Error::other)?;
+        text.push(b'\n');
+    }
+    Ok(text)
+}
+
+/// Extensions a web server would serve as a page, a script or a picture that runs script: an
+/// attachment named so is saved as `NAME.txt`, so that a report served over HTTP never makes
+/// the scenario's bytes active content.
+const ACTIVE: &[&str] = &[
+    "html", "htm", "xhtml", "xht", "shtml", "svg", "svgz", "xml", "xsl", "xslt", "js", "mjs",
+    "css", "php", "pdf", "swf",
+];
+
+/// The name an attachment is saved under in `files/`.
+pub fn saved_name(name: &str) -> String {
+    let active = name
+        .rsplit_once('.')
+        .is_some_and(|(_, ext)| ACTIVE.iter().any(|a| a.eq_ignore_ascii_case(ext)));
+    match active {
+        true => format!("{name}.txt"),
+        false => name.to_string(),
+    }
+}
+
+/// Write a run's report directory: index.html, topology.svg, events.jsonl, junit.xml, and the
+/// files the scenario saved under files/, all through one directory fd (output.rs).
+pub fn write_report(
+    dir: &Path,
+    lines: &[Line],
+    attachments: &[(String, Vec<u8>)],
+) -> Result<(), String> {
+    let account = RunAccount::from_lines(lines);
+    let out = crate::output::OutputDir::create(dir)?;
+    let fail = |e: std::io::Error| e.to_string();
+    let svg = graph::render(&account.topology, graph::Format::Svg);
+    out.write("topology.svg", svg.as_bytes()).map_err(fail)?;
+    out.write("events.jsonl", &events_text(lines).map_err(fail)?)
+        .map_err(fail)?;
+    out.write("junit.xml", junit::xml(&[(&account, None)]).as_bytes())
+        .map_err(fail)?;
+    if !attachments.is_empty() {
+        let files = out.subdir("files").map_err(fail)?;
+        for (name, bytes) in attachments {
+            // Names were checked when the scenario attached them (no path, no dot first).
+            files.write(&saved_name(name), bytes).map_err(fail)?;
+        }
+    }
+    out.write("index.html", html::run_page(&account, &svg).as_bytes())
+        .map_err(fail)
+}
+
+/// Write the index of `runner test --report DIR`: one line per run, linking to its report.
+pub fn write_test_index(dir: &Path, runs: &[Listed]) -> Result<(), String> {
+    let out = crate::output::OutputDir::create(dir)?;
+    let listing: Vec<Entry> = runs
+        .iter()
+        .map(|r| Entry {
+            dir: r.dir.clone(),
+            shard: r.shard.clone(),
+        })
+        .collect();
+    let json = serde_json::to_vec_pretty(&listing).map_err(|e| e.to_string())?;
+    out.write(RUNS, &json).map_err(|e| e.to_string())?;
+    out.write("index.html", html::test_page(runs).as_bytes())
+        .map_err(|e| e.to_string())
+}
+
+/// Where a test report lists its runs, for `runner report merge`.
+const RUNS: &str = "runs.json";
+
+/// One run of a test report's listing.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Entry {
+    dir: String,
+    #[serde(default)]
+    shard: Option<String>,
+}
+
+/// A file of a run's report directory: in a subdirectory (`files/`) or not, its name, its bytes.
+struct ReportFile {
+    sub: Option<String>,
+    name: String,
+    bytes: Vec<u8>,
+}
+
+/// A report directory's files, in order, as the runner wrote them: regular files only (never
+/// a symlink or a FIFO someone put there), one level of subdirectories (`files/`).
+fn report_files(dir: &Path) -> Result<Vec<ReportFile>, String> {
+    let mut found = Vec::new();
+    let list = |d: &Path| -> Result<Vec<std::fs::DirEntry>, String> {
+        let mut e: Vec<_> = std::fs::read_dir(d)
+            .map_err(|e| format!("cannot list {}: {e}", d.display()))?
+            .flatten()
+            .collect();
+        e.sort_by_key(|e| e.file_name());
+        Ok(e)
+    };
+    for e in list(dir)? {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let meta = std::fs::symlink_metadata(e.path()).map_err(|e| e.to_string())?;
+        if meta.is_file() {
+            let bytes = std::fs::read(e.path()).map_err(|e| e.to_string())?;
+            found.push(ReportFile {
+                sub: None,
+                name,
+                bytes,
+            });
+        } else if meta.is_dir() {
+            for f in list(&e.path())? {
+                let inner = std::fs::symlink_metadata(f.path()).map_err(|e| e.to_string())?;
+                if inner.is_file() {
+                    let bytes = std::fs::read(f.path()).map_err(|e| e.to_string())?;
+                    found.push(ReportFile {
+                        sub: Some(name.clone()),
+                        name: f.file_name().to_string_lossy().into_owned(),
+                        bytes,
+                    });
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Join the report directories of `runner test --report` runs (shards of one suite, say) into
+/// `out`: every run's own directory copied, one index, one listing and one JUnit file of them
+/// all. The number of runs.
+pub fn merge_reports(inputs: &[std::path::PathBuf], out: &Path) -> Result<usize, String> {
+    let mut runs: Vec<(Listed, std::path::PathBuf)> = Vec::new();
+    for input in inputs {
+        let listing = std::fs::read(input.join(RUNS)).map_err(|e| {
+            format!(
+                "{}: no {RUNS} ({e}): name report directories written by `runner test --report`",
+                input.display()
+            )
+        })?;
+        let entries: Vec<Entry> = serde_json::from_slice(&listing).map_err(|e| {
+            format!(
+                "{}: {RUNS} is not a listing of runs: {e}",
+                input.join(RUNS).display()
+            )
+        })?;
+        for entry in entries {
+            // A plain name, as the runner writes them: never a path out of the report.
+            let plain =
+                !entry.dir.is_empty() && !entry.dir.starts_with('.') && !entry.dir.contains('/');
+            if !plain {
+                return Err(format!(
+                    "{}: {RUNS} names {:?}, which is not a run's directory",
+                    input.display(),
+                    entry.dir
+                ));
+            }
+            let source = input.join(&entry.dir);
+            let events = std::fs::read_to_string(source.join("events.jsonl"))
+                .map_err(|e| format!("{}: {e}", source.join("events.jsonl").display()))?;
+            let lines: Vec<Line> = events
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            let mut dir = entry.dir.clone();
+            let mut n = 1;
+            while runs.iter().any(|(r, _)| r.dir == dir) {
+                n += 1;
+                dir = format!("{}-{n}", entry.dir);
+            }
+            runs.push((
+                Listed {
+                    dir,
+                    shard: entry.shard,
+                    account: RunAccount::from_lines(&lines),
+                },
+                source,
+            ));
+        }
+    }
+    let target = crate::output::OutputDir::create(out)?;
+    let fail = |e: std::io::Error| e.to_string();
+    for (listed, source) in &runs {
+        let run_dir = target.subdir(&listed.dir).map_err(fail)?;
+        for ReportFile { sub, name, bytes } in report_files(source)? {
+            match sub {
+                None => run_dir.write(&name, &bytes).map_err(fail)?,
+                Some(sub) => run_dir
+                    .subdir(&sub)
+                    .and_then(|d| d.write(&name, &bytes))
+                    .map_err(fail)?,
+            }
+        }
+    }
+    let listed: Vec<Listed> = runs.into_iter().map(|(l, _)| l).collect();
+    let suites: Vec<(&RunAccount, Option<&str>)> = listed
+        .iter()
+        .map(|l| (&l.account, l.shard.as_deref()))
+        .collect();
+    target
+        .write("junit.xml", junit::xml(&suites).as_bytes())
+        .map_err(fail)?;
+    write_test_index(out, &listed)?;
+    Ok(listed.len())
+}

@@ -1,0 +1,322 @@
+//! What the runner and its helper say to each other over their socketpair (SOCK_SEQPACKET, one
+//! message per request or reply), typed, with one codec and one way to pass descriptors
+//! (SCM_RIGHTS) for both sides.
+//!
+//! A request is a tag byte and its fields; the descriptors it passes travel with it, and
+//! [`Request::fds`] says how many each one takes, so a request with the wrong number is
+//! refused as malformed. A reply is a tag byte and an errno (0 unless it failed).
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+
+/// The largest request: a box request names the programs allowed by path.
+pub const MAX_MESSAGE: usize = 64 << 10;
+
+/// A request to the helper. The descriptors each passes are named in its doc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// The runner has written the user namespace's maps: say when ready (handshake).
+    Mapped,
+    /// A new network namespace; the reply passes it and a netlink socket inside it.
+    NewNetns,
+    /// Build a namespace's filesystem box (fd: the network namespace); the reply passes the
+    /// box's mount namespace and its UTS namespace, whose host name is `hostname`.
+    NewBox {
+        scratch_bytes: u64,
+        hostname: String,
+        /// The programs the operator allowed by path: (name, file).
+        programs: Vec<(String, PathBuf)>,
+    },
+    /// Set the host name of a UTS namespace (fd: it).
+    SetHostname { hostname: String },
+    /// Write a file in a box (fds: the box, a memfd with the contents).
+    WriteFile { mode: u32, path: String },
+    /// Open a file of a box for reading (fd: the box); the reply passes it.
+    OpenFile { path: String },
+    /// Forwarding on or off in a network namespace (fd: it).
+    SetForwarding { on: bool },
+    /// A netlink socket subscribed to a namespace's link events (fd: the namespace); the
+    /// reply passes it.
+    WatchLinks,
+}
+
+/// The helper's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// The user namespace exists: the runner may write its maps (handshake).
+    Unshared,
+    /// Ready for requests (handshake).
+    Ready,
+    /// Done; any descriptors it made travel with it.
+    Done,
+    /// It failed with this errno.
+    Failed(Errno),
+}
+
+impl Request {
+    /// How many descriptors the request passes.
+    pub fn fds(&self) -> usize {
+        match self {
+            Request::Mapped | Request::NewNetns => 0,
+            Request::WriteFile { .. } => 2,
+            Request::NewBox { .. }
+            | Request::SetHostname { .. }
+            | Request::OpenFile { .. }
+            | Request::SetForwarding { .. }
+            | Request::WatchLinks => 1,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Request::Mapped => out.push(b'M'),
+            Request::NewNetns => out.push(b'N'),
+            Request::NewBox {
+                scratch_bytes,
+                hostname,
+                programs,
+            } => {
+                out.push(b'F');
+                out.extend_from_slice(&scratch_bytes.to_ne_bytes());
+                out.extend_from_slice(hostname.as_bytes());
+                out.push(0);
+                for (program, path) in programs {
+                    out.extend_from_slice(program.as_bytes());
+                    out.push(0);
+                    out.extend_from_slice(path.as_os_str().as_bytes());
+                    out.push(0);
+                }
+            }
+            Request::SetHostname { hostname } => {
+                out.push(b'H');
+                out.extend_from_slice(hostname.as_bytes());
+            }
+            Request::WriteFile { mode, path } => {
+                out.push(b'W');
+                out.extend_from_slice(&mode.to_ne_bytes());
+                out.extend_from_slice(path.as_bytes());
+            }
+            Request::OpenFile { path } => {
+                out.push(b'O');
+                out.extend_from_slice(path.as_bytes());
+            }
+            Request::SetForwarding { on } => out.extend_from_slice(&[b'S', u8::from(*on)]),
+            Request::WatchLinks => out.push(b'L'),
+        }
+        out
+    }
+
+    /// The request these bytes encode, or None if they encode none.
+    pub fn decode(bytes: &[u8]) -> Option<Request> {
+        let (&tag, rest) = bytes.split_first()?;
+        let text = |b: &[u8]| String::from_utf8(b.to_vec()).ok();
+        Some(match tag {
+            b'M' if rest.is_empty() => Request::Mapped,
+            b'N' if rest.is_empty() => Request::NewNetns,
+            b'F' => {
+                let scratch_bytes = u64::from_ne_bytes(rest.get(..8)?.try_into().ok()?);
+                let mut fields = rest[8..].split(|&b| b == 0);
+                let hostname = text(fields.next()?)?;
+                let fields: Vec<&[u8]> = fields.collect();
+                // "name\0path\0" pairs, then the empty field after the last NUL.
+                let pairs = fields.strip_suffix(&[&[][..]]).unwrap_or(&fields);
+                if pairs.len() % 2 != 0 {
+                    return None;
+                }
+                let programs = pairs
+                    .chunks(2)
+                    .map(|p| {
+                        let name = text(p[0]).filter(|n| !n.is_empty())?;
+                        Some((name, PathBuf::from(std::ffi::OsStr::from_bytes(p[1]))))
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                Request::NewBox {
+                    scratch_bytes,
+                    hostname,
+                    programs,
+                }
+            }
+            b'H' => Request::SetHostname {
+                hostname: text(rest)?,
+            },
+            b'W' => Request::WriteFile {
+                mode: u32::from_ne_bytes(rest.get(..4)?.try_into().ok()?),
+                path: text(&rest[4..])?,
+            },
+            b'O' => Request::OpenFile { path: text(rest)? },
+            b'S' if rest.len() == 1 && rest[0] <= 1 => Request::SetForwarding { on: rest[0] == 1 },
+            b'L' if rest.is_empty() => Request::WatchLinks,
+            _ => return None,
+        })
+    }
+}
+
+impl Reply {
+    pub fn encode(&self) -> [u8; 5] {
+        let (tag, errno) = match self {
+            Reply::Unshared => (b'U', 0),
+            Reply::Ready => (b'R', 0),
+            Reply::Done => (b'K', 0),
+            Reply::Failed(e) => (b'E', *e as i32),
+        };
+        let mut out = [0u8; 5];
+        out[0] = tag;
+        out[1..].copy_from_slice(&errno.to_ne_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Reply> {
+        let errno = i32::from_ne_bytes(bytes.get(1..5)?.try_into().ok()?);
+        Some(match bytes[0] {
+            b'U' => Reply::Unshared,
+            b'R' => Reply::Ready,
+            b'K' => Reply::Done,
+            b'E' => Reply::Failed(Errno::from_raw(errno)),
+            _ => return None,
+        })
+    }
+}
+
+/// Send one message: its bytes, and the descriptors it passes.
+pub fn send(socket: RawFd, bytes: &[u8], fds: &[RawFd]) -> nix::Result<()> {
+    let rights = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
+    sendmsg::<()>(
+        socket,
+        &[IoSlice::new(bytes)],
+        cmsgs,
+        MsgFlags::empty(),
+        None,
+    )
+    .map(|_| ())
+}
+
+/// Receive one message into `buf`: its length (0 at the end of the stream) and the descriptors
+/// that came with it, owned from here on and closed on exec.
+pub fn receive(socket: RawFd, buf: &mut [u8]) -> nix::Result<(usize, Vec<OwnedFd>)> {
+    let mut space = nix::cmsg_space!([RawFd; 2]);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(
+        socket,
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut fds = Vec::new();
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(got) = cmsg {
+            // SAFETY: the kernel just installed these fds in our table; we own them now.
+            fds.extend(got.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+        }
+    }
+    Ok((msg.bytes, fds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn request() -> impl Strategy<Value = Request> {
+        let text = "[a-z0-9/._ -]{0,20}";
+        prop_oneof![
+            Just(Request::Mapped),
+            Just(Request::NewNetns),
+            (
+                any::<u64>(),
+                text,
+                proptest::collection::vec(("[a-z0-9]{1,8}", "/[a-z/]{0,12}"), 0..4)
+            )
+                .prop_map(|(scratch_bytes, hostname, programs)| Request::NewBox {
+                    scratch_bytes,
+                    hostname,
+                    programs: programs
+                        .into_iter()
+                        .map(|(n, p)| (n, PathBuf::from(p)))
+                        .collect(),
+                }),
+            text.prop_map(|hostname| Request::SetHostname { hostname }),
+            (any::<u32>(), text).prop_map(|(mode, path)| Request::WriteFile { mode, path }),
+            text.prop_map(|path| Request::OpenFile { path }),
+            any::<bool>().prop_map(|on| Request::SetForwarding { on }),
+            Just(Request::WatchLinks),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_request_decodes_to_itself(r in request()) {
+            prop_assert_eq!(Request::decode(&r.encode()), Some(r));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = Request::decode(&bytes);
+            let _ = Reply::decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn replies_decode_to_themselves() {
+        for r in [
+            Reply::Unshared,
+            Reply::Ready,
+            Reply::Done,
+            Reply::Failed(Errno::EROFS),
+        ] {
+            assert_eq!(Reply::decode(&r.encode()), Some(r));
+        }
+        assert_eq!(Reply::decode(b"Z0000"), None);
+        assert_eq!(Reply::decode(b"K"), None);
+    }
+
+    #[test]
+    fn read_and_ready_are_no_longer_one_letter() {
+        // `R` once meant both "read a file" and "ready": a file request is `O` now.
+        let open = Request::OpenFile { path: "/x".into() }.encode();
+        assert_eq!(Reply::decode(&[open[0], 0, 0, 0, 0]), None);
+        assert_eq!(Request::decode(&Reply::Ready.encode()), None);
+    }
+
+    #[test]
+    fn malformed_requests_are_refused() {
+        assert_eq!(Request::decode(b""), None);
+        assert_eq!(Request::decode(b"S\x02"), None);
+        assert_eq!(Request::decode(b"F123"), None);
+        assert_eq!(Request::decode(b"W\x01"), None);
+        assert_eq!(Request::decode(b"Nextra"), None);
+        // A box request whose programs are not pairs.
+        let mut odd = b"F".to_vec();
+        odd.extend_from_slice(&0u64.to_ne_bytes());
+        odd.extend_from_slice(b"host\0name\0");
+        assert_eq!(Request::decode(&odd), None);
+    }
+
+    #[test]
+    fn a_message_and_its_descriptors_cross_the_socketpair() {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        use std::os::fd::AsRawFd;
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let passed = std::fs::File::open("/dev/null").unwrap();
+        let req = Request::OpenFile {
+            path: "/etc/hosts".into(),
+        };
+        send(a.as_raw_fd(), &req.encode(), &[passed.as_raw_fd()]).unwrap();
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let (n, fds) = receive(b.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!(Request::decode(&buf[..n]), Some(req.clone()));
+        assert_eq!(fds.len(), req.fds());
+    }
+}

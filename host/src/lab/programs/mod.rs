@@ -1,0 +1,299 @@
+//! The run's programs: starting them boxed, the limits they share (processes, memory, links),
+//! background programs and their handles, and stopping them. Its rooms: `exec.rs` (a program
+//! started and waited for), `child.rs` (the shim and the init between fork and exec),
+//! `output.rs` (its output as it comes), `find.rs` (where a program is), `confine.rs`
+//! (Landlock and seccomp), `cgroup/` (the run's cgroups), `watch.rs` (links programs make).
+
+use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+pub mod cgroup;
+mod child;
+pub mod confine;
+pub mod exec;
+pub mod find;
+mod handles;
+mod output;
+mod watch;
+
+use cgroup::RunCgroup;
+use exec::{Boxing, ExecOutput, ExecRequest};
+
+use super::kernel::Netlink;
+use super::{Lab, LabEvent, NsId, ProcId, Sink, Tripped};
+use crate::error::{LabError, LabResult};
+
+struct ProcEntry {
+    ns: NsId,
+    program: String,
+    running: exec::Running,
+    /// Counted for `max-processes` until it has ended.
+    live: Option<Live>,
+    /// The scenario dropped its handle: the entry goes as soon as the program has ended.
+    orphan: bool,
+}
+
+/// What bounds the programs of a run, and how the lab enforces it.
+pub struct ProgramLimits {
+    /// Processes and threads of all the run's programs together (RLIMIT_NPROC, see exec.rs).
+    pub max_processes: usize,
+    /// Links in the namespaces where programs run (watch.rs).
+    pub max_links: usize,
+    /// Memory of all the run's programs together (a memory cgroup, see cgroup.rs).
+    pub program_memory: u64,
+    /// What programs may write into their namespace's box (lab/helper/sandbox.rs).
+    pub scratch_bytes: u64,
+    /// Where a limit the runner watches trips, stopping the run.
+    pub tripped: Arc<Tripped>,
+    /// Programs the operator allowed by path, as (name, file): each box shows them.
+    pub by_path: Vec<(String, std::path::PathBuf)>,
+}
+
+/// How the memory of the run's programs is bounded, decided at the first program.
+enum MemoryBound {
+    Undecided,
+    Cgroup(RunCgroup),
+    /// No memory cgroup here: each program gets RLIMIT_AS instead.
+    PerProgram,
+}
+
+/// Everything about the run's programs that the lab keeps.
+pub(super) struct Programs {
+    processes: BTreeMap<ProcId, ProcEntry>,
+    /// Programs of this run running now, for the policy's count.
+    live: Arc<AtomicUsize>,
+    limits: ProgramLimits,
+    sink: Arc<dyn Sink>,
+    memory: MemoryBound,
+    link_limit: watch::LinkLimit,
+    /// Namespaces whose links are watched, because a program has run in them.
+    watchers: BTreeMap<NsId, tokio::task::JoinHandle<()>>,
+    /// The files the run's programs may execute, as the run allowed them (before its first
+    /// program), and what confines them to those, made at the first program (confine.rs).
+    executables: Vec<std::path::PathBuf>,
+    confinement: Option<confine::Confinement>,
+}
+
+impl Programs {
+    pub(super) fn new(sink: Arc<dyn Sink>, limits: ProgramLimits) -> Programs {
+        Programs {
+            processes: BTreeMap::new(),
+            live: Arc::default(),
+            sink,
+            memory: MemoryBound::Undecided,
+            link_limit: watch::LinkLimit::new(limits.max_links, limits.tripped.clone()),
+            watchers: BTreeMap::new(),
+            executables: Vec::new(),
+            confinement: None,
+            limits,
+        }
+    }
+
+    pub(super) fn limits(&self) -> &ProgramLimits {
+        &self.limits
+    }
+
+    /// Stop watching a namespace (it is being deleted, or the run ends).
+    pub(super) fn unwatch(&mut self, ns: NsId) {
+        if let Some(w) = self.watchers.remove(&ns) {
+            w.abort();
+        }
+    }
+
+    /// After the programs are gone: stop every watch, and kill whatever of theirs the run's
+    /// cgroup still holds. The cgroup itself goes with the lab, after the helper it also holds.
+    pub(super) fn release_all(&mut self) {
+        for (_, w) in std::mem::take(&mut self.watchers) {
+            w.abort();
+        }
+        self.processes.clear();
+        if let MemoryBound::Cgroup(c) = &self.memory {
+            c.kill_programs();
+        }
+    }
+}
+
+/// One running program, counted for `max-processes` for as long as this lives.
+struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    fn enter(count: &Arc<AtomicUsize>) -> Live {
+        count.fetch_add(1, Ordering::SeqCst);
+        Live(count.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Lab<Netlink> {
+    /// The files the run's programs may execute (the programs the scenario declared and the
+    /// policy allows, resolved): the kernel refuses any other (confine.rs).
+    pub fn allow_executables(&mut self, files: Vec<std::path::PathBuf>) {
+        self.programs.executables = files;
+        self.programs.confinement = None;
+    }
+
+    /// What the run's programs may execute, once their first one has started.
+    pub fn executables(&self) -> Option<&[std::path::PathBuf]> {
+        self.programs
+            .confinement
+            .as_ref()
+            .map(|c| c.executables.as_slice())
+    }
+
+    /// The run's user namespace, which every program joins. It exists once any namespace does.
+    fn userns(&self) -> LabResult<std::os::fd::RawFd> {
+        self.kernel.factory.userns_fd().ok_or_else(|| {
+            LabError::Bug("a namespace exists but the run has no user namespace".into())
+        })
+    }
+
+    /// The run's cgroups, made at the first use of a box (a program, or a file given to a
+    /// namespace), with the lab helper moved in: what it writes and builds for the run is the
+    /// run's memory (issue 19). A run that only builds namespaces makes none.
+    pub(super) fn run_cgroup(&mut self) -> LabResult<()> {
+        if !matches!(self.programs.memory, MemoryBound::Undecided) {
+            return Ok(());
+        }
+        self.programs.memory = match cgroup::detect() {
+            Ok(h) => {
+                let records = self.record.dir.clone();
+                let alive = move |id: &str| {
+                    let path = records.join(format!("{id}.json"));
+                    super::keep::record::RunRecord::load_from(&path)
+                        .is_ok_and(|r| r.status() == super::keep::record::RunStatus::Running)
+                };
+                let c = RunCgroup::create(
+                    &h,
+                    &self.record.id,
+                    self.programs.limits.program_memory,
+                    self.programs.limits.max_processes,
+                    self.kernel.factory.exe(),
+                    &alive,
+                )
+                .map_err(LabError::Os)?;
+                let helper = self.kernel.factory.helper()?.pid();
+                c.adopt(helper).map_err(|e| {
+                    LabError::Os(format!(
+                        "cannot move the lab helper into the run's cgroup: {e}"
+                    ))
+                })?;
+                MemoryBound::Cgroup(c)
+            }
+            Err(_) => MemoryBound::PerProgram,
+        };
+        Ok(())
+    }
+
+    /// Everything a program in `ns_id` is boxed with, made on first use: the namespace's
+    /// filesystem box, the run's cgroups, the watch on the namespace's links.
+    fn boxing(&mut self, ns_id: NsId) -> LabResult<Boxing> {
+        let userns = self.userns()?;
+        self.run_cgroup()?;
+        if !self.programs.watchers.contains_key(&ns_id) {
+            let ns = self.ns(ns_id)?;
+            let socket = self
+                .kernel
+                .factory
+                .helper()?
+                .link_watch_socket(ns.held.fd(), &ns.name)?;
+            let watcher = self.programs.link_limit.watch(&ns.held, socket)?;
+            self.programs.watchers.insert(ns_id, watcher);
+        }
+        if self.programs.confinement.is_none() {
+            self.programs.confinement =
+                Some(confine::Confinement::new(&self.programs.executables).map_err(LabError::Os)?);
+        }
+        let confinement = self.programs.confinement.as_ref().expect("made above");
+        let (landlock, filters) = (confinement.ruleset_fd(), confinement.filter_refs());
+        let mntns = self.boxfs(ns_id)?.as_raw_fd();
+        let utsns = self
+            .ns(ns_id)?
+            .held
+            .uts
+            .as_ref()
+            .map(AsRawFd::as_raw_fd)
+            .ok_or_else(|| LabError::NotFound("that namespace was deleted".to_string()))?;
+        Ok(Boxing {
+            userns,
+            netns: self.ns(ns_id)?.held.raw_fd(),
+            mntns,
+            utsns,
+            cgroup_procs: match &self.programs.memory {
+                MemoryBound::Cgroup(c) => c.program_procs(),
+                _ => [None; 2],
+            },
+            max_processes: self.programs.limits.max_processes as u64,
+            address_space: matches!(self.programs.memory, MemoryBound::PerProgram)
+                .then_some(self.programs.limits.program_memory),
+            groups: self.kernel.factory.helper()?.groups(),
+            landlock,
+            filters,
+        })
+    }
+
+    pub async fn exec(&mut self, ns_id: NsId, req: ExecRequest) -> LabResult<ExecOutput> {
+        let boxing = self.boxing(ns_id)?;
+        let name = self.ns(ns_id)?.name.clone();
+        self.sink.event(LabEvent::Command {
+            ns: &name,
+            command: &req.command_line(),
+            background: None,
+            quiet: req.quiet,
+        });
+        // Counted while it runs, and uncounted however the call ends (even when dropped).
+        let _live = Live::enter(&self.programs.live);
+        let out = exec::run(&name, boxing, req, self.programs.sink.clone()).await?;
+        if out.timed_out {
+            self.did(&format!(
+                "killed after its time limit ({:.1?})",
+                out.duration
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Start a program in the background; the lab owns it until it ends or the run does.
+    pub fn spawn(&mut self, ns_id: NsId, req: ExecRequest) -> LabResult<ProcId> {
+        // Programs the scenario let go of and that have ended are released first.
+        self.programs
+            .processes
+            .retain(|_, p| !(p.orphan && p.running.exited()));
+        let boxing = self.boxing(ns_id)?;
+        let name = self.ns(ns_id)?.name.clone();
+        let program = req.program.clone();
+        let command = req.command_line();
+        let live = Live::enter(&self.programs.live);
+        let running = exec::start(
+            &name,
+            boxing,
+            req,
+            self.programs.sink.clone(),
+            Some(program.clone()),
+        )?;
+        self.sink.event(LabEvent::Command {
+            ns: &name,
+            command: &command,
+            background: Some(running.id()),
+            quiet: false,
+        });
+        let id = ProcId(self.next());
+        self.programs.processes.insert(
+            id,
+            ProcEntry {
+                ns: ns_id,
+                program,
+                running,
+                live: Some(live),
+                orphan: false,
+            },
+        );
+        Ok(id)
+    }
+}
