@@ -3,14 +3,14 @@
 # the programs labs run (iproute2, ping, iperf3, and for the gallery's real labs BIRD 2, FRR,
 # tcpdump), util-linux (setpriv, lsns, script) for the tests, a C compiler for the program under
 # test that the tests build, uidmap (newuidmap: an ordinary user's runs map their subordinate
-# ids), keyutils (keyctl: the tests' keyring attacks), and Rust's wasm32-wasip2 target for the
-# scenarios. Needs root (apt-get).
+# ids), keyutils (keyctl: the tests' keyring attacks), Node.js and npm (the JavaScript
+# scenarios' build), and Rust's wasm32-wasip2 target for the scenarios. Needs root (apt-get).
 set -euo pipefail
 
 need=()
 for pair in ip:iproute2 ping:iputils-ping iperf3:iperf3 setpriv:util-linux lsns:util-linux \
     script:bsdutils bird:bird2 /usr/lib/frr/zebra:frr tcpdump:tcpdump cc:gcc newuidmap:uidmap \
-    keyctl:keyutils; do
+    keyctl:keyutils node:nodejs npm:npm; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if ((${#need[@]})); then

@@ -1,5 +1,6 @@
-//! Scenarios written anywhere, in Rust or Python: `runner new` as a new user would use it, the
-//! Python SDK and its gallery, `runner wit`, and the compile cache.
+//! Scenarios written anywhere, in Rust, Python, JavaScript or TypeScript: `runner new` as a new
+//! user would use it, the Python and JavaScript SDKs and their gallery, `runner wit`, and the
+//! compile cache.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,8 +25,9 @@ impl Drop for Folder {
     }
 }
 
-/// `runner new NAME --lang LANG && cd NAME && ./build.sh && runner run NAME.wasm`, as a user.
-fn new_build_run(lang: &str) {
+/// `runner new NAME --lang LANG && cd NAME && ./build.sh && runner run NAME.wasm`, as a user:
+/// the folder, for more.
+fn new_build_run(lang: &str) -> Folder {
     let folder = Folder::new(lang);
     let made = Command::new(RUNNER)
         .args(["new", "lab", "--lang", lang])
@@ -56,7 +58,14 @@ fn new_build_run(lang: &str) {
     git(&["init", "-q"]);
     let tracked = String::from_utf8_lossy(&git(&["add", "-A", "--dry-run"]).stdout).into_owned();
     assert!(tracked.contains("build.sh"), "{tracked}");
-    for made in ["lab.wasm", "target/", ".venv/", "__pycache__"] {
+    for made in [
+        "lab.wasm",
+        "target/",
+        ".venv/",
+        "__pycache__",
+        "node_modules/",
+        "build/",
+    ] {
         assert!(
             !tracked.contains(made),
             "{made} would be committed:\n{tracked}"
@@ -72,6 +81,7 @@ fn new_build_run(lang: &str) {
         .assert_code(0)
         .assert_stdout("ok   ping lost nothing: 3 packets transmitted, 3 received, 0% packet loss")
         .assert_stdout("PASS lab (");
+    folder
 }
 
 #[test]
@@ -82,6 +92,66 @@ fn a_new_python_project_builds_and_runs_in_a_fresh_folder() {
 #[test]
 fn a_new_rust_project_builds_and_runs_in_a_fresh_folder() {
     new_build_run("rust");
+}
+
+/// A JavaScript project as a new user makes it; then an error the scenario does not catch:
+/// its stack, with the file and line, on the scenario's stderr, and the run fails with exit 1.
+#[test]
+fn a_new_javascript_project_builds_and_runs_and_an_uncaught_error_shows_its_stack() {
+    let folder = new_build_run("js");
+    let project = folder.0.join("lab");
+    std::fs::write(
+        project.join("app.js"),
+        r#"import { scenario, step } from "./nslab.js";
+
+export const { describe, run } = scenario({
+  name: "lab", description: "an error nobody catches", programs: [],
+  async lab(args) {
+    step("about to fail");
+    const config = JSON.parse(args[0] ?? "{}");
+    return config.routers.length;
+  },
+});
+"#,
+    )
+    .unwrap();
+    let built = Command::new("./build.sh")
+        .current_dir(&project)
+        .output()
+        .unwrap();
+    Run::from_output(built).assert_code(0);
+    let run = Command::new(RUNNER)
+        .args(["run", "lab.wasm"])
+        .current_dir(&project)
+        .output()
+        .unwrap();
+    Run::from_output(run)
+        .assert_code(1)
+        .assert_stderr("TypeError: can't access property \"length\", config.routers is undefined")
+        .assert_stderr("lab@app.js:8:")
+        .assert_stdout("FAIL lab: the scenario returned an error: can't access property");
+}
+
+#[test]
+fn a_new_typescript_project_builds_and_runs_in_a_fresh_folder() {
+    let folder = new_build_run("ts");
+    for file in ["app.ts", "tsconfig.json", "nslab.d.ts"] {
+        assert!(folder.0.join("lab").join(file).is_file(), "{file}");
+    }
+}
+
+#[test]
+fn the_javascript_and_typescript_gallery_runs_and_host_errors_carry_their_kind() {
+    run_clean([std::ffi::OsString::from("run"), js_guest("seed").into()])
+        .assert_code(0)
+        .assert_stdout("ok   ping lost nothing: 3 packets transmitted, 3 received")
+        .assert_stdout("PASS seed-js (2 steps, 1 check passed, 0 failed");
+    run_clean([std::ffi::OsString::from("run"), js_guest("router").into()])
+        .assert_code(0)
+        .assert_stdout("ok   a second h1 is refused with the kind exists: exists")
+        .assert_stdout("ok   h2 answers once forwarding is on: within ")
+        .assert_stdout("ok   h1 pings h2 through the router: ttl=63")
+        .assert_stdout("PASS router-ts (2 steps, 3 checks passed, 0 failed");
 }
 
 #[test]

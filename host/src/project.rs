@@ -1,9 +1,9 @@
-//! Scenario projects anywhere: `runner new NAME [--lang rust|python]` writes a folder that
-//! builds and runs on its own, and `runner wit DIR` writes the contract alone (for JavaScript
-//! with jco, Go with TinyGo, or any component toolchain). Everything written is carried inside
-//! the runner, taken from this repository when it was built: the WIT contract, the Rust and
-//! Python SDKs, and the seed scenario in each language. So a project matches the runner that
-//! made it, and needs nothing but the registries (crates.io, PyPI).
+//! Scenario projects anywhere: `runner new NAME [--lang rust|python|js|ts]` writes a folder
+//! that builds and runs on its own, and `runner wit DIR` writes the contract alone (for Go with
+//! TinyGo, or any component toolchain). Everything written is carried inside the runner, taken
+//! from this repository when it was built: the WIT contract, the Rust, Python and JavaScript
+//! SDKs, and the seed scenario in each language. So a project matches the runner that made it,
+//! and needs nothing but the registries (crates.io, PyPI, npm).
 
 use std::path::{Path, PathBuf};
 
@@ -29,15 +29,32 @@ const RUST_SDK: &[(&str, &str)] = &[
 const RUST_SEED: &str = include_str!("../../guests/seed/src/lib.rs");
 const PYTHON_SDK: &str = include_str!("../../guests/python/nslab.py");
 const PYTHON_SEED: &str = include_str!("../../guests/python/seed/app.py");
+const JS_SDK: &str = include_str!("../../guests/js/nslab.js");
+const JS_SDK_TYPES: &str = include_str!("../../guests/js/nslab.d.ts");
+const JS_SEED: &str = include_str!("../../guests/js/seed/app.js");
+/// The tools the gallery's JavaScript is built with (scripts/build-js.sh): a project pins the
+/// same (a test checks they agree).
+#[cfg(test)]
+const JS_TOOLS: &str = include_str!("../../guests/js/tools/package.json");
 
 /// The versions a project builds with: the runner's own wit-bindgen and componentize-py.
 pub const WIT_BINDGEN: &str = "0.61.1";
 pub const COMPONENTIZE_PY: &str = "0.25.1";
+/// componentize-js, and the preview2-shim it imports without declaring it (pinned, or npm may
+/// hoist one whose default gives the build no files), and esbuild, which strips TypeScript's
+/// types.
+pub const COMPONENTIZE_JS: &str = "0.23.0";
+pub const PREVIEW2_SHIM: &str = "0.25.0";
+pub const ESBUILD: &str = "0.28.2";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lang {
     Rust,
     Python,
+    /// JavaScript (componentize-js).
+    Js,
+    /// TypeScript (esbuild, then componentize-js).
+    Ts,
 }
 
 /// Write the contract into `dir` (made if missing): the files written.
@@ -73,6 +90,16 @@ fn fill(template: &str, name: &str, lang: Lang) -> String {
     let (lang_name, source, sdk) = match lang {
         Lang::Rust => ("Rust", "src/lib.rs", "`nslab-sdk/`"),
         Lang::Python => ("Python", "app.py", "`nslab.py`"),
+        Lang::Js => (
+            "JavaScript",
+            "app.js",
+            "`nslab.js` (its types: `nslab.d.ts`)",
+        ),
+        Lang::Ts => (
+            "TypeScript",
+            "app.ts",
+            "`nslab.js` with its types `nslab.d.ts`",
+        ),
     };
     template
         .replace("{NAME}", name)
@@ -83,6 +110,9 @@ fn fill(template: &str, name: &str, lang: Lang) -> String {
         .replace("{VERSION}", env!("CARGO_PKG_VERSION"))
         .replace("{WIT_BINDGEN}", WIT_BINDGEN)
         .replace("{COMPONENTIZE_PY}", COMPONENTIZE_PY)
+        .replace("{COMPONENTIZE_JS}", COMPONENTIZE_JS)
+        .replace("{PREVIEW2_SHIM}", PREVIEW2_SHIM)
+        .replace("{ESBUILD}", ESBUILD)
 }
 
 fn write(path: &Path, text: &str, executable: bool) -> std::io::Result<()> {
@@ -118,6 +148,7 @@ pub fn write_project(parent: &Path, name: &str, lang: Lang) -> Result<PathBuf, S
         match lang {
             Lang::Rust => "# Made by ./build.sh\n/target/\n*.wasm\n",
             Lang::Python => "# Made by ./build.sh\n/.venv/\n__pycache__/\n*.wasm\n",
+            Lang::Js | Lang::Ts => "# Made by ./build.sh\n/node_modules/\n/build/\n*.wasm\n",
         },
         false,
     )?;
@@ -164,6 +195,40 @@ pub fn write_project(parent: &Path, name: &str, lang: Lang) -> Result<PathBuf, S
             )?;
             put("nslab.py", PYTHON_SDK, false)?;
         }
+        Lang::Js | Lang::Ts => {
+            write_wit(&dir.join("wit")).map_err(io)?;
+            put(
+                "build.sh",
+                &fill(include_str!("../templates/js-build.sh"), name, lang),
+                true,
+            )?;
+            put(
+                "package.json",
+                &fill(include_str!("../templates/js-package.json"), name, lang),
+                false,
+            )?;
+            // The seed, beside the SDK rather than a folder below it.
+            let seed = JS_SEED
+                .replace("\"seed-js\"", &format!("\"{name}\""))
+                .replace("\"../nslab.js\"", "\"./nslab.js\"");
+            match lang {
+                Lang::Ts => {
+                    let seed = seed.replace("in JavaScript", "in TypeScript").replace(
+                        "async lab(args) {",
+                        "async lab(args: string[]): Promise<void> {",
+                    );
+                    put("app.ts", &seed, false)?;
+                    put(
+                        "tsconfig.json",
+                        include_str!("../templates/ts-tsconfig.json"),
+                        false,
+                    )?;
+                }
+                _ => put("app.js", &seed, false)?,
+            }
+            put("nslab.js", JS_SDK, false)?;
+            put("nslab.d.ts", JS_SDK_TYPES, false)?;
+        }
     }
     Ok(dir)
 }
@@ -188,5 +253,28 @@ mod tests {
         assert!(RUST_SEED.contains("\"seed\","));
         assert!(PYTHON_SEED.contains("\"seed-py\""));
         assert!(RUST_SDK[0].1.contains("path: \"../../wit\""));
+        for needle in [
+            "\"seed-js\"",
+            "\"../nslab.js\"",
+            "async lab(args) {",
+            "in JavaScript",
+        ] {
+            assert!(JS_SEED.contains(needle), "{needle}");
+        }
+    }
+
+    #[test]
+    fn a_javascript_project_pins_the_tools_the_gallery_is_built_with() {
+        for (package, version) in [
+            ("@bytecodealliance/componentize-js", COMPONENTIZE_JS),
+            ("@bytecodealliance/preview2-shim", PREVIEW2_SHIM),
+            ("esbuild", ESBUILD),
+        ] {
+            let pin = format!("\"{package}\": \"{version}\"");
+            assert!(
+                JS_TOOLS.contains(&pin),
+                "guests/js/tools/package.json lacks {pin}"
+            );
+        }
     }
 }

@@ -29,6 +29,11 @@ pub fn python_guest(name: &str) -> PathBuf {
     built("python", name)
 }
 
+/// A JavaScript or TypeScript scenario built by scripts/build-guests.sh (scripts/build-js.sh).
+pub fn js_guest(name: &str) -> PathBuf {
+    built("js", name)
+}
+
 fn built(dir: &str, name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../guests/target")
