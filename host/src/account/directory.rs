@@ -36,19 +36,20 @@ pub fn saved_name(name: &str) -> String {
 
 /// Write a run's report directory: index.html, topology.svg, events.jsonl, junit.xml, and the
 /// files the scenario saved under files/, all through one directory fd (output.rs).
+/// `account` is the one folded from `lines`.
 pub fn write_report(
     dir: &Path,
+    account: &RunAccount,
     lines: &[Line],
     attachments: &[(String, Vec<u8>)],
 ) -> Result<(), String> {
-    let account = RunAccount::from_lines(lines);
     let out = crate::output::OutputDir::create(dir)?;
     let fail = |e: std::io::Error| e.to_string();
     let svg = graph::render(&account.topology, graph::Format::Svg);
     out.write("topology.svg", svg.as_bytes()).map_err(fail)?;
     out.write("events.jsonl", &events_text(lines).map_err(fail)?)
         .map_err(fail)?;
-    out.write("junit.xml", junit::xml(&[(&account, None)]).as_bytes())
+    out.write("junit.xml", junit::xml(&[(account, None)]).as_bytes())
         .map_err(fail)?;
     if !attachments.is_empty() {
         let files = out.subdir("files").map_err(fail)?;
@@ -57,7 +58,7 @@ pub fn write_report(
             files.write(&saved_name(name), bytes).map_err(fail)?;
         }
     }
-    out.write("index.html", html::run_page(&account, &svg).as_bytes())
+    out.write("index.html", html::run_page(account, &svg).as_bytes())
         .map_err(fail)
 }
 

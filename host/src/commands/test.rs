@@ -126,7 +126,7 @@ pub fn main(a: TestArgs) -> ExitCode {
             set.spawn(async move {
                 let _slot = slots.acquire_owned().await;
                 let outcome = run::run(cfg).await;
-                (i, outcome, RunAccount::from_lines(&journal.lines()))
+                (i, outcome, journal.account())
             });
         }
         let mut results: Vec<Option<(Outcome, RunAccount)>> = vec![None; planned.len()];

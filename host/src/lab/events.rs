@@ -79,17 +79,20 @@ pub trait Sink: Send + Sync {
 }
 
 /// A sink that keeps every event as a line of text, for tests of the lab's logic.
+#[cfg(test)]
 #[derive(Default)]
 pub struct Recorded {
     pub lines: Mutex<Vec<String>>,
 }
 
+#[cfg(test)]
 impl Recorded {
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
+#[cfg(test)]
 impl Sink for Recorded {
     fn event(&self, event: LabEvent<'_>) {
         let line = match event {

@@ -32,35 +32,25 @@ impl<K: Kernel> Lab<K> {
 
     async fn observe(&self, mut t: Topology) -> Topology {
         for (ns, node) in self.namespaces.values().zip(t.namespaces.iter_mut()) {
+            let Ok(links) = self.kernel.links(&ns.held, None).await else {
+                continue;
+            };
+            // Devices by name, as `ip route` shows them.
+            let name_of = |index: Option<u32>| {
+                let index = index?;
+                links
+                    .iter()
+                    .find(|l| l.index == index)
+                    .map(|l| l.name.clone())
+            };
             if let Ok(routes) = self.kernel.routes(&ns.held).await {
                 node.routes = routes
                     .iter()
                     // The kernel's connected routes are the addresses again.
                     .filter(|r| r.protocol != 2)
-                    .map(|r| {
-                        let names = |index: Option<u32>| index.map(|i| format!("#{i}"));
-                        route_text(r, names)
-                    })
+                    .map(|r| route_text(r, name_of))
                     .collect();
             }
-            let Ok(links) = self.kernel.links(&ns.held, None).await else {
-                continue;
-            };
-            let name_of = |i: u32| links.iter().find(|l| l.index == i).map(|l| l.name.clone());
-            node.routes = node
-                .routes
-                .iter()
-                .map(|r| {
-                    // Devices by name, as `ip route` shows them.
-                    r.split(' ')
-                        .map(|w| match w.strip_prefix('#').and_then(|i| i.parse().ok()) {
-                            Some(i) => name_of(i).unwrap_or_else(|| w.to_string()),
-                            None => w.to_string(),
-                        })
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .collect();
             for l in &links {
                 let addresses: Vec<String> = l
                     .addresses

@@ -59,7 +59,8 @@ pub fn write_outputs(
         return Ok(());
     }
     let lines = console.journal().map(|j| j.lines()).unwrap_or_default();
-    let account = crate::account::RunAccount::from_lines(&lines);
+    // The journal's own account: folded from these very events as they came.
+    let account = console.journal().map(|j| j.account()).unwrap_or_default();
     let failed = |what: &str, path: &std::path::Path, e: String| {
         format!("cannot write {what} {}: {e}", path.display())
     };
@@ -77,7 +78,7 @@ pub fn write_outputs(
             .map_err(|e| failed("the picture", file, e))?;
     }
     if let Some(dir) = &outputs.report {
-        crate::account::write_report(dir, &lines, files)
+        crate::account::write_report(dir, &account, &lines, files)
             .map_err(|e| failed("the report into", dir, e))?;
         console.line(
             Verbosity::Quiet,
