@@ -212,3 +212,84 @@ pub fn merge_reports(inputs: &[std::path::PathBuf], out: &Path) -> Result<usize,
     write_test_index(out, &listed)?;
     Ok(listed.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch directory, removed when the test ends.
+    struct Scratch(std::path::PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn scratch(tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("nslab-merge-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    /// A shard's report as `runner test --report` leaves it, listing `dir`.
+    fn shard(at: &Path, dir: &str) {
+        std::fs::create_dir_all(at.join(dir)).ok();
+        std::fs::write(
+            at.join(RUNS),
+            format!(r#"[{{"dir": {dir:?}, "shard": "1/1"}}]"#),
+        )
+        .unwrap();
+        std::fs::write(at.join(dir).join("events.jsonl"), "").ok();
+    }
+
+    #[test]
+    fn a_listing_that_names_a_path_out_of_the_report_is_refused() {
+        let s = scratch("escape");
+        for bad in ["../elsewhere", ".hidden", "a/b", ""] {
+            let input = s.0.join("in");
+            let _ = std::fs::remove_dir_all(&input);
+            std::fs::create_dir_all(&input).unwrap();
+            shard(&input, bad);
+            let out = s.0.join("out");
+            let e = merge_reports(std::slice::from_ref(&input), &out).unwrap_err();
+            assert!(e.contains("which is not a run's directory"), "{bad}: {e}");
+            assert!(!out.exists(), "{bad}: nothing is written");
+        }
+    }
+
+    #[test]
+    fn only_regular_files_are_copied_never_what_a_symlink_or_fifo_names() {
+        let s = scratch("links");
+        let input = s.0.join("in");
+        shard(&input, "seed");
+        let run = input.join("seed");
+        std::fs::write(run.join("index.html"), "page").unwrap();
+        std::fs::create_dir_all(run.join("files")).unwrap();
+        std::fs::write(run.join("files").join("capture.pcap"), "bytes").unwrap();
+        let secret = s.0.join("secret");
+        std::fs::write(&secret, "not the report's").unwrap();
+        std::os::unix::fs::symlink(&secret, run.join("planted")).unwrap();
+        std::os::unix::fs::symlink(&secret, run.join("files").join("planted")).unwrap();
+        nix::unistd::mkfifo(&run.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let out = s.0.join("out");
+        assert_eq!(merge_reports(&[input], &out).unwrap(), 1);
+        let merged = out.join("seed");
+        assert_eq!(
+            std::fs::read_to_string(merged.join("index.html")).unwrap(),
+            "page"
+        );
+        assert_eq!(
+            std::fs::read_to_string(merged.join("files").join("capture.pcap")).unwrap(),
+            "bytes"
+        );
+        for absent in ["planted", "fifo", "files/planted"] {
+            assert!(
+                std::fs::symlink_metadata(merged.join(absent)).is_err(),
+                "{absent} was copied"
+            );
+        }
+        assert!(out.join("junit.xml").is_file() && out.join("index.html").is_file());
+    }
+}
