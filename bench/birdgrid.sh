@@ -45,12 +45,13 @@ for side in "${sides[@]}"; do
     for r in $(seq 1 "$runs"); do
         # The runner: the scenario prints its SCALE line last; what follows is teardown.
         : >"$tmp/line"
-        "$runner" run -q --allow-exec bird --max-namespaces $((n + 10)) --max-links $((4 * n)) \
-            --max-processes $((2 * n + 10)) --max-files $((n + 10)) --timeout 30m "$fabric" \
+        "$runner" run -q --allow-exec bird,sleep --max-namespaces $((n + 10)) --max-links $((4 * n)) \
+            --max-processes $((2 * n + 10)) --max-files $((n + 10)) --program-memory $((4 * n))MiB \
+            --timeout 30m "$fabric" \
             -- --side "$side" --converge-s "$wait_s" 2>&1 | while IFS= read -r line; do
                 echo "$line" >>"$tmp/out"
                 case $line in *SCALE-RUNNER*) echo "$(now) ${line#*] }" >"$tmp/line" ;; esac
-            done
+            done || true  # a failed run is reported below, with what it printed
         end=$(now)
         if ! read -r at line <"$tmp/line"; then
             echo "bench/birdgrid.sh: the runner printed no SCALE-RUNNER line:" >&2

@@ -201,6 +201,28 @@ fn the_program_under_test_runs_by_the_name_of_the_file_the_operator_named() {
         .assert_stdout("PASS sut (3 steps, 3 checks passed, 0 failed");
 }
 
+/// A background program starts as `PROGRAM &` does: the spawn returns once it is forked, and an
+/// exec the kernel refuses after that (here a file that is no program at all) is said at once,
+/// ends the program with status 127, and says why in its output.
+#[test]
+fn a_background_program_that_cannot_be_executed_says_why_and_leaves_nothing() {
+    let dir = std::env::temp_dir().join(format!("nslab-noexec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let program = dir.join("udp-echo");
+    // Executable, but neither ELF nor a script: the kernel refuses it with ENOEXEC.
+    std::fs::write(&program, b"\x7fNOT-AN-ELF-FILE\n").unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let run = run_lab(program.to_str().unwrap(), "sut");
+    let _ = std::fs::remove_dir_all(&dir);
+    run.assert_code(1)
+        .assert_stderr("warning: run udp-echo in server: it could not be executed: Exec format error (ENOEXEC); it ended with status 127")
+        .assert_stdout("ended without printing a line containing \"ready\"");
+}
+
 #[test]
 fn programs_by_path_must_be_real_and_name_one_file_each() {
     let fail = |allow: &str, text: &str| {

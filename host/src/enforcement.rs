@@ -87,8 +87,8 @@ fn processes(cgroups: &Result<cgroup::Hierarchy, String>, rootless: bool) -> Enf
                           whole"
             .to_string(),
         _ => "the run's user namespace belongs to a host id of the run's own, which the kernel \
-              charges every process of every id inside (RLIMIT_NPROC: at most 3 x max-processes \
-              + 4, shims and inits included) and every per-user quota it keeps"
+              charges every process of every id inside (RLIMIT_NPROC: at most 2 x max-processes \
+              + 4, the programs' inits included) and every per-user quota it keeps"
             .to_string(),
     };
     match cgroups {

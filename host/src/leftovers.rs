@@ -1,5 +1,5 @@
 //! What a dead run may still have on the host: processes that survived its runner. Nothing
-//! should (every program ends with its PID namespace's init, lab/programs/child.rs, and with the run's
+//! should (every program ends with its PID namespace's init, lab/helper/spawn.rs, and with the run's
 //! cgroup, lab/programs/cgroup/), but a process stuck in the kernel can outlast both for a while, and
 //! `runner ls` and `runner cleanup` must say so rather than claim the lab is gone.
 //!

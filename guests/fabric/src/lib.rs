@@ -8,7 +8,10 @@
 //!
 //! OSPF rather than BGP: a grid is one area with no configuration per neighbour, the same file
 //! shape for every router, and it is what the by-hand baseline runs. Run it with
-//! `--allow-exec bird --max-namespaces N --max-links 4N --max-processes 2N --max-files N`.
+//! `--allow-exec bird,sleep --max-namespaces N --max-links 4N --max-processes 2N --max-files N`
+//! (and, past a few hundred routers, `--program-memory` of about 4 MiB a router: the daemons
+//! and their boxes are the run's memory). `--hold-s S` keeps a `--daemon sleep` lab S seconds
+//! for bench/program-memory.sh to measure.
 
 use std::time::{Duration, Instant};
 
@@ -150,6 +153,9 @@ impl Guest for Fabric {
                 started.as_secs_f64()
             );
             println!("{summary}");
+            // Held a while (`--hold-s S`), for a bench to look at the running lab from outside.
+            let hold: u64 = args.get_or("--hold-s", 0)?;
+            std::thread::sleep(Duration::from_secs(hold));
             check(
                 &format!("all {} programs are running", n * copies),
                 daemons.len() == n * copies,

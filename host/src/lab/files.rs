@@ -45,7 +45,7 @@ impl Lab<Netlink> {
             self.run_cgroup()?;
             let limits = self.programs.limits();
             let ns = self.ns(ns_id)?;
-            let (boxfs, uts) = self.kernel.factory.helper()?.new_box(
+            let (boxfs, uts, link_events) = self.kernel.factory.helper()?.new_box(
                 &ns.name,
                 ns.held.fd(),
                 limits.scratch_bytes,
@@ -54,6 +54,7 @@ impl Lab<Netlink> {
             if let Some(ns) = self.namespaces.get_mut(&ns_id) {
                 ns.held.boxfs = Some(boxfs);
                 ns.held.uts = Some(uts);
+                ns.held.link_events = Some(link_events);
             }
         }
         Ok(self

@@ -12,7 +12,7 @@
 //! - `kernel/`   netlink: namespaces held by fd, links, addresses, routes, shaping; the fake
 //! - `helper/`   the run's user namespace and the helper process in it: ids, the typed
 //!   protocol, namespaces and boxes made inside it, file work in a box
-//! - `programs/` the run's programs: boxing, the shim and init, exec, output, cgroups,
+//! - `programs/` the run's programs: boxing, starting them through the helper, exec, output, cgroups,
 //!   Landlock and seccomp, the link watch
 //! - `keep/`     the run's record on disk, pins under /run/netns, the keeper process
 
@@ -111,11 +111,17 @@ pub struct Lab<K: Kernel = Netlink> {
 }
 
 /// The bound on the processes and threads of everything in the run's user namespace together
-/// (helper/mod.rs): the programs' `max-processes`, plus each running program's shim and init
-/// (the policy lets at most `max-processes` programs run at once) and the helper with a child.
+/// (helper/mod.rs): the programs' `max-processes`, plus each running program's init (the policy
+/// lets at most `max-processes` programs run at once) and the helper with a child.
 /// The run's pids cgroup, where there is one, holds the programs to exactly `max-processes`.
 pub fn userns_processes(max_processes: usize) -> u64 {
-    3 * max_processes as u64 + 4
+    2 * max_processes as u64 + 4
+}
+
+/// Each program's RLIMIT_NPROC: the kernel counts it against every process of the run's root
+/// id (the programs, their inits, the helper), so it is the same bound.
+pub fn program_processes(max_processes: usize) -> u64 {
+    userns_processes(max_processes)
 }
 
 /// What teardown removed and what went wrong on the way.

@@ -1,5 +1,5 @@
 //! Process facts shared by everything the lab starts (the helper, its children, the programs'
-//! shims and inits): a leaf, so that neither the helper nor the programs depend on each other
+//! inits): a leaf, so that neither the helper nor the programs depend on each other
 //! for them.
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};

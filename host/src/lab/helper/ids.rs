@@ -150,7 +150,7 @@ impl IdMap {
         match self {
             // setgroups stays allowed, for daemons that set their service user's groups:
             // every group they can name is the run's own, and programs start with none of
-            // the host's (child.rs drops them).
+            // the host's (program.rs drops them).
             IdMap::Range(r) => {
                 write("uid_map", format!("0 {} {IDS_PER_RUN}\n", r.first))?;
                 write("gid_map", format!("0 {} {IDS_PER_RUN}\n", r.first))

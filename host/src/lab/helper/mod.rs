@@ -17,13 +17,17 @@
 //!
 //! Its rooms: `ids.rs` (the maps), `protocol.rs` (the typed requests and replies, one codec),
 //! `server.rs` (the helper process), `boxfiles.rs` (file work inside a box), `sandbox.rs`
-//! (building a box); this file is the runner's side.
+//! (building a box), `spawn.rs` (starting a program under its init), `init.rs` (that init),
+//! `program.rs` (the program until its exec); this file is the runner's side.
 
 mod boxfiles;
 pub mod ids;
+mod init;
+mod program;
 pub mod protocol;
 pub mod sandbox;
 mod server;
+mod spawn;
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -95,8 +99,8 @@ impl Helper {
                 if libc::dup2(their_fd, HELPER_FD) < 0 || !crate::lab::process::set_pdeathsig() {
                     return Err(std::io::Error::last_os_error());
                 }
-                // A new, empty session keyring: the children that build boxes and write the
-                // scenario's files must not carry the operator's (a kernel without keyrings
+                // A new, empty session keyring: the children that build boxes, write the
+                // scenario's files and run its programs must not carry the operator's (a kernel without keyrings
                 // has none to carry).
                 if libc::syscall(libc::SYS_keyctl, 1, std::ptr::null::<libc::c_char>()) < 0
                     && *libc::__errno_location() != libc::ENOSYS
@@ -118,6 +122,13 @@ impl Helper {
             &nix::sys::time::TimeVal::new(HELPER_ANSWER_SECS, 0),
         );
         let pid = child.id();
+        // Never the OOM killer's choice when the run's memory cgroup is full: the helper's
+        // memory is its programs' inits' too (helper/spawn.rs), and the kernel kills every
+        // process of a memory it picks; the programs, which take their score back, are the
+        // ones to go. Only root may lower a score: a rootless run leaves it as it is.
+        if *mode == Mode::Root {
+            let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), "-1000");
+        }
         let handshake = || -> LabResult<OwnedFd> {
             expect(&ours, Reply::Unshared, mode)?;
             ids.apply(pid)?;
@@ -173,14 +184,15 @@ impl Helper {
     /// owned by the run's user namespace, with at most `scratch_bytes` writable.
     /// `programs` are the files the operator allowed by path, as (name, path): the box shows
     /// each, read-only, at /nslab/bin/NAME.
-    /// Also the box's UTS namespace, whose host name is `name`: (mount, uts).
+    /// Also the box's UTS namespace, whose host name is `name`, and a socket subscribed to the
+    /// namespace's link events (as [`Helper::link_watch_socket`] makes): (mount, uts, events).
     pub fn new_box(
         &self,
         name: &str,
         netns: BorrowedFd<'_>,
         scratch_bytes: u64,
         programs: &[(String, std::path::PathBuf)],
-    ) -> LabResult<(OwnedFd, OwnedFd)> {
+    ) -> LabResult<(OwnedFd, OwnedFd, OwnedFd)> {
         let request = Request::NewBox {
             scratch_bytes,
             hostname: name.to_string(),
@@ -188,9 +200,13 @@ impl Helper {
         };
         send(&self.socket, &request, &[netns.as_raw_fd()])?;
         let what = format!("build the filesystem box of namespace {name}");
-        let mut fds = self.reply_fds(&what, 2)?;
-        let uts = fds.remove(1);
-        Ok((fds.remove(0), uts))
+        let mut fds = self.reply_fds(&what, 3)?.into_iter();
+        match (fds.next(), fds.next(), fds.next()) {
+            (Some(boxfs), Some(uts), Some(events)) => Ok((boxfs, uts, events)),
+            _ => Err(LabError::Bug(
+                "the lab helper's reply lost a descriptor".into(),
+            )),
+        }
     }
 
     /// Set the host name the programs of a lab namespace see (its UTS namespace `uts`).
@@ -308,6 +324,53 @@ impl Helper {
         let what = format!("watch the links of namespace {name}");
         send(&self.socket, &Request::WatchLinks, &[netns.as_raw_fd()])?;
         Ok(self.reply_fds(&what, 1)?.remove(0))
+    }
+
+    /// Say what every program of the run is confined by (helper/spawn.rs), with the fds that go
+    /// with it: the Landlock ruleset, then the `cgroup.procs` programs join, as `c` says.
+    pub fn confine(&self, c: protocol::Confinement, fds: &[RawFd]) -> LabResult<()> {
+        send(&self.socket, &Request::Confine(c), fds)?;
+        self.reply_fds("confine the run's programs", 0).map(|_| ())
+    }
+
+    /// Start `command` (helper/spawn.rs) with `fds`: the network namespace, the box's mount
+    /// namespace, its UTS namespace, stdin, stdout, stderr, and the write end of the exit
+    /// status pipe. Once it is forked: a pidfd of its init, the init's pid, and the pipe that
+    /// gets the program's errno if it cannot execute; or the errno it could not start with.
+    pub fn spawn(
+        &self,
+        command: &protocol::Command,
+        fds: [RawFd; 7],
+    ) -> LabResult<Result<(OwnedFd, u32, OwnedFd), Errno>> {
+        let what = "hand a program to the lab helper";
+        let memfd =
+            nix::sys::memfd::memfd_create(c"nslab-exec", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+                .map_err(|e| LabError::from_errno(e, what))?;
+        let bytes = command.encode();
+        let mut written = 0;
+        while written < bytes.len() {
+            written += nix::unistd::write(&memfd, &bytes[written..])
+                .map_err(|e| LabError::from_errno(e, what))?;
+        }
+        let mut all = vec![memfd.as_raw_fd()];
+        all.extend_from_slice(&fds);
+        send(&self.socket, &Request::Spawn, &all)?;
+        match self.receive()? {
+            (Reply::Spawned(pid), fds) if fds.len() == 2 => {
+                let mut fds = fds.into_iter();
+                match (fds.next(), fds.next()) {
+                    (Some(pidfd), Some(errors)) => Ok(Ok((pidfd, pid, errors))),
+                    _ => Err(LabError::Bug(
+                        "the lab helper's reply lost a descriptor".into(),
+                    )),
+                }
+            }
+            (Reply::Failed(errno), _) => Ok(Err(errno)),
+            (other, fds) => Err(LabError::Os(format!(
+                "start a program: the lab helper said {other:?} with {} descriptors",
+                fds.len()
+            ))),
+        }
     }
 
     /// A new network namespace inside the run's user namespace: (namespace fd, netlink socket).

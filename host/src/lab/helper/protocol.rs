@@ -25,7 +25,8 @@ pub enum Request {
     /// A new network namespace; the reply passes it and a netlink socket inside it.
     NewNetns,
     /// Build a namespace's filesystem box (fd: the network namespace); the reply passes the
-    /// box's mount namespace and its UTS namespace, whose host name is `hostname`.
+    /// box's mount namespace, its UTS namespace, whose host name is `hostname`, and a netlink
+    /// socket subscribed to the namespace's link events (as [`Request::WatchLinks`] makes).
     NewBox {
         scratch_bytes: u64,
         hostname: String,
@@ -43,6 +44,75 @@ pub enum Request {
     /// A netlink socket subscribed to a namespace's link events (fd: the namespace); the
     /// reply passes it.
     WatchLinks,
+    /// What every program of the run is confined by, kept by the helper for its [`Request::Spawn`]s
+    /// (fds: the Landlock ruleset if `landlock`, then the `cgroup.procs` programs join if
+    /// `cgroup`).
+    Confine(Confinement),
+    /// Start a program (helper/spawn.rs); fds: a memfd holding its [`Command`], the network
+    /// namespace, the box's mount namespace, its UTS namespace, the program's stdin, stdout and
+    /// stderr, and the write end of the pipe its init writes its exit status to. The reply is
+    /// [`Reply::Spawned`] once the program is forked, with a pidfd of its init and the read end
+    /// of the pipe that gets the program's errno if it cannot execute (end of file once it has).
+    Spawn,
+}
+
+/// What every program of a run is confined by (sent once, before the first program).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confinement {
+    /// RLIMIT_NPROC of each program.
+    pub max_processes: u64,
+    /// RLIMIT_AS of each program, where no memory cgroup bounds them together.
+    pub address_space: Option<u64>,
+    /// Whether a program drops its supplementary groups itself (an ordinary user's, inside the
+    /// user namespace); root's helper dropped them before it made the namespace.
+    pub drop_groups: bool,
+    /// Whether a Landlock ruleset travels with it.
+    pub landlock: bool,
+    /// Whether a `cgroup.procs` travels with it.
+    pub cgroup: bool,
+    /// The seccomp filters, installed in order: each a list of 8-byte BPF instructions.
+    pub filters: Vec<Vec<u8>>,
+}
+
+/// A program as the helper executes it: its file and its arguments and environment, each a
+/// string without NUL (input.rs refuses those), environment entries as `KEY=VALUE`. It travels
+/// in a memfd, so that it may be as large as the kernel lets an exec be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub program: PathBuf,
+    pub args: Vec<Vec<u8>>,
+    pub env: Vec<Vec<u8>>,
+}
+
+impl Command {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&(self.args.len() as u32).to_ne_bytes());
+        out.extend_from_slice(self.program.as_os_str().as_bytes());
+        out.push(0);
+        for field in self.args.iter().chain(&self.env) {
+            out.extend_from_slice(field);
+            out.push(0);
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Command> {
+        let argc = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+        let body = bytes[4..].strip_suffix(&[0])?;
+        let mut fields = body.split(|&b| b == 0);
+        let program = PathBuf::from(std::ffi::OsStr::from_bytes(fields.next()?));
+        let rest: Vec<Vec<u8>> = fields.map(<[u8]>::to_vec).collect();
+        if rest.len() < argc || program.as_os_str().is_empty() {
+            return None;
+        }
+        let (args, env) = rest.split_at(argc);
+        Some(Command {
+            program,
+            args: args.to_vec(),
+            env: env.to_vec(),
+        })
+    }
 }
 
 /// The helper's answer.
@@ -56,6 +126,9 @@ pub enum Reply {
     Done,
     /// It failed with this errno.
     Failed(Errno),
+    /// A program was forked: its init's pid on the host (its pidfd and the program's exec-error
+    /// pipe travel with it).
+    Spawned(u32),
 }
 
 impl Request {
@@ -64,6 +137,8 @@ impl Request {
         match self {
             Request::Mapped | Request::NewNetns => 0,
             Request::WriteFile { .. } => 2,
+            Request::Confine(c) => usize::from(c.landlock) + usize::from(c.cgroup),
+            Request::Spawn => 8,
             Request::NewBox { .. }
             | Request::SetHostname { .. }
             | Request::OpenFile { .. }
@@ -108,6 +183,21 @@ impl Request {
             }
             Request::SetForwarding { on } => out.extend_from_slice(&[b'S', u8::from(*on)]),
             Request::WatchLinks => out.push(b'L'),
+            Request::Confine(c) => {
+                out.push(b'C');
+                out.extend_from_slice(&c.max_processes.to_ne_bytes());
+                out.extend_from_slice(&c.address_space.unwrap_or(0).to_ne_bytes());
+                out.extend_from_slice(&[
+                    u8::from(c.drop_groups),
+                    u8::from(c.landlock),
+                    u8::from(c.cgroup),
+                ]);
+                for filter in &c.filters {
+                    out.extend_from_slice(&(filter.len() as u32).to_ne_bytes());
+                    out.extend_from_slice(filter);
+                }
+            }
+            Request::Spawn => out.push(b'X'),
         }
         out
     }
@@ -152,6 +242,38 @@ impl Request {
             b'O' => Request::OpenFile { path: text(rest)? },
             b'S' if rest.len() == 1 && rest[0] <= 1 => Request::SetForwarding { on: rest[0] == 1 },
             b'L' if rest.is_empty() => Request::WatchLinks,
+            b'X' if rest.is_empty() => Request::Spawn,
+            b'C' => {
+                let u64_at = |at: usize| -> Option<u64> {
+                    Some(u64::from_ne_bytes(rest.get(at..at + 8)?.try_into().ok()?))
+                };
+                let flag = |at: usize| match rest.get(at)? {
+                    0 => Some(false),
+                    1 => Some(true),
+                    _ => None,
+                };
+                let (max_processes, address_space) = (u64_at(0)?, u64_at(8)?);
+                let (drop_groups, landlock, cgroup) = (flag(16)?, flag(17)?, flag(18)?);
+                let mut filters = Vec::new();
+                let mut at = 19;
+                while at < rest.len() {
+                    let len = u32::from_ne_bytes(rest.get(at..at + 4)?.try_into().ok()?) as usize;
+                    // Whole BPF instructions only.
+                    if len % 8 != 0 {
+                        return None;
+                    }
+                    filters.push(rest.get(at + 4..at + 4 + len)?.to_vec());
+                    at += 4 + len;
+                }
+                Request::Confine(Confinement {
+                    max_processes,
+                    address_space: (address_space != 0).then_some(address_space),
+                    drop_groups,
+                    landlock,
+                    cgroup,
+                    filters,
+                })
+            }
             _ => return None,
         })
     }
@@ -164,6 +286,7 @@ impl Reply {
             Reply::Ready => (b'R', 0),
             Reply::Done => (b'K', 0),
             Reply::Failed(e) => (b'E', *e as i32),
+            Reply::Spawned(pid) => (b'P', *pid as i32),
         };
         let mut out = [0u8; 5];
         out[0] = tag;
@@ -178,36 +301,48 @@ impl Reply {
             b'R' => Reply::Ready,
             b'K' => Reply::Done,
             b'E' => Reply::Failed(Errno::from_raw(errno)),
+            b'P' => Reply::Spawned(errno as u32),
             _ => return None,
         })
     }
 }
 
 /// Send one message: its bytes, and the descriptors it passes.
+/// A signal the runner handles (SIGINT, say) interrupts neither.
 pub fn send(socket: RawFd, bytes: &[u8], fds: &[RawFd]) -> nix::Result<()> {
     let rights = [ControlMessage::ScmRights(fds)];
     let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
-    sendmsg::<()>(
-        socket,
-        &[IoSlice::new(bytes)],
-        cmsgs,
-        MsgFlags::empty(),
-        None,
-    )
-    .map(|_| ())
+    loop {
+        match sendmsg::<()>(
+            socket,
+            &[IoSlice::new(bytes)],
+            cmsgs,
+            MsgFlags::empty(),
+            None,
+        ) {
+            Err(Errno::EINTR) => continue,
+            sent => return sent.map(|_| ()),
+        }
+    }
 }
 
 /// Receive one message into `buf`: its length (0 at the end of the stream) and the descriptors
 /// that came with it, owned from here on and closed on exec.
 pub fn receive(socket: RawFd, buf: &mut [u8]) -> nix::Result<(usize, Vec<OwnedFd>)> {
-    let mut space = nix::cmsg_space!([RawFd; 2]);
+    // The most any message passes: a spawn request's eight.
+    let mut space = nix::cmsg_space!([RawFd; 8]);
     let mut iov = [IoSliceMut::new(buf)];
-    let msg = recvmsg::<()>(
-        socket,
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
+    let msg = loop {
+        match recvmsg::<()>(
+            socket,
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            got => break got?,
+        }
+    };
     let mut fds = Vec::new();
     for cmsg in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(got) = cmsg {
@@ -246,7 +381,43 @@ mod tests {
             text.prop_map(|path| Request::OpenFile { path }),
             any::<bool>().prop_map(|on| Request::SetForwarding { on }),
             Just(Request::WatchLinks),
+            Just(Request::Spawn),
+            (
+                any::<u64>(),
+                proptest::option::of(1..u64::MAX),
+                any::<(bool, bool, bool)>(),
+                proptest::collection::vec(proptest::collection::vec(any::<u64>(), 0..6), 0..3)
+            )
+                .prop_map(
+                    |(max_processes, address_space, (drop_groups, landlock, cgroup), filters)| {
+                        Request::Confine(Confinement {
+                            max_processes,
+                            address_space,
+                            drop_groups,
+                            landlock,
+                            cgroup,
+                            filters: filters
+                                .into_iter()
+                                .map(|f| f.iter().flat_map(|i| i.to_ne_bytes()).collect())
+                                .collect(),
+                        })
+                    }
+                ),
         ]
+    }
+
+    fn command() -> impl Strategy<Value = Command> {
+        let field = proptest::collection::vec(1..=255u8, 0..12);
+        (
+            "/[a-z/]{1,12}",
+            proptest::collection::vec(field.clone(), 0..4),
+            proptest::collection::vec(field, 0..4),
+        )
+            .prop_map(|(program, args, env)| Command {
+                program: PathBuf::from(program),
+                args,
+                env,
+            })
     }
 
     proptest! {
@@ -256,9 +427,15 @@ mod tests {
         }
 
         #[test]
+        fn every_command_decodes_to_itself(c in command()) {
+            prop_assert_eq!(Command::decode(&c.encode()), Some(c));
+        }
+
+        #[test]
         fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = Request::decode(&bytes);
             let _ = Reply::decode(&bytes);
+            let _ = Command::decode(&bytes);
         }
     }
 
@@ -269,6 +446,7 @@ mod tests {
             Reply::Ready,
             Reply::Done,
             Reply::Failed(Errno::EROFS),
+            Reply::Spawned(4_000_000),
         ] {
             assert_eq!(Reply::decode(&r.encode()), Some(r));
         }
@@ -291,6 +469,22 @@ mod tests {
         assert_eq!(Request::decode(b"F123"), None);
         assert_eq!(Request::decode(b"W\x01"), None);
         assert_eq!(Request::decode(b"Nextra"), None);
+        assert_eq!(Request::decode(b"Xextra"), None);
+        // A confinement whose flags are not 0 or 1, or whose filter is not whole instructions.
+        let mut confine = b"C".to_vec();
+        confine.extend_from_slice(&[0; 16]);
+        assert_eq!(Request::decode(&[&confine[..], &[2, 0, 0]].concat()), None);
+        let torn = [&confine[..], &[0, 0, 0], &5u32.to_ne_bytes(), &[0; 5]].concat();
+        assert_eq!(Request::decode(&torn), None);
+        // A command with more arguments than fields, or no program.
+        assert_eq!(
+            Command::decode(&[&3u32.to_ne_bytes()[..], b"/bin/true\0a\0"].concat()),
+            None
+        );
+        assert_eq!(
+            Command::decode(&[&0u32.to_ne_bytes()[..], b"\0"].concat()),
+            None
+        );
         // A box request whose programs are not pairs.
         let mut odd = b"F".to_vec();
         odd.extend_from_slice(&0u64.to_ne_bytes());

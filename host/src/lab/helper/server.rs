@@ -176,16 +176,16 @@ pub fn serve() -> std::process::ExitCode {
             Err(e) => return fail(fd, e),
         }
         let mut buf = vec![0u8; protocol::MAX_MESSAGE];
-        // A namespace made ahead of the next request for one.
-        let mut spare: Option<(OwnedFd, OwnedFd)> = None;
+        let mut state = State::default();
         loop {
             let (n, fds) = protocol::receive(fd, &mut buf)?;
             if n == 0 {
                 return Ok(());
             }
+            state.inits.reap_ended();
             match Request::decode(&buf[..n]) {
                 Some(request) if request.fds() == fds.len() => {
-                    answer(fd, request, &fds, &mut spare)?
+                    answer(fd, request, fds, &mut state)?
                 }
                 _ => fail(fd, nix::errno::Errno::EINVAL)?,
             }
@@ -197,14 +197,38 @@ pub fn serve() -> std::process::ExitCode {
     }
 }
 
+/// What the helper keeps between requests.
+#[derive(Default)]
+struct State {
+    /// A namespace made ahead of the next request for one.
+    spare: Option<(OwnedFd, OwnedFd)>,
+    /// What the run's programs are confined by, once the runner has said it.
+    rules: Option<super::spawn::Rules>,
+    /// The programs' inits it started.
+    inits: super::spawn::Inits,
+}
+
 /// Answer one request, whose descriptors (`fds`) are as many as it takes.
-fn answer(
-    fd: RawFd,
-    request: Request,
-    fds: &[OwnedFd],
-    spare: &mut Option<(OwnedFd, OwnedFd)>,
-) -> nix::Result<()> {
+fn answer(fd: RawFd, request: Request, fds: Vec<OwnedFd>, state: &mut State) -> nix::Result<()> {
+    let spare = &mut state.spare;
     match request {
+        Request::Confine(c) => {
+            state.rules = Some(super::spawn::Rules::from_request(c, fds));
+            reply(fd, Reply::Done, &[])
+        }
+        Request::Spawn => {
+            let Some(rules) = &state.rules else {
+                return fail(fd, nix::errno::Errno::EINVAL);
+            };
+            match super::spawn::spawn(rules, &fds, &mut state.inits) {
+                Ok((pidfd, pid, errors)) => reply(
+                    fd,
+                    Reply::Spawned(pid),
+                    &[pidfd.as_raw_fd(), errors.as_raw_fd()],
+                ),
+                Err(e) => fail(fd, e),
+            }
+        }
         Request::Mapped => reply(fd, Reply::Ready, &[]),
         Request::NewBox {
             scratch_bytes,
@@ -212,7 +236,10 @@ fn answer(
             programs,
         } => in_child(fd, || {
             let (mnt, uts) = super::sandbox::build(scratch_bytes, &programs, &fds[0], &hostname)?;
-            Ok(vec![mnt, uts])
+            // Its link events' socket too, ready for the namespace's first program: one
+            // request fewer as that program starts.
+            enter_netns(&fds[0])?;
+            Ok(vec![mnt, uts, link_events_socket()?])
         }),
         Request::SetHostname { hostname } => in_child(fd, || {
             nix::sched::setns(&fds[0], nix::sched::CloneFlags::CLONE_NEWUTS)?;

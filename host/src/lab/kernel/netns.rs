@@ -30,6 +30,9 @@ pub struct Namespace {
     pub boxfs: Option<OwnedFd>,
     /// The UTS namespace of its programs (their host name), made with the box.
     pub uts: Option<OwnedFd>,
+    /// A netlink socket inside it subscribed to its link events, made with the box, until the
+    /// first program there starts the watch on it (programs/watch.rs).
+    pub link_events: Option<OwnedFd>,
     /// The interface index the lab asks for next (link.rs); loopback is 1.
     next_index: std::sync::atomic::AtomicU32,
 }
@@ -152,6 +155,7 @@ impl NsFactory {
             connection: tokio::spawn(connection),
             boxfs: None,
             uts: None,
+            link_events: None,
             next_index: std::sync::atomic::AtomicU32::new(2),
         })
     }

@@ -1,5 +1,5 @@
 //! The last two layers a program is put under before it execs, both built once per run in the
-//! runner and applied in the program's own process (child.rs), where only a syscall is left to
+//! runner and applied in the program's own process (lab/helper/program.rs), where only a syscall is left to
 //! make:
 //!
 //! - **Landlock's execute right** makes the policy's allowlist a kernel rule: the program and
@@ -27,14 +27,6 @@ use seccompiler::{
     SeccompRule,
 };
 
-/// A filter as the child hands it to the kernel: the address and length of its instructions,
-/// which the lab keeps alive for as long as programs may start.
-#[derive(Debug, Clone, Copy)]
-pub struct FilterRef {
-    pub addr: usize,
-    pub len: u16,
-}
-
 /// What a run's programs are confined by; kept by the lab for the run's lifetime.
 pub struct Confinement {
     /// The Landlock ruleset (execute rights only), or None where the kernel has no Landlock.
@@ -57,21 +49,29 @@ impl Confinement {
         })
     }
 
-    /// The ruleset's fd, for `landlock_restrict_self` in the child.
+    /// The ruleset's fd, for `landlock_restrict_self` in each program.
     pub fn ruleset_fd(&self) -> Option<RawFd> {
         self.ruleset.as_ref().map(AsRawFd::as_raw_fd)
     }
 
-    /// The filters as the child installs them, in order.
-    pub fn filter_refs(&self) -> [Option<FilterRef>; 2] {
-        let mut refs = [None; 2];
-        for (slot, f) in refs.iter_mut().zip(&self.filters) {
-            *slot = Some(FilterRef {
-                addr: f.as_ptr() as usize,
-                len: u16::try_from(f.len()).unwrap_or(u16::MAX),
-            });
-        }
-        refs
+    /// The filters as the helper hands them to each program's kernel, in order: 8 bytes per
+    /// BPF instruction, as `struct sock_filter` is laid out.
+    pub fn filter_bytes(&self) -> Vec<Vec<u8>> {
+        self.filters
+            .iter()
+            .map(|f| {
+                f.iter()
+                    .flat_map(|i| {
+                        let mut bytes = [0u8; 8];
+                        bytes[..2].copy_from_slice(&i.code.to_ne_bytes());
+                        bytes[2] = i.jt;
+                        bytes[3] = i.jf;
+                        bytes[4..].copy_from_slice(&i.k.to_ne_bytes());
+                        bytes
+                    })
+                    .collect()
+            })
+            .collect()
     }
 }
 

@@ -1,23 +1,19 @@
 //! A program run inside a namespace of the run, as `ip netns exec NS PROGRAM` does, boxed by
-//! the kernel (child.rs: the shim, and the init whose PID 2 it is), with an empty environment
-//! but a fixed PATH and what the scenario passed; started, waited for, and signalled only
-//! through a pidfd of the process the runner spawned.
+//! the kernel (lab/helper/spawn.rs: the helper starts it under an init whose PID 2 it is), with
+//! an empty environment but a fixed PATH and what the scenario passed; waited for through the
+//! pipe its init writes its status to, and signalled only through a pidfd of that init.
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
+use nix::errno::Errno;
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
 
-pub use super::child::Boxing;
-use super::find::resolve;
-use super::output::{capture, line_with, Capture, Either, Printed};
+use super::output::{line_with, Printed};
 use crate::error::{LabError, LabResult};
-use crate::lab::process::{pidfd_open, SYSTEM_PATH};
 use crate::lab::{LabEvent, ProgramEnd, Sink};
 
 /// How long stopping a program may take, from SIGKILL until every process of its PID namespace
@@ -27,6 +23,16 @@ pub const STOP_LIMIT: Duration = Duration::from_secs(5);
 /// How long the output of a program that ended by itself may stay open after it: the rest of
 /// its PID namespace is being killed by the kernel meanwhile.
 const OUTPUT_AFTER_END: Duration = Duration::from_secs(2);
+
+/// Where a program runs: the lab namespace, its filesystem box and its UTS namespace, as raw
+/// fds the lab keeps open for as long as programs may start there. What confines every program
+/// of the run the helper already has (programs/mod.rs).
+#[derive(Debug, Clone, Copy)]
+pub struct Boxing {
+    pub netns: RawFd,
+    pub mntns: RawFd,
+    pub utsns: RawFd,
+}
 
 pub struct ExecRequest {
     pub program: String,
@@ -64,153 +70,36 @@ pub struct ExecOutput {
 
 /// A program started inside a namespace, until it has been waited for.
 pub struct Running {
-    child: tokio::process::Child,
-    /// The process we spawned (the shim that waits for the program, see [`enter_lab`]), as a
-    /// pidfd: a signal through it reaches that process or nothing, never one that reused its pid.
-    pidfd: OwnedFd,
-    /// The program itself: PID 2 of its namespace, under the init the process we spawned forked.
-    program_pid: u32,
-    feeder: Option<tokio::task::JoinHandle<()>>,
+    /// Its init (helper/spawn.rs), as a pidfd: a signal through it reaches that process or
+    /// nothing, never one that reused its pid.
+    pub(super) pidfd: OwnedFd,
+    /// Where its init writes the program's status as it exits: the end of this pipe is the
+    /// init's end.
+    pub(super) exit_status: pipe::Receiver,
+    /// The program itself: PID 2 of its namespace, under its init.
+    pub(super) program_pid: u32,
+    pub(super) feeder: Option<tokio::task::JoinHandle<()>>,
     /// The tasks that capture its stdout and stderr into `printed`.
-    capturing: Vec<tokio::task::JoinHandle<()>>,
-    printed: Arc<Printed>,
+    pub(super) capturing: Vec<tokio::task::JoinHandle<()>>,
+    pub(super) printed: Arc<Printed>,
     /// Set when nobody will read the output any more: the capture stops keeping it.
-    discard: Arc<AtomicBool>,
-    started: Instant,
-    what: String,
+    pub(super) discard: Arc<AtomicBool>,
+    pub(super) started: Instant,
+    pub(super) what: String,
     /// Its output, once it has ended.
-    done: Option<ExecOutput>,
+    pub(super) done: Option<ExecOutput>,
+    /// Why it could not be executed, for a background program that could not.
+    pub(super) exec_failed: Arc<std::sync::Mutex<Option<Errno>>>,
     /// How the run's account knows it (its program-start event).
-    known: Known,
+    pub(super) known: Known,
 }
 
 /// A program as the run's account names it: its number, namespace and command line.
-struct Known {
-    number: u32,
-    ns: String,
-    command: String,
-    sink: Arc<dyn Sink>,
-}
-
-/// Start a program inside a namespace. Its output is told to the sink line by line (tagged with
-/// `tag`, for background programs), and captured as it comes.
-pub fn start(
-    ns_name: &str,
-    boxing: Boxing,
-    req: ExecRequest,
-    sink: Arc<dyn Sink>,
-    tag: Option<String>,
-) -> LabResult<Running> {
-    let path = if req.by_path {
-        PathBuf::from(crate::lab::helper::sandbox::PROGRAM_DIR).join(&req.program)
-    } else {
-        resolve(&req.program)?
-    };
-    let what = format!("run {} in {ns_name}", req.program);
-    let command = req.command_line();
-    let number = sink.next_program();
-    // Arguments and environment were checked for what no program can take (input.rs).
-    let mut cmd = Command::new(&path);
-    cmd.args(&req.args)
-        .env_clear()
-        .env("PATH", SYSTEM_PATH)
-        .envs(req.env.iter().map(|(k, v)| (k, v)))
-        .current_dir("/")
-        .stdin(if req.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Out of the terminal's foreground group: Ctrl-C reaches the runner, which tears down.
-        .process_group(0)
-        .kill_on_drop(true);
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: the closure runs between fork and exec and makes only async-signal-safe calls.
-    unsafe {
-        cmd.pre_exec(move || super::child::enter_lab(boxing, parent));
-    }
-    let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| spawn_error(e, &what))?;
-    let pid = child.id().expect("not yet waited for");
-    // Not yet reaped, so the pid is still this child's.
-    let pidfd = pidfd_open(pid).map_err(|e| LabError::from_io(&e, &what))?;
-    // The spawned process (S) forked the init (I), which forked the program, before either let
-    // go of the exec-error pipe: by now the program is S's grandchild (child.rs).
-    let first_child = |of: u32| -> Option<u32> {
-        std::fs::read_to_string(format!("/proc/{of}/task/{of}/children"))
-            .ok()?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    };
-    let program_pid = first_child(pid).and_then(first_child).unwrap_or(pid);
-    let feeder = match (child.stdin.take(), req.stdin) {
-        (Some(mut pipe), Some(data)) => Some(tokio::spawn(async move {
-            // A program that exits without reading its input closes the pipe: not an error.
-            let _ = pipe.write_all(&data).await;
-        })),
-        _ => None,
-    };
-    sink.event(LabEvent::ProgramStart {
-        program: number,
-        ns: ns_name,
-        command: &command,
-        background: tag.is_some(),
-        pid: program_pid,
-    });
-    let discard = Arc::new(AtomicBool::new(false));
-    let printed = Arc::new(Printed::default());
-    let capture_of = |stream, is_stderr| {
-        tokio::spawn(capture(
-            stream,
-            Capture {
-                limit: req.output_limit,
-                quiet: req.quiet,
-                sink: sink.clone(),
-                program: number,
-                is_stderr,
-                tag: tag.clone(),
-                discard: discard.clone(),
-                printed: printed.clone(),
-            },
-        ))
-    };
-    let capturing = vec![
-        capture_of(child.stdout.take().map(Either::Out), false),
-        capture_of(child.stderr.take().map(Either::Err), true),
-    ];
-    Ok(Running {
-        child,
-        pidfd,
-        program_pid,
-        feeder,
-        capturing,
-        printed,
-        discard,
-        started,
-        what,
-        done: None,
-        known: Known {
-            number,
-            ns: ns_name.to_string(),
-            command,
-            sink,
-        },
-    })
-}
-
-/// The kernel's EAGAIN at exec is the run's process limit (RLIMIT_NPROC), not a passing fault.
-fn spawn_error(e: std::io::Error, what: &str) -> LabError {
-    if e.raw_os_error() == Some(libc::EAGAIN) {
-        return LabError::Limit(format!(
-            "{what}: the run's programs already have as many processes and threads as allowed \
-             (policy limit max-processes; raise it with --max-processes)"
-        ));
-    }
-    LabError::from_io(&e, what)
+pub(super) struct Known {
+    pub(super) number: u32,
+    pub(super) ns: String,
+    pub(super) command: String,
+    pub(super) sink: Arc<dyn Sink>,
 }
 
 impl Running {
@@ -222,9 +111,30 @@ impl Running {
         self.done.is_some()
     }
 
-    /// Whether it has ended, without waiting (and without collecting its output).
+    /// Whether it has ended, without waiting (and without collecting its output): its init's
+    /// pidfd is readable once the init has exited.
     pub fn exited(&mut self) -> bool {
-        self.done.is_some() || matches!(self.child.try_wait(), Ok(Some(_)))
+        if self.done.is_some() {
+            return true;
+        }
+        let mut poll = libc::pollfd {
+            fd: self.pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one pidfd we own, without waiting.
+        unsafe { libc::poll(&mut poll, 1, 0) == 1 }
+    }
+
+    /// The program's status, once its init has ended: what the init wrote, or, if it wrote
+    /// nothing (it was killed, taking the program with it), 128 + SIGKILL.
+    async fn status(&mut self) -> i32 {
+        let mut bytes = Vec::with_capacity(4);
+        let _ = (&mut self.exit_status)
+            .take(4)
+            .read_to_end(&mut bytes)
+            .await;
+        decode_status(&bytes)
     }
 
     /// Nobody will read its output: stop keeping it (what it prints is still echoed).
@@ -232,7 +142,8 @@ impl Running {
         self.discard.store(true, Ordering::SeqCst);
     }
 
-    /// Send `sig` to the process we spawned (the shim), through its pidfd.
+    /// Send `sig` to its init, through its pidfd (the init passes SIGTERM, SIGINT and SIGHUP on
+    /// to the program; SIGKILL ends the init, and with it its whole PID namespace).
     pub fn signal(&self, sig: libc::c_int) {
         // SAFETY: plain syscall on a pidfd we own; ESRCH (already ended) is expected.
         unsafe {
@@ -249,9 +160,8 @@ impl Running {
     /// Wait up to `limit` for it to end: its output, or None if it is still running.
     pub async fn wait(&mut self, limit: Duration) -> LabResult<Option<&ExecOutput>> {
         if self.done.is_none() {
-            match tokio::time::timeout(limit, self.child.wait()).await {
+            match tokio::time::timeout(limit, self.status()).await {
                 Ok(status) => {
-                    let status = status.map_err(|e| LabError::from_io(&e, &self.what))?;
                     let output_by = tokio::time::Instant::now() + OUTPUT_AFTER_END;
                     self.finish(status, false, output_by).await?;
                 }
@@ -261,10 +171,9 @@ impl Running {
         Ok(self.done.as_ref())
     }
 
-    /// Stop it now: SIGKILL to the shim, whose death kills the init of the program's PID
-    /// namespace (parent-death signal), whose death makes the kernel kill everything in that
-    /// namespace, whatever user or session each process has (child.rs). `timed_out` marks its
-    /// output. Waits at most [`STOP_LIMIT`].
+    /// Stop it now: SIGKILL to the init of its PID namespace, whose death makes the kernel
+    /// kill everything in that namespace, whatever user or session each process has
+    /// (helper/spawn.rs). `timed_out` marks its output. Waits at most [`STOP_LIMIT`].
     pub async fn kill_now(&mut self, timed_out: bool) -> LabResult<&ExecOutput> {
         self.signal(libc::SIGKILL);
         self.reap(tokio::time::Instant::now() + STOP_LIMIT, timed_out)
@@ -279,8 +188,8 @@ impl Running {
         timed_out: bool,
     ) -> LabResult<&ExecOutput> {
         if self.done.is_none() {
-            let status = match tokio::time::timeout_at(deadline, self.child.wait()).await {
-                Ok(status) => status.map_err(|e| LabError::from_io(&e, &self.what))?,
+            let status = match tokio::time::timeout_at(deadline, self.status()).await {
+                Ok(status) => status,
                 Err(_) => {
                     return Err(LabError::Timeout(format!(
                         "{} (pid {}) did not end within {} s of SIGKILL: it is stuck in the kernel",
@@ -295,7 +204,7 @@ impl Running {
         Ok(self.done.as_ref().expect("finished above"))
     }
 
-    /// Stop it cleanly: SIGTERM to the program (the shim and the init pass it on), and if it has
+    /// Stop it cleanly: SIGTERM to the program (its init passes it on), and if it has
     /// not ended within `grace`, SIGKILL to everything it started.
     pub async fn terminate(&mut self, grace: Duration) -> LabResult<&ExecOutput> {
         if self.done.is_none() {
@@ -348,13 +257,13 @@ impl Running {
         }
     }
 
-    /// The shim has ended: collect the output. The pipes close once every process of the
+    /// The init has ended: collect the output. The pipes close once every process of the
     /// program's PID namespace is gone, which the kernel sees to once its init has ended; a
     /// process stuck in the kernel may hold them a while, so the capture is awaited until
     /// `deadline` only, and cut there.
     async fn finish(
         &mut self,
-        status: std::process::ExitStatus,
+        status: i32,
         timed_out: bool,
         deadline: tokio::time::Instant,
     ) -> LabResult<()> {
@@ -378,8 +287,18 @@ impl Running {
                 b"\n[nslab: output cut here: a process of its PID namespace still held it open after the program ended]\n",
             );
         }
+        let failed = *self.exec_failed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(errno) = failed {
+            self.printed.lock()[1].extend_from_slice(
+                format!(
+                    "[nslab: {} could not be executed: {} ({errno:?})]\n",
+                    self.what,
+                    errno.desc()
+                )
+                .as_bytes(),
+            );
+        }
         let [stdout, stderr] = std::mem::take(&mut *self.printed.lock());
-        let status = exit_code(status);
         self.done = Some(ExecOutput {
             status,
             stdout,
@@ -410,36 +329,27 @@ impl Running {
 
 impl Drop for Running {
     /// A program released after it ended without being waited for still has its end in the
-    /// account, with the status the kernel kept.
+    /// account, with the status its init wrote. One still running is killed: the lab lets go
+    /// of no program it cannot stop.
     fn drop(&mut self) {
-        if self.done.is_none() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                self.account_end(exit_code(status), false);
-            }
+        if self.done.is_some() {
+            return;
+        }
+        if self.exited() {
+            let mut bytes = [0u8; 4];
+            let n = self.exit_status.try_read(&mut bytes).unwrap_or(0);
+            self.account_end(decode_status(&bytes[..n]), false);
+        } else {
+            self.signal(libc::SIGKILL);
         }
     }
 }
 
-/// A status as the scenario and the account give it: the exit code, or 128 + the signal that
-/// killed it, as a shell shows it.
-fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
-}
-
-/// Run a program to completion (or its time limit) inside a namespace.
-pub async fn run(
-    ns_name: &str,
-    boxing: Boxing,
-    req: ExecRequest,
-    sink: Arc<dyn Sink>,
-) -> LabResult<ExecOutput> {
-    let limit = req.timeout;
-    let mut running = start(ns_name, boxing, req, sink, None)?;
-    if let Some(out) = running.wait(limit).await? {
-        return Ok(out.clone());
+/// The status an init wrote (helper/spawn.rs: the program's exit code, or 128 + the signal that
+/// killed it, as a shell shows it); an init that wrote none was killed, and its program with it.
+pub(super) fn decode_status(bytes: &[u8]) -> i32 {
+    match <[u8; 4]>::try_from(bytes) {
+        Ok(code) => i32::from_ne_bytes(code),
+        Err(_) => 128 + libc::SIGKILL,
     }
-    Ok(running.kill_now(true).await?.clone())
 }

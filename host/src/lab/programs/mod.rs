@@ -1,6 +1,6 @@
 //! The run's programs: starting them boxed, the limits they share (processes, memory, links),
 //! background programs and their handles, and stopping them. Its rooms: `exec.rs` (a program
-//! started and waited for), `child.rs` (the shim and the init between fork and exec),
+//! started and waited for), `launch.rs` (starting one, through the helper: helper/spawn.rs),
 //! `output.rs` (its output as it comes), `find.rs` (where a program is), `confine.rs`
 //! (Landlock and seccomp), `cgroup/` (the run's cgroups), `watch.rs` (links programs make).
 
@@ -10,17 +10,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 pub mod cgroup;
-mod child;
 pub mod confine;
 pub mod exec;
 pub mod find;
 mod handles;
+mod launch;
 mod output;
 mod watch;
 
 use cgroup::RunCgroup;
 use exec::{Boxing, ExecOutput, ExecRequest};
 
+use super::helper::ids::GroupDrop;
+use super::helper::protocol::Confinement;
 use super::kernel::Netlink;
 use super::{Lab, LabEvent, NsId, ProcId, Sink, Tripped};
 use crate::error::{LabError, LabResult};
@@ -147,13 +149,6 @@ impl Lab<Netlink> {
             .map(|c| c.executables.as_slice())
     }
 
-    /// The run's user namespace, which every program joins. It exists once any namespace does.
-    fn userns(&self) -> LabResult<std::os::fd::RawFd> {
-        self.kernel.factory.userns_fd().ok_or_else(|| {
-            LabError::Bug("a namespace exists but the run has no user namespace".into())
-        })
-    }
-
     /// The run's cgroups, made at the first use of a box (a program, or a file given to a
     /// namespace), with the lab helper moved in: what it writes and builds for the run is the
     /// run's memory (issue 19). A run that only builds namespaces makes none.
@@ -192,49 +187,65 @@ impl Lab<Netlink> {
     }
 
     /// Everything a program in `ns_id` is boxed with, made on first use: the namespace's
-    /// filesystem box, the run's cgroups, the watch on the namespace's links.
+    /// filesystem box, the watch on the namespace's links; and, at the run's first program,
+    /// the run's cgroups and what confines every program, handed to the helper that starts
+    /// them (helper/spawn.rs).
     fn boxing(&mut self, ns_id: NsId) -> LabResult<Boxing> {
-        let userns = self.userns()?;
         self.run_cgroup()?;
+        let mntns = self.boxfs(ns_id)?.as_raw_fd();
         if !self.programs.watchers.contains_key(&ns_id) {
+            // The socket made with the box, or (the namespace's box predates a watch that
+            // ended) a new one.
+            let made = self
+                .namespaces
+                .get_mut(&ns_id)
+                .and_then(|ns| ns.held.link_events.take());
             let ns = self.ns(ns_id)?;
-            let socket = self
-                .kernel
-                .factory
-                .helper()?
-                .link_watch_socket(ns.held.fd(), &ns.name)?;
+            let socket = match made {
+                Some(socket) => socket,
+                None => self
+                    .kernel
+                    .factory
+                    .helper()?
+                    .link_watch_socket(ns.held.fd(), &ns.name)?,
+            };
             let watcher = self.programs.link_limit.watch(&ns.held, socket)?;
             self.programs.watchers.insert(ns_id, watcher);
         }
         if self.programs.confinement.is_none() {
-            self.programs.confinement =
-                Some(confine::Confinement::new(&self.programs.executables).map_err(LabError::Os)?);
+            let confinement =
+                confine::Confinement::new(&self.programs.executables).map_err(LabError::Os)?;
+            let cgroup = match &self.programs.memory {
+                MemoryBound::Cgroup(c) => c.program_procs(),
+                _ => None,
+            };
+            let landlock = confinement.ruleset_fd();
+            let helper = self.kernel.factory.helper()?;
+            helper.confine(
+                Confinement {
+                    max_processes: super::program_processes(self.programs.limits.max_processes),
+                    address_space: matches!(self.programs.memory, MemoryBound::PerProgram)
+                        .then_some(self.programs.limits.program_memory),
+                    drop_groups: helper.groups() == GroupDrop::Inside,
+                    landlock: landlock.is_some(),
+                    cgroup: cgroup.is_some(),
+                    filters: confinement.filter_bytes(),
+                },
+                &landlock.into_iter().chain(cgroup).collect::<Vec<_>>(),
+            )?;
+            self.programs.confinement = Some(confinement);
         }
-        let confinement = self.programs.confinement.as_ref().expect("made above");
-        let (landlock, filters) = (confinement.ruleset_fd(), confinement.filter_refs());
-        let mntns = self.boxfs(ns_id)?.as_raw_fd();
-        let utsns = self
-            .ns(ns_id)?
+        let ns = self.ns(ns_id)?;
+        let utsns = ns
             .held
             .uts
             .as_ref()
             .map(AsRawFd::as_raw_fd)
             .ok_or_else(|| LabError::NotFound("that namespace was deleted".to_string()))?;
         Ok(Boxing {
-            userns,
-            netns: self.ns(ns_id)?.held.raw_fd(),
+            netns: ns.held.raw_fd(),
             mntns,
             utsns,
-            cgroup_procs: match &self.programs.memory {
-                MemoryBound::Cgroup(c) => c.program_procs(),
-                _ => [None; 2],
-            },
-            max_processes: self.programs.limits.max_processes as u64,
-            address_space: matches!(self.programs.memory, MemoryBound::PerProgram)
-                .then_some(self.programs.limits.program_memory),
-            groups: self.kernel.factory.helper()?.groups(),
-            landlock,
-            filters,
         })
     }
 
@@ -249,7 +260,8 @@ impl Lab<Netlink> {
         });
         // Counted while it runs, and uncounted however the call ends (even when dropped).
         let _live = Live::enter(&self.programs.live);
-        let out = exec::run(&name, boxing, req, self.programs.sink.clone()).await?;
+        let helper = self.kernel.factory.helper()?;
+        let out = launch::run(&name, boxing, helper, req, self.programs.sink.clone()).await?;
         if out.timed_out {
             self.did(&format!(
                 "killed after its time limit ({:.1?})",
@@ -270,9 +282,10 @@ impl Lab<Netlink> {
         let program = req.program.clone();
         let command = req.command_line();
         let live = Live::enter(&self.programs.live);
-        let running = exec::start(
+        let running = launch::start(
             &name,
             boxing,
+            self.kernel.factory.helper()?,
             req,
             self.programs.sink.clone(),
             Some(program.clone()),

@@ -4,29 +4,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe::Receiver;
 
 use crate::lab::{LabEvent, Sink};
 use crate::text::LineSplitter;
-
-/// Either of a child's output pipes, as one type.
-pub enum Either {
-    Out(tokio::process::ChildStdout),
-    Err(tokio::process::ChildStderr),
-}
-
-impl AsyncRead for Either {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Either::Out(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-            Either::Err(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
 
 /// What a program has printed so far, (stdout, stderr), shared by its capture tasks and the
 /// lab; `news` wakes whoever waits for a line.
@@ -85,7 +67,7 @@ pub struct Capture {
 /// Read a stream to its end: tell each line to the sink as it comes (which echoes it within the
 /// run's echo budget), keep at most `limit` bytes where the lab can see them as they come, and mark the
 /// cut. The program is not stopped for writing more.
-pub async fn capture(stream: Option<Either>, c: Capture) {
+pub async fn capture(stream: Option<Receiver>, c: Capture) {
     let Some(mut stream) = stream else {
         c.printed.closed.fetch_add(1, Ordering::SeqCst);
         return;

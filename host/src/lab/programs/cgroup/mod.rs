@@ -8,7 +8,7 @@
 //! the runner's own cgroup has processes.
 //!
 //! The cgroup is also the second thing a program cannot shed (the first is its PID namespace's
-//! init, child.rs): at the end of the run every process still in it is killed ([`kill_all`]).
+//! init, lab/helper/spawn.rs): at the end of the run every process still in it is killed ([`kill_all`]).
 //!
 //! Cgroups are directories that outlive their processes: the run removes its own at the end. So
 //! that a runner killed outright (SIGKILL) leaves none either, each run's cgroup has a janitor:
@@ -170,9 +170,10 @@ fn parse(mountinfo: &str, own: &str) -> Option<Hierarchy> {
     }
 }
 
-/// One run's cgroups. The run's programs join them by writing "0" (themselves) to each of
-/// `program_procs`; the lab helper is moved into the memory one, so the files it writes for the
-/// scenario and the boxes it builds are the run's memory too.
+/// One run's cgroups. The lab helper is moved into the memory one, so the files it writes for
+/// the scenario, the boxes it builds and the programs it starts (with their inits) are the
+/// run's memory too; each program then joins the programs' own cgroup by writing "0"
+/// (itself) to `program_procs`.
 ///
 /// - v1: `PARENT/nslab-ID` in the memory hierarchy (the helper and the programs: the memory
 ///   limit, swap included, and the TCP buffers' limit, which v1 accounts only once it is set),
@@ -185,7 +186,7 @@ pub struct RunCgroup {
     dirs: Vec<PathBuf>,
     /// Where the programs are, to kill what is left of them at the end.
     programs_dir: PathBuf,
-    program_procs: Vec<OwnedFd>,
+    program_procs: Option<OwnedFd>,
     helper_procs: OwnedFd,
     /// The janitor, and the pipe whose closing sets it to work.
     janitor: Option<(Child, OwnedFd)>,
@@ -228,7 +229,7 @@ impl RunCgroup {
         };
         let name = format!("{PREFIX}{run_id}");
         let mut made: Vec<PathBuf> = Vec::new();
-        let built = (|| -> Result<(PathBuf, Vec<OwnedFd>, OwnedFd), String> {
+        let built = (|| -> Result<(PathBuf, Option<OwnedFd>, OwnedFd), String> {
             let mut mkdir = |dir: PathBuf| -> Result<PathBuf, String> {
                 std::fs::create_dir(&dir).map_err(|e| fail(&dir.display().to_string(), e))?;
                 made.push(dir.clone());
@@ -252,13 +253,12 @@ impl RunCgroup {
                         limit(tcp, &bytes.to_string())?;
                     }
                     let helper = procs_of(&memory).map_err(|e| fail("cgroup.procs", e))?;
-                    let mut programs =
-                        vec![procs_of(&memory).map_err(|e| fail("cgroup.procs", e))?];
+                    let mut programs = None;
                     let mut programs_dir = memory;
                     if let Some(pids) = pids {
                         let pids = mkdir(pids.join(&name))?;
                         limit(pids.join("pids.max"), &processes.to_string())?;
-                        programs.push(procs_of(&pids).map_err(|e| fail("cgroup.procs", e))?);
+                        programs = Some(procs_of(&pids).map_err(|e| fail("cgroup.procs", e))?);
                         programs_dir = pids;
                     }
                     Ok((programs_dir, programs, helper))
@@ -291,7 +291,7 @@ impl RunCgroup {
                     }
                     Ok((
                         programs.clone(),
-                        vec![procs_of(&programs).map_err(|e| fail("cgroup.procs", e))?],
+                        Some(procs_of(&programs).map_err(|e| fail("cgroup.procs", e))?),
                         procs_of(&helper).map_err(|e| fail("cgroup.procs", e))?,
                     ))
                 }
@@ -324,13 +324,11 @@ impl RunCgroup {
         }
     }
 
-    /// The fds a program's first process writes "0" to, to join (at most two).
-    pub fn program_procs(&self) -> [Option<RawFd>; 2] {
-        let mut fds = [None; 2];
-        for (slot, fd) in fds.iter_mut().zip(&self.program_procs) {
-            *slot = Some(fd.as_raw_fd());
-        }
-        fds
+    /// The `cgroup.procs` a program writes "0" to, to join the programs' own cgroup: the
+    /// pids one on v1 (the helper, whose child it is, already has it in the memory one), the
+    /// `programs` leaf on v2. None where the helper's cgroups are all a program needs.
+    pub fn program_procs(&self) -> Option<RawFd> {
+        self.program_procs.as_ref().map(AsRawFd::as_raw_fd)
     }
 
     /// Move process `pid` (the lab helper) into the run's memory cgroup.

@@ -1,0 +1,246 @@
+//! The init of a program's PID namespace (spawn.rs says why it is there): cloned by the helper
+//! into the helper's own memory, so it makes only raw system calls, which touch neither errno
+//! nor anything else the helper uses.
+
+use std::os::fd::RawFd;
+
+use super::program::{Exec, Rules, SpawnFds};
+
+/// What the init reads before it forks the program: on the helper's stack, which the helper
+/// leaves only once the program is forked.
+pub(super) struct InitArgs<'a> {
+    pub rules: &'a Rules,
+    pub exec: &'a Exec,
+    pub fds: SpawnFds,
+    /// P's exec errno, if it cannot execute (close-on-exec: end of file once it has).
+    pub errors: RawFd,
+    /// A byte once P is forked (end of file without one: I failed first, and said why above).
+    pub forked: RawFd,
+    /// The helper's pidfd: readable once the helper has died.
+    pub helper: RawFd,
+}
+
+/// Raw system calls for the init, which shares the helper's memory: no errno, no libc state.
+/// A negative result is the errno, negated.
+mod sys {
+    #[cfg(target_arch = "x86_64")]
+    pub unsafe fn call(n: libc::c_long, a: [usize; 6]) -> isize {
+        let ret: isize;
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") n as isize => ret,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
+            in("r10") a[3], in("r8") a[4], in("r9") a[5],
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+        ret
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    pub unsafe fn call(n: libc::c_long, a: [usize; 6]) -> isize {
+        let ret: isize;
+        std::arch::asm!(
+            "svc 0",
+            in("x8") n as usize,
+            inlateout("x0") a[0] => ret,
+            in("x1") a[1], in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5],
+            options(nostack),
+        );
+        ret
+    }
+
+    /// Elsewhere, libc's wrapper: correct, but it writes the errno the helper shares.
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    pub unsafe fn call(n: libc::c_long, a: [usize; 6]) -> isize {
+        let r = libc::syscall(n, a[0], a[1], a[2], a[3], a[4], a[5]) as isize;
+        if r < 0 {
+            -(*libc::__errno_location() as isize)
+        } else {
+            r
+        }
+    }
+}
+
+/// A raw system call with up to six arguments.
+macro_rules! sys {
+    ($n:expr $(, $a:expr)*) => {{
+        let mut args = [0usize; 6];
+        let given = [$($a as usize),*];
+        let mut i = 0;
+        while i < given.len() {
+            args[i] = given[i];
+            i += 1;
+        }
+        sys::call($n, args)
+    }};
+}
+
+/// In the init: tell the helper why the program could not start (`errno`), and leave.
+///
+/// # Safety
+/// In the init only.
+unsafe fn init_gives_up(errors: RawFd, errno: isize) -> ! {
+    let code = ((-errno) as i32).to_ne_bytes();
+    sys!(libc::SYS_write, errors, code.as_ptr(), 4);
+    sys!(libc::SYS_exit_group, 127);
+    unreachable_exit()
+}
+
+/// After exit_group, which does not return.
+fn unreachable_exit() -> ! {
+    loop {
+        std::hint::spin_loop();
+    }
+}
+
+/// I, PID 1 of the new PID namespace, on its own stack in the helper's memory: enter the lab,
+/// mount the namespace's own /proc, fork the program, and stay as its init.
+pub(super) extern "C" fn init_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the helper's InitArgs, alive until the byte on `forked` below.
+    unsafe {
+        let a = &*(arg as *const InitArgs);
+        let errors = a.errors;
+        let check = |r: isize| {
+            if r < 0 {
+                init_gives_up(errors, r)
+            }
+        };
+        check(sys!(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, libc::SIGKILL));
+        // The helper may have died between the clone and the prctl: then nothing would kill
+        // us. Its pidfd is readable once it has.
+        let mut gone = libc::pollfd {
+            fd: a.helper,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        if sys!(
+            libc::SYS_ppoll,
+            &mut gone as *mut libc::pollfd,
+            1,
+            &now as *const libc::timespec,
+            0,
+            0
+        ) != 0
+        {
+            init_gives_up(errors, -(libc::ESRCH as isize))
+        }
+        check(sys!(libc::SYS_setns, a.fds.netns, libc::CLONE_NEWNET));
+        check(sys!(libc::SYS_setns, a.fds.mntns, libc::CLONE_NEWNS));
+        check(sys!(libc::SYS_setns, a.fds.utsns, libc::CLONE_NEWUTS));
+        // A mount namespace of its own, for its /proc.
+        check(sys!(libc::SYS_unshare, libc::CLONE_NEWNS));
+        check(sys!(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1));
+        // Not dumpable (this is the memory it shares with the helper): a program, which can
+        // name it as PID 1, can neither ptrace it nor read its /proc files.
+        check(sys!(libc::SYS_prctl, libc::PR_SET_DUMPABLE, 0));
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        check(sys!(
+            libc::SYS_prlimit64,
+            0,
+            libc::RLIMIT_CORE,
+            &no_core as *const libc::rlimit,
+            0
+        ));
+        // Blocked before the fork, so that I can miss neither the program's end nor a signal
+        // to pass on (a kernel sigset: one bit per signal, from bit 0 for signal 1).
+        let forwarded: u64 = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD]
+            .iter()
+            .fold(0, |set, sig| set | 1 << (sig - 1));
+        check(sys!(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            &forwarded as *const u64,
+            0,
+            8
+        ));
+        // As `ps` shows it inside the lab.
+        sys!(libc::SYS_prctl, libc::PR_SET_NAME, c"nslab-init".as_ptr());
+        // Its own /proc: only the processes of its PID namespace. (/sys is the box's: the lab
+        // namespace's own sysfs, sandbox.rs.)
+        let hidden = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        check(sys!(
+            libc::SYS_mount,
+            c"proc".as_ptr(),
+            c"/proc".as_ptr(),
+            c"proc".as_ptr(),
+            hidden,
+            0
+        ));
+        // A fork, not sharing memory: the program gets its own copy, and libc with it.
+        let program = sys!(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0);
+        check(program);
+        if program == 0 {
+            super::program::become_program(a.rules, a.exec, &a.fds, errors)
+        }
+        let exit_status = a.fds.exit_status;
+        // The helper may go on (and `a` with its stack) once it has this byte.
+        sys!(libc::SYS_write, a.forked, b"F".as_ptr(), 1);
+        init(program as libc::pid_t, exit_status, forwarded)
+    }
+}
+
+/// I, once P is forked: hold nothing but the pipe its status goes to (not P's output pipes,
+/// whose end is the runner's sign that everything in the namespace is gone), pass signals on to
+/// P, reap every process that ends up its child, and when P ends write its status and exit: the
+/// kernel then ends the rest of the namespace.
+///
+/// # Safety
+/// In the init only.
+unsafe fn init(program: libc::pid_t, exit_status: RawFd, forwarded: u64) -> ! {
+    // Only the status pipe stays, as fd 0.
+    if sys!(libc::SYS_dup3, exit_status, 0, 0) < 0 && exit_status != 0 {
+        sys!(libc::SYS_exit_group, 127);
+    }
+    sys!(libc::SYS_close_range, 1, u32::MAX, 0);
+    loop {
+        let mut info = [0u64; 16];
+        let sig = sys!(
+            libc::SYS_rt_sigtimedwait,
+            &forwarded as *const u64,
+            info.as_mut_ptr(),
+            0,
+            8
+        );
+        if sig == libc::SIGCHLD as isize {
+            loop {
+                let mut status: libc::c_int = 0;
+                let ended = sys!(
+                    libc::SYS_wait4,
+                    -1isize,
+                    &mut status as *mut libc::c_int,
+                    libc::WNOHANG,
+                    0
+                );
+                if ended == program as isize {
+                    let code = status_code(status);
+                    let bytes = code.to_ne_bytes();
+                    sys!(libc::SYS_write, 0, bytes.as_ptr(), 4);
+                    sys!(libc::SYS_exit_group, code);
+                } else if ended <= 0 {
+                    break;
+                }
+            }
+        } else if sig > 0 {
+            sys!(libc::SYS_kill, program, sig);
+        } else if sig != -(libc::EINTR as isize) {
+            sys!(libc::SYS_exit_group, 127);
+        }
+    }
+}
+
+/// A wait status as an exit code: the code, or 128 + the signal, as a shell gives it.
+fn status_code(status: libc::c_int) -> libc::c_int {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    }
+}
