@@ -405,6 +405,40 @@ fn a_kernel_that_refuses_the_user_namespace_gets_one_sentence_before_anything_ru
     me.assert_nothing_left(&run);
 }
 
+/// A program's init shares the lab helper's memory (lab/helper/spawn.rs), and an ordinary
+/// user's programs run as the user, the helper's own uid: only the init being not dumpable
+/// keeps a program from reading (or, through /proc/1/mem, writing) the helper's memory, its
+/// environment and its fds. Each attempt must be refused, and the helper's map never shown.
+#[test]
+fn a_program_cannot_reach_its_inits_memory_which_is_the_helpers() {
+    let me = AsUser::new(USER, "rootless-init");
+    let run = me.run_clean(&[
+        "run",
+        "--allow-exec",
+        ATTACKS_ALLOW,
+        &AsUser::scenario("attacks"),
+        "--",
+        "shell",
+        "cat /proc/1/maps; echo \"maps: exit $?\"",
+        "head -c 64 /proc/1/environ; echo \"environ: exit $?\"",
+        "ls /proc/1/fd; echo \"fd: exit $?\"",
+        "perl -e 'open(my $f, \"+<\", \"/proc/1/mem\") or die \"mem: refused: $!\\n\"; print \"mem: opened\\n\"'",
+    ]);
+    run.assert_code(0)
+        .assert_stdout("| maps: exit 1")
+        .assert_stdout("| environ: exit 1")
+        .assert_stdout("| fd: exit 2")
+        .assert_stdout("! mem: refused: Permission denied");
+    // No line of the helper's memory map reached the program.
+    assert!(
+        !run.stdout.contains("r-xp") && !run.stdout.contains("[heap]"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("| mem: opened"), "{}", run.stdout);
+    me.assert_nothing_left(&run);
+}
+
 /// The Groups line of /proc/self/status of a program the user's run starts.
 fn program_groups(me: &AsUser) -> String {
     let run = me.run_clean(&[
