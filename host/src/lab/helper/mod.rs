@@ -187,7 +187,7 @@ impl Helper {
     /// `programs` are the files the operator allowed by path, as (name, path): the box shows
     /// each, read-only, at /nslab/bin/NAME.
     /// Also the box's UTS namespace, whose host name is `name`, and a socket subscribed to the
-    /// namespace's link events (as [`Helper::link_watch_socket`] makes): (mount, uts, events).
+    /// namespace's link events (watch.rs): (mount, uts, events).
     pub fn new_box(
         &self,
         name: &str,
@@ -319,13 +319,6 @@ impl Helper {
             &[netns.as_raw_fd()],
         )?;
         self.reply_fds(what, 0).map(|_| ())
-    }
-
-    /// A netlink socket inside `netns`, subscribed to its link events (watch.rs).
-    pub fn link_watch_socket(&self, netns: BorrowedFd<'_>, name: &str) -> LabResult<OwnedFd> {
-        let what = format!("watch the links of namespace {name}");
-        send(&self.socket, &Request::WatchLinks, &[netns.as_raw_fd()])?;
-        Ok(self.reply_fds(&what, 1)?.remove(0))
     }
 
     /// A new network namespace inside the run's user namespace: (namespace fd, netlink socket).

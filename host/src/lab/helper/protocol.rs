@@ -26,7 +26,7 @@ pub enum Request {
     NewNetns,
     /// Build a namespace's filesystem box (fd: the network namespace); the reply passes the
     /// box's mount namespace, its UTS namespace, whose host name is `hostname`, and a netlink
-    /// socket subscribed to the namespace's link events (as [`Request::WatchLinks`] makes).
+    /// socket inside the namespace subscribed to its link events (programs/watch.rs).
     NewBox {
         scratch_bytes: u64,
         hostname: String,
@@ -41,9 +41,6 @@ pub enum Request {
     OpenFile { path: String },
     /// Forwarding on or off in a network namespace (fd: it).
     SetForwarding { on: bool },
-    /// A netlink socket subscribed to a namespace's link events (fd: the namespace); the
-    /// reply passes it.
-    WatchLinks,
     /// What every program of the run is confined by, kept by the helper for its [`Request::Spawn`]s
     /// (fds: the Landlock ruleset if `landlock`, then the `cgroup.procs` programs join if
     /// `cgroup`).
@@ -142,8 +139,7 @@ impl Request {
             Request::NewBox { .. }
             | Request::SetHostname { .. }
             | Request::OpenFile { .. }
-            | Request::SetForwarding { .. }
-            | Request::WatchLinks => 1,
+            | Request::SetForwarding { .. } => 1,
         }
     }
 
@@ -182,7 +178,6 @@ impl Request {
                 out.extend_from_slice(path.as_bytes());
             }
             Request::SetForwarding { on } => out.extend_from_slice(&[b'S', u8::from(*on)]),
-            Request::WatchLinks => out.push(b'L'),
             Request::Confine(c) => {
                 out.push(b'C');
                 out.extend_from_slice(&c.max_processes.to_ne_bytes());
@@ -241,7 +236,6 @@ impl Request {
             },
             b'O' => Request::OpenFile { path: text(rest)? },
             b'S' if rest.len() == 1 && rest[0] <= 1 => Request::SetForwarding { on: rest[0] == 1 },
-            b'L' if rest.is_empty() => Request::WatchLinks,
             b'X' if rest.is_empty() => Request::Spawn,
             b'C' => {
                 let u64_at = |at: usize| -> Option<u64> {
@@ -380,7 +374,6 @@ mod tests {
             (any::<u32>(), text).prop_map(|(mode, path)| Request::WriteFile { mode, path }),
             text.prop_map(|path| Request::OpenFile { path }),
             any::<bool>().prop_map(|on| Request::SetForwarding { on }),
-            Just(Request::WatchLinks),
             Just(Request::Spawn),
             (
                 any::<u64>(),

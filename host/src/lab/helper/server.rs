@@ -260,10 +260,6 @@ fn answer(fd: RawFd, request: Request, fds: Vec<OwnedFd>, state: &mut State) -> 
                 Err(e) => fail(fd, e),
             }
         }
-        Request::WatchLinks => match enter_netns(&fds[0]).and_then(|()| link_events_socket()) {
-            Ok(socket) => reply(fd, Reply::Done, &[socket.as_raw_fd()]),
-            Err(e) => fail(fd, e),
-        },
         Request::NewNetns => match spare.take().map_or_else(make_netns, Ok) {
             Ok((ns, nl)) => {
                 reply(fd, Reply::Done, &[ns.as_raw_fd(), nl.as_raw_fd()])?;

@@ -34,7 +34,7 @@
 //! program run to completion fails with it, a background one ends with status 127 and says
 //! why).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
@@ -50,9 +50,23 @@ const INIT_STACK: usize = 64 << 10;
 #[derive(Default)]
 pub struct Inits {
     stacks: std::collections::HashMap<libc::pid_t, usize>,
+    /// The helper's own pidfd, opened at its first program: each init looks at it (spawn).
+    helper: Option<OwnedFd>,
 }
 
 impl Inits {
+    /// The helper's own pidfd, opened once.
+    fn helper_pidfd(&mut self) -> Result<RawFd, Errno> {
+        if let Some(fd) = &self.helper {
+            return Ok(fd.as_raw_fd());
+        }
+        let fd = crate::lab::process::pidfd_open(std::process::id())
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        let raw = fd.as_raw_fd();
+        self.helper = Some(fd);
+        Ok(raw)
+    }
+
     /// Reap the inits that have ended and unmap their stacks (the runner learns of their end
     /// from their status pipes and pidfds). Called before each request.
     pub fn reap_ended(&mut self) {
@@ -105,8 +119,7 @@ pub fn spawn(
     let (forked_in, forked_out) = nix::unistd::pipe2(cloexec)?;
     // The init cannot ask for its parent (getppid() says 0 across a PID namespace): it looks
     // at the helper's pidfd instead.
-    let helper = crate::lab::process::pidfd_open(std::process::id())
-        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let helper = inits.helper_pidfd()?;
     let args = InitArgs {
         rules,
         exec: &exec,
@@ -119,7 +132,7 @@ pub fn spawn(
         },
         errors: errors_out.as_raw_fd(),
         forked: forked_out.as_raw_fd(),
-        helper: helper.as_raw_fd(),
+        helper,
     };
     // SAFETY: a private anonymous mapping, owned by `inits` once the clone succeeds.
     let stack = unsafe {

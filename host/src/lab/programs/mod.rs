@@ -194,22 +194,19 @@ impl Lab<Netlink> {
         self.run_cgroup()?;
         let mntns = self.boxfs(ns_id)?.as_raw_fd();
         if !self.programs.watchers.contains_key(&ns_id) {
-            // The socket made with the box, or (the namespace's box predates a watch that
-            // ended) a new one.
-            let made = self
+            // The socket made with the box: a namespace's watch ends only when the namespace
+            // is deleted, so it is taken once.
+            let socket = self
                 .namespaces
                 .get_mut(&ns_id)
-                .and_then(|ns| ns.held.link_events.take());
-            let ns = self.ns(ns_id)?;
-            let socket = match made {
-                Some(socket) => socket,
-                None => self
-                    .kernel
-                    .factory
-                    .helper()?
-                    .link_watch_socket(ns.held.fd(), &ns.name)?,
-            };
-            let watcher = self.programs.link_limit.watch(&ns.held, socket)?;
+                .and_then(|ns| ns.held.link_events.take())
+                .ok_or_else(|| {
+                    LabError::Bug("a namespace's box came without its link-events socket".into())
+                })?;
+            let watcher = self
+                .programs
+                .link_limit
+                .watch(&self.ns(ns_id)?.held, socket)?;
             self.programs.watchers.insert(ns_id, watcher);
         }
         if self.programs.confinement.is_none() {

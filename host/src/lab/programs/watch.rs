@@ -57,7 +57,7 @@ impl LinkLimit {
     }
 
     /// Start watching `ns` through `socket`, a netlink socket inside it subscribed to link
-    /// events (the lab helper makes it: Helper::link_watch_socket); the task ends when aborted
+    /// events (the lab helper makes it with the namespace's box: Helper::new_box); the task ends when aborted
     /// (the namespace is deleted, or the run ends).
     pub fn watch(&self, ns: &Namespace, socket: OwnedFd) -> LabResult<JoinHandle<()>> {
         let what = format!("watch the links of namespace {}", ns.name);
