@@ -436,21 +436,34 @@ fn ls_names_what_still_holds_a_dead_runs_lab_and_cleanup_ends_only_the_runs_own(
     let mut inside = nsenter(&["--user", "--net", "-S", "4242", "-G", "4242"]);
     // And one from outside: the host's root, in the lab's network namespace only.
     let mut outside = nsenter(&["--net"]);
+    // And the host's root in the run's user namespace too, keeping its credentials: nothing
+    // of a run runs as the host's root (its helper and inits run as its own ids), so this
+    // one entered from outside as well, and is not the run's to end.
+    let mut intruder = nsenter(&["--user", "--preserve-credentials", "--net"]);
     let insider_uid = ids[0].0 + 4242;
     let entered = within(Duration::from_secs(5), || {
         processes_of(&ids).iter().any(|p| p.2 == insider_uid)
     });
     assert!(entered, "nsenter did not start: {:?}", processes_of(&ids));
-    // The outsider too: in the lab's network namespace, and `sleep` by now (on a busy
-    // machine nsenter may not have got that far yet).
-    let lab_net = std::fs::read_link(format!("/proc/{program}/ns/net")).unwrap();
-    let outsider = outside.id();
-    let settled = within(Duration::from_secs(5), || {
-        std::fs::read_link(format!("/proc/{outsider}/ns/net")).ok() == Some(lab_net.clone())
-            && std::fs::read_to_string(format!("/proc/{outsider}/comm"))
-                .is_ok_and(|c| c.trim() == "sleep")
-    });
-    assert!(settled, "nsenter --net did not enter the lab");
+    // The outsider and the intruder too: in the lab's namespace, and `sleep` by now (on a
+    // busy machine nsenter may not have got that far yet).
+    let settled_in = |pid: u32, kind: &str| {
+        let lab = std::fs::read_link(format!("/proc/{program}/ns/{kind}")).unwrap();
+        within(Duration::from_secs(5), || {
+            std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok() == Some(lab.clone())
+                && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "sleep")
+        })
+    };
+    assert!(
+        settled_in(outside.id(), "net"),
+        "nsenter --net did not enter the lab"
+    );
+    let intruder_pid = intruder.id();
+    assert!(
+        settled_in(intruder_pid, "user"),
+        "nsenter --user did not enter the run's user namespace"
+    );
     bg.signal(libc::SIGKILL);
     bg.finish_within(Duration::from_secs(3));
     let ls = runner(["ls"]);
@@ -464,6 +477,9 @@ fn ls_names_what_still_holds_a_dead_runs_lab_and_cleanup_ends_only_the_runs_own(
             "held by process {} (sleep, uid 0): not the run's: entered from outside",
             outside.id()
         ))
+        .assert_stdout(&format!(
+            "held by process {intruder_pid} (sleep, uid 0): not the run's: entered from outside"
+        ))
         .assert_stdout(&format!("`runner cleanup {id}` ends the run's"));
     let cleanup = runner(["cleanup", &id]);
     cleanup
@@ -472,7 +488,8 @@ fn ls_names_what_still_holds_a_dead_runs_lab_and_cleanup_ends_only_the_runs_own(
             "removed process {} (sleep, uid {insider_uid}), which the killed runner left holding its lab",
             inside.id()
         ))
-        .assert_stdout(&format!("note: left process {} (sleep, uid 0) alone", outside.id()));
+        .assert_stdout(&format!("note: left process {} (sleep, uid 0) alone", outside.id()))
+        .assert_stdout(&format!("note: left process {intruder_pid} (sleep, uid 0) alone"));
     // The run's own is gone (the test reaps its child); the outsider still runs.
     let status = inside.wait().unwrap();
     assert_eq!(
@@ -483,8 +500,14 @@ fn ls_names_what_still_holds_a_dead_runs_lab_and_cleanup_ends_only_the_runs_own(
         outside.try_wait().unwrap().is_none(),
         "the outsider was ended"
     );
-    let _ = outside.kill();
-    let _ = outside.wait();
+    assert!(
+        intruder.try_wait().unwrap().is_none(),
+        "the host's root in the run's user namespace was ended as if it were the run's"
+    );
+    for mut other in [outside, intruder] {
+        let _ = other.kill();
+        let _ = other.wait();
+    }
     assert!(!runner(["ls"]).stdout.contains(&id));
     drop(reaper);
 }

@@ -57,13 +57,15 @@ fn status_of(pid: &str) -> Option<(u32, String, bool)> {
     Some((uid, crate::console::printable(name).into_owned(), zombie))
 }
 
-/// Whether host uid `uid` is one of the run's: its blocks, or (for a run root started) the
-/// host's root, which the run's shims and inits stay inside its user namespace.
+/// Whether host uid `uid` is one of the run's: one of its blocks of host ids. Never the host's
+/// root, even for a run root started: everything of a run (its lab helper, the inits of its
+/// programs, the programs) runs as the run's own ids (lab/helper/ids.rs), so a process running
+/// as the host's root in a dead run's user namespace entered it from outside, and is someone
+/// else's to end.
 fn runs_as(rec: &RunRecord, uid: u32) -> bool {
     rec.host_ids
         .iter()
         .any(|&(first, count)| uid >= first && uid - first < count)
-        || (uid == 0 && rec.owner == 0)
 }
 
 /// The processes that still hold dead run `rec`'s lab; `all` are every record (for the
@@ -214,8 +216,8 @@ mod tests {
         assert!(runs_as(&root_run, 0x7000_0000 + 65535));
         assert!(!runs_as(&root_run, 0x7000_0000 + 65536));
         assert!(!runs_as(&root_run, 0x6FFF_FFFF));
-        // Its shims and inits stay the host's root inside its user namespace.
-        assert!(runs_as(&root_run, 0));
+        // Nothing of a run runs as the host's root: one that does entered from outside.
+        assert!(!runs_as(&root_run, 0));
         let user_run = record(1000, vec![(1000, 1), (100_000, 65536)]);
         assert!(runs_as(&user_run, 1000));
         assert!(runs_as(&user_run, 100_100));
