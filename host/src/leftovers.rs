@@ -144,32 +144,15 @@ pub fn end(rec: &RunRecord, all: &[RunRecord]) -> (Vec<Leftover>, Vec<String>) {
         if !left.ours {
             continue;
         }
-        // SAFETY: plain syscall; the fd is owned at once below.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, left.pid as libc::pid_t, 0) };
-        if fd < 0 {
+        let Ok(pidfd) = crate::lab::process::pidfd_open(left.pid) else {
             continue; // gone meanwhile
-        }
-        // SAFETY: the kernel just gave us this fd; nothing else owns it.
-        let pidfd = unsafe {
-            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as std::os::fd::RawFd)
         };
         // The pidfd holds this very process now: check that it is still the one found.
         let again = Trusted::of(rec, all).and_then(|lab| lab.holder(rec, &left.pid.to_string()));
         if again.as_ref() != Some(&left) {
             continue;
         }
-        // SAFETY: plain syscall on a pidfd we own.
-        let sent = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                std::os::fd::AsRawFd::as_raw_fd(&pidfd),
-                libc::SIGKILL,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        if sent != 0 {
-            let e = std::io::Error::last_os_error();
+        if let Err(e) = crate::lab::process::pidfd_signal(&pidfd, libc::SIGKILL) {
             problems.push(format!(
                 "cannot end {left}, which holds the lab of run {}: {e}{}",
                 rec.id,

@@ -2,7 +2,7 @@
 //! inits): a leaf, so that neither the helper nor the programs depend on each other
 //! for them.
 
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Where programs are looked up, whatever the scenario or the runner's own environment says.
 pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -31,6 +31,25 @@ pub fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
     }
     // SAFETY: the kernel just gave us this fd; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Send `sig` through `pidfd`: it reaches that process or nothing, never one that reused its
+/// pid. Why it could not be sent, if it could not (ESRCH: it has ended).
+pub fn pidfd_signal(pidfd: &impl AsRawFd, sig: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: plain syscall on a pidfd the caller holds.
+    let sent = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if sent != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// When process `pid` started, in clock ticks since boot; None if there is no such process.

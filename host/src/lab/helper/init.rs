@@ -3,16 +3,18 @@
 //! nor anything else the helper uses.
 
 use std::os::fd::RawFd;
+use std::sync::Arc;
 
 use super::program::{Exec, Rules, SpawnFds};
 
-/// What the init reads before it forks the program: on the helper's stack, which the helper
-/// leaves only once the program is forked.
-pub(super) struct InitArgs<'a> {
-    pub rules: &'a Rules,
-    pub exec: &'a Exec,
+/// What the init reads before it forks the program: in a block of the helper's memory that
+/// the helper frees only once the init has been reaped (spawn.rs).
+pub(super) struct InitArgs {
+    pub rules: Arc<Rules>,
+    pub exec: Exec,
     pub fds: SpawnFds,
-    /// P's exec errno, if it cannot execute (close-on-exec: end of file once it has).
+    /// Why the program could not start, if it could not: P's exec errno, or the init's own,
+    /// negated (close-on-exec: end of file once P has executed).
     pub errors: RawFd,
     /// A byte once P is forked (end of file without one: I failed first, and said why above).
     pub forked: RawFd,
@@ -76,12 +78,13 @@ macro_rules! sys {
     }};
 }
 
-/// In the init: tell the helper why the program could not start (`errno`), and leave.
+/// In the init: tell the runner why the program could not start (`errno`, negative as a raw
+/// system call returns it, and kept negative: the init's failure, not the exec's), and leave.
 ///
 /// # Safety
 /// In the init only.
 unsafe fn init_gives_up(errors: RawFd, errno: isize) -> ! {
-    let code = ((-errno) as i32).to_ne_bytes();
+    let code = (errno as i32).to_ne_bytes();
     sys!(libc::SYS_write, errors, code.as_ptr(), 4);
     sys!(libc::SYS_exit_group, 127);
     unreachable_exit()
@@ -97,7 +100,7 @@ fn unreachable_exit() -> ! {
 /// I, PID 1 of the new PID namespace, on its own stack in the helper's memory: enter the lab,
 /// mount the namespace's own /proc, fork the program, and stay as its init.
 pub(super) extern "C" fn init_main(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` is the helper's InitArgs, alive until the byte on `forked` below.
+    // SAFETY: `arg` is the helper's InitArgs, alive until this init has been reaped.
     unsafe {
         let a = &*(arg as *const InitArgs);
         let errors = a.errors;
@@ -178,10 +181,10 @@ pub(super) extern "C" fn init_main(arg: *mut libc::c_void) -> libc::c_int {
         let program = sys!(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0);
         check(program);
         if program == 0 {
-            super::program::become_program(a.rules, a.exec, &a.fds, errors)
+            super::program::become_program(&a.rules, &a.exec, &a.fds, errors)
         }
         let exit_status = a.fds.exit_status;
-        // The helper may go on (and `a` with its stack) once it has this byte.
+        // The runner reads the program's pid from our children once it has this byte.
         sys!(libc::SYS_write, a.forked, b"F".as_ptr(), 1);
         init(program as libc::pid_t, exit_status, forwarded)
     }

@@ -46,7 +46,7 @@ pub use server::serve;
 /// The hidden subcommand that runs [`serve`].
 pub const HELPER_ARG: &str = "__lab-helper";
 /// How long the runner waits for the helper's answer to one request.
-const HELPER_ANSWER_SECS: i64 = 10;
+pub(crate) const HELPER_ANSWER_SECS: i64 = 10;
 /// The fd on which the helper finds its end of the socketpair.
 const HELPER_FD: RawFd = 3;
 

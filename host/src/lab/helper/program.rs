@@ -1,5 +1,10 @@
 //! The program, between its fork by the init and its exec (spawn.rs): a fork, so its memory,
-//! libc and errno are its own copy.
+//! libc and errno are its own copy. A copy of memory the helper shares with the init, taken
+//! while the helper goes on with its next request (it does not wait for programs): it may catch
+//! the helper anywhere, in the middle of an allocation, say, holding a lock of libc's. So P
+//! reads nothing of the helper's but its own [`Exec`] and [`Rules`], which stay put until its
+//! init has been reaped, and between the fork and the exec it makes only calls that neither
+//! allocate nor take a lock.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};

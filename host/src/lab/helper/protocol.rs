@@ -47,11 +47,15 @@ pub enum Request {
     Confine(Confinement),
     /// Start a program (helper/spawn.rs); fds: a memfd holding its [`Command`], the network
     /// namespace, the box's mount namespace, its UTS namespace, the program's stdin, stdout and
-    /// stderr, and the write end of the pipe its init writes its exit status to. The reply is
-    /// [`Reply::Spawned`] once the program is forked, with a pidfd of its init and the read end
-    /// of the pipe that gets the program's errno if it cannot execute (end of file once it has).
+    /// stderr, and the write ends of three pipes: the one its init writes its exit status to,
+    /// the one that gets why it could not start (an errno: the program's exec's, or negated,
+    /// its init's), and the one its init writes a byte to once the program is forked. The reply
+    /// is [`Reply::Spawned`] as soon as the init is cloned, with a pidfd of the init.
     Spawn,
 }
+
+/// The descriptors a [`Request::Spawn`] passes, the most any message does.
+pub const SPAWN_FDS: usize = 10;
 
 /// What every program of a run is confined by (sent once, before the first program).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,8 +127,7 @@ pub enum Reply {
     Done,
     /// It failed with this errno.
     Failed(Errno),
-    /// A program was forked: its init's pid on the host (its pidfd and the program's exec-error
-    /// pipe travel with it).
+    /// A program's init was cloned: its pid on the host (its pidfd travels with it).
     Spawned(u32),
 }
 
@@ -135,7 +138,7 @@ impl Request {
             Request::Mapped | Request::NewNetns => 0,
             Request::WriteFile { .. } => 2,
             Request::Confine(c) => usize::from(c.landlock) + usize::from(c.cgroup),
-            Request::Spawn => 8,
+            Request::Spawn => SPAWN_FDS,
             Request::NewBox { .. }
             | Request::SetHostname { .. }
             | Request::OpenFile { .. }
@@ -323,8 +326,8 @@ pub fn send(socket: RawFd, bytes: &[u8], fds: &[RawFd]) -> nix::Result<()> {
 /// Receive one message into `buf`: its length (0 at the end of the stream) and the descriptors
 /// that came with it, owned from here on and closed on exec.
 pub fn receive(socket: RawFd, buf: &mut [u8]) -> nix::Result<(usize, Vec<OwnedFd>)> {
-    // The most any message passes: a spawn request's eight.
-    let mut space = nix::cmsg_space!([RawFd; 8]);
+    // The most any message passes: a spawn request's.
+    let mut space = nix::cmsg_space!([RawFd; SPAWN_FDS]);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = loop {
         match recvmsg::<()>(

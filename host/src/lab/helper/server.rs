@@ -202,8 +202,9 @@ pub fn serve() -> std::process::ExitCode {
 struct State {
     /// A namespace made ahead of the next request for one.
     spare: Option<(OwnedFd, OwnedFd)>,
-    /// What the run's programs are confined by, once the runner has said it.
-    rules: Option<super::spawn::Rules>,
+    /// What the run's programs are confined by, once the runner has said it (shared with the
+    /// inits that have not yet forked their program).
+    rules: Option<std::sync::Arc<super::spawn::Rules>>,
     /// The programs' inits it started.
     inits: super::spawn::Inits,
 }
@@ -213,7 +214,9 @@ fn answer(fd: RawFd, request: Request, fds: Vec<OwnedFd>, state: &mut State) -> 
     let spare = &mut state.spare;
     match request {
         Request::Confine(c) => {
-            state.rules = Some(super::spawn::Rules::from_request(c, fds));
+            state.rules = Some(std::sync::Arc::new(super::spawn::Rules::from_request(
+                c, fds,
+            )));
             reply(fd, Reply::Done, &[])
         }
         Request::Spawn => {
@@ -221,11 +224,7 @@ fn answer(fd: RawFd, request: Request, fds: Vec<OwnedFd>, state: &mut State) -> 
                 return fail(fd, nix::errno::Errno::EINVAL);
             };
             match super::spawn::spawn(rules, &fds, &mut state.inits) {
-                Ok((pidfd, pid, errors)) => reply(
-                    fd,
-                    Reply::Spawned(pid),
-                    &[pidfd.as_raw_fd(), errors.as_raw_fd()],
-                ),
+                Ok((pidfd, pid)) => reply(fd, Reply::Spawned(pid), &[pidfd.as_raw_fd()]),
                 Err(e) => fail(fd, e),
             }
         }

@@ -28,13 +28,16 @@
 //! what a daemon dropping to its service user makes (issue 18). I is not dumpable, so a
 //! program, which can name it as PID 1, cannot ptrace it or read its /proc files.
 //!
-//! The helper answers as soon as P is forked, so that starting hundreds of daemons goes as fast
-//! as typing `ip netns exec NS DAEMON &`: with the pidfd of I, it passes the read end of a
-//! close-on-exec pipe into which P writes the errno if it cannot execute (exec.rs reads it: a
-//! program run to completion fails with it, a background one ends with status 127 and says
-//! why).
+//! The helper answers as soon as I is cloned, and never waits for a program: it is free for the
+//! next request while I enters the lab and forks P. What I needs lives in a block of the
+//! helper's memory that stays until I is reaped, so nothing I reads goes away under it. The
+//! runner learns the rest from pipes of its own: a byte once P is forked (whose pid the runner
+//! then reads from I's children), an errno if it could not start (P's exec's, or negated, I's
+//! own, when it could not enter the lab), and the status P ended with. Starting hundreds of
+//! daemons so costs the helper a clone each, not a wait on every one.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
 use nix::errno::Errno;
 
@@ -46,12 +49,19 @@ use super::protocol::Command;
 /// A stack for an init: mapped per program, unmapped once the init has been reaped.
 const INIT_STACK: usize = 64 << 10;
 
-/// What the helper keeps of the inits it started: their stacks, by pid.
+/// What the helper keeps of the inits it started, by pid, until they are reaped.
 #[derive(Default)]
 pub struct Inits {
-    stacks: std::collections::HashMap<libc::pid_t, usize>,
+    started: std::collections::HashMap<libc::pid_t, Started>,
     /// The helper's own pidfd, opened at its first program: each init looks at it (spawn).
     helper: Option<OwnedFd>,
+}
+
+/// An init's stack, and what it reads as it starts (freed only once it has been reaped: the
+/// helper does not wait for it to have read them).
+struct Started {
+    stack: usize,
+    _args: Box<InitArgs>,
 }
 
 impl Inits {
@@ -78,9 +88,9 @@ impl Inits {
             if pid <= 0 {
                 return;
             }
-            if let Some(stack) = self.stacks.remove(&pid) {
+            if let Some(started) = self.started.remove(&pid) {
                 // SAFETY: the stack this init ran on; it has ended and been reaped.
-                unsafe { libc::munmap(stack as *mut libc::c_void, INIT_STACK) };
+                unsafe { libc::munmap(started.stack as *mut libc::c_void, INIT_STACK) };
             }
         }
     }
@@ -91,7 +101,7 @@ impl Drop for Inits {
     /// reap them all, so that none is left even as a zombie for the host's init to collect.
     /// The runner stops the helper if this takes more than a second (helper/mod.rs).
     fn drop(&mut self) {
-        for pid in self.stacks.keys() {
+        for pid in self.started.keys() {
             // SAFETY: a child of ours, not yet reaped: its pid is still its own.
             unsafe { libc::kill(*pid, libc::SIGKILL) };
         }
@@ -101,28 +111,27 @@ impl Drop for Inits {
     }
 }
 
-/// Start the program of a spawn request (`fds` as protocol.rs lists them), once it is forked:
-/// a pidfd of its init, the init's pid, and the read end of the pipe that gets the program's
-/// exec errno; or why it could not be started.
+/// Start the program of a spawn request (`fds` as protocol.rs lists them): clone its init, and
+/// return a pidfd of it and its pid at once; or why it could not be cloned.
 pub fn spawn(
-    rules: &Rules,
+    rules: &Arc<Rules>,
     fds: &[OwnedFd],
     inits: &mut Inits,
-) -> Result<(OwnedFd, u32, OwnedFd), Errno> {
-    let [command, netns, mntns, utsns, stdin, stdout, stderr, exit_status] = fds else {
+) -> Result<(OwnedFd, u32), Errno> {
+    let [command, netns, mntns, utsns, stdin, stdout, stderr, exit_status, errors, forked] = fds
+    else {
         return Err(Errno::EINVAL);
     };
-    let command = read_command(command)?;
-    let exec = Exec::new(&command)?;
-    let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
-    let (errors_in, errors_out) = nix::unistd::pipe2(cloexec)?;
-    let (forked_in, forked_out) = nix::unistd::pipe2(cloexec)?;
+    let exec = Exec::new(&read_command(command)?)?;
     // The init cannot ask for its parent (getppid() says 0 across a PID namespace): it looks
     // at the helper's pidfd instead.
     let helper = inits.helper_pidfd()?;
-    let args = InitArgs {
-        rules,
-        exec: &exec,
+    // The init reads these after the helper has gone on: they stay until it is reaped. Its
+    // descriptors are its own copies, made by the clone (no CLONE_FILES): the helper closes
+    // its own once it has answered.
+    let args = Box::new(InitArgs {
+        rules: rules.clone(),
+        exec,
         fds: SpawnFds {
             netns: netns.as_raw_fd(),
             mntns: mntns.as_raw_fd(),
@@ -130,10 +139,10 @@ pub fn spawn(
             stdio: [stdin, stdout, stderr].map(AsRawFd::as_raw_fd),
             exit_status: exit_status.as_raw_fd(),
         },
-        errors: errors_out.as_raw_fd(),
-        forked: forked_out.as_raw_fd(),
+        errors: errors.as_raw_fd(),
+        forked: forked.as_raw_fd(),
         helper,
-    };
+    });
     // SAFETY: a private anonymous mapping, owned by `inits` once the clone succeeds.
     let stack = unsafe {
         libc::mmap(
@@ -155,13 +164,13 @@ pub fn spawn(
         | libc::CLONE_NEWIPC
         | libc::SIGCHLD;
     // SAFETY: the init runs `init_main` on its own stack, in the helper's memory, making only
-    // raw system calls; `args` outlives its reads (the helper waits for the fork below).
+    // raw system calls; `args` is kept with the stack until the init has been reaped.
     let child = unsafe {
         libc::clone(
             super::init::init_main,
             stack.cast::<u8>().add(INIT_STACK).cast(),
             flags,
-            (&args as *const InitArgs).cast_mut().cast(),
+            (&*args as *const InitArgs).cast_mut().cast(),
             &mut pidfd as *mut libc::c_int,
         )
     };
@@ -171,22 +180,15 @@ pub fn spawn(
         unsafe { libc::munmap(stack, INIT_STACK) };
         return Err(e);
     }
-    inits.stacks.insert(child, stack as usize);
+    inits.started.insert(
+        child,
+        Started {
+            stack: stack as usize,
+            _args: args,
+        },
+    );
     // SAFETY: the kernel just gave us this pidfd.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    drop((errors_out, forked_out));
-    let mut byte = [0u8; 1];
-    match nix::unistd::read(&forked_in, &mut byte) {
-        Ok(1) => Ok((pidfd, child as u32, errors_in)),
-        // The init failed before it forked: it said why.
-        _ => {
-            let mut errno = [0u8; 4];
-            match nix::unistd::read(&errors_in, &mut errno) {
-                Ok(4) => Err(Errno::from_raw(i32::from_ne_bytes(errno))),
-                _ => Err(Errno::EIO),
-            }
-        }
-    }
+    Ok((unsafe { OwnedFd::from_raw_fd(pidfd) }, child as u32))
 }
 
 /// The command from its memfd.

@@ -17,14 +17,14 @@ impl Helper {
     }
 
     /// Start `command` (helper/spawn.rs) with `fds`: the network namespace, the box's mount
-    /// namespace, its UTS namespace, stdin, stdout, stderr, and the write end of the exit
-    /// status pipe. Once it is forked: a pidfd of its init, the init's pid, and the pipe that
-    /// gets the program's errno if it cannot execute; or the errno it could not start with.
+    /// namespace, its UTS namespace, stdin, stdout, stderr, and the write ends of the exit
+    /// status, start error and forked pipes. As soon as its init is cloned: a pidfd of the init
+    /// and its pid; or the errno the init could not be cloned with.
     pub fn spawn(
         &self,
         command: &protocol::Command,
-        fds: [RawFd; 7],
-    ) -> LabResult<Result<(OwnedFd, u32, OwnedFd), Errno>> {
+        fds: [RawFd; protocol::SPAWN_FDS - 1],
+    ) -> LabResult<Result<(OwnedFd, u32), Errno>> {
         let what = "hand a program to the lab helper";
         let memfd =
             nix::sys::memfd::memfd_create(c"nslab-exec", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
@@ -39,14 +39,9 @@ impl Helper {
         all.extend_from_slice(&fds);
         send(&self.socket, &Request::Spawn, &all)?;
         match self.receive()? {
-            (Reply::Spawned(pid), fds) if fds.len() == 2 => {
-                let mut fds = fds.into_iter();
-                match (fds.next(), fds.next()) {
-                    (Some(pidfd), Some(errors)) => Ok(Ok((pidfd, pid, errors))),
-                    _ => Err(LabError::Bug(
-                        "the lab helper's reply lost a descriptor".into(),
-                    )),
-                }
+            (Reply::Spawned(pid), fds) if fds.len() == 1 => {
+                let pidfd = fds.into_iter().next().expect("one descriptor");
+                Ok(Ok((pidfd, pid)))
             }
             (Reply::Failed(errno), _) => Ok(Err(errno)),
             (other, fds) => Err(LabError::Os(format!(

@@ -145,16 +145,8 @@ impl Running {
     /// Send `sig` to its init, through its pidfd (the init passes SIGTERM, SIGINT and SIGHUP on
     /// to the program; SIGKILL ends the init, and with it its whole PID namespace).
     pub fn signal(&self, sig: libc::c_int) {
-        // SAFETY: plain syscall on a pidfd we own; ESRCH (already ended) is expected.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.pidfd.as_raw_fd(),
-                sig,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            );
-        }
+        // ESRCH (it has already ended) is expected.
+        let _ = crate::lab::process::pidfd_signal(&self.pidfd, sig);
     }
 
     /// Wait up to `limit` for it to end: its output, or None if it is still running.

@@ -69,8 +69,13 @@ pub fn start(
     let (stdout, stdout_write) = output_pipe(&what)?;
     let (stderr, stderr_write) = output_pipe(&what)?;
     let (exit_status, exit_write) = output_pipe(&what)?;
+    let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
+    let (exec_errors, errors_write) =
+        nix::unistd::pipe2(cloexec).map_err(|e| LabError::from_errno(e, &what))?;
+    let (forked, forked_write) =
+        nix::unistd::pipe2(cloexec).map_err(|e| LabError::from_errno(e, &what))?;
     let started = Instant::now();
-    let (pidfd, init_pid, exec_errors) = helper
+    let (pidfd, init_pid) = helper
         .spawn(
             &exec,
             [
@@ -81,15 +86,31 @@ pub fn start(
                 stdout_write.as_raw_fd(),
                 stderr_write.as_raw_fd(),
                 exit_write.as_raw_fd(),
+                errors_write.as_raw_fd(),
+                forked_write.as_raw_fd(),
             ],
         )?
         .map_err(|e| spawn_error(e, &what))?;
-    // Only the program holds them now: their ends are its end.
-    drop((stdin_read, stdout_write, stderr_write, exit_write));
-    // The helper answered once the program was forked: whether it could be executed comes on
-    // `exec_errors` (an errno, or the end of the pipe once it has been). A program run to
-    // completion waits for that here, and fails as the exec did; a background one does not,
-    // as a shell's `PROGRAM &` does not: it is said when it comes (`exec_failure`).
+    // Only the init holds them now: their ends are its end (or its program's).
+    drop((
+        stdin_read,
+        stdout_write,
+        stderr_write,
+        exit_write,
+        errors_write,
+        forked_write,
+    ));
+    // The helper answered once the init was cloned; the init forks the program once it has
+    // entered the lab, and says so on `forked`.
+    if let Err(e) = await_fork(&forked, &exec_errors, &what) {
+        // It did not start its program: stop it (it may be stuck, or already gone).
+        let _ = crate::lab::process::pidfd_signal(&pidfd, libc::SIGKILL);
+        return Err(e);
+    }
+    // Whether the program could be executed comes on `exec_errors` (an errno, or the end of the
+    // pipe once it has been). A program run to completion waits for that here, and fails as
+    // the exec did; a background one does not, as a shell's `PROGRAM &` does not: it is said
+    // when it comes (`exec_failure`).
     let failed = Arc::new(std::sync::Mutex::new(None));
     if tag.is_none() {
         if let Some(errno) = exec_errno(&exec_errors) {
@@ -105,7 +126,7 @@ pub fn start(
             failed.clone(),
         ));
     }
-    // The init forked the program before it executed, so it is the init's first child (unless
+    // The init forked the program before it said so, so it is the init's first child (unless
     // it has already ended).
     let program_pid = std::fs::read_to_string(format!("/proc/{init_pid}/task/{init_pid}/children"))
         .ok()
@@ -168,9 +189,58 @@ pub fn start(
     })
 }
 
-/// The errno a program could not be executed with, or None once it has been (the pipe's end:
-/// it is close-on-exec). Blocks until one or the other.
-fn exec_errno(errors: &OwnedFd) -> Option<Errno> {
+/// Wait until the init has forked the program (a byte on `forked`), or say why it could not:
+/// it ended first, having written its own errno, negated, to `errors` (it could not enter the
+/// lab), or it did not get that far within the time the helper has to answer.
+fn await_fork(forked: &OwnedFd, errors: &OwnedFd, what: &str) -> LabResult<()> {
+    let limit = std::time::Duration::from_secs(crate::lab::helper::HELPER_ANSWER_SECS as u64);
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut poll = libc::pollfd {
+            fd: forked.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one fd we own.
+        match unsafe { libc::poll(&mut poll, 1, left.as_millis().min(i32::MAX as u128) as i32) } {
+            0 => {
+                return Err(LabError::Os(format!(
+                    "{what}: its init did not get it started within {} s (the machine may be \
+                     overloaded); it was stopped",
+                    limit.as_secs()
+                )))
+            }
+            n if n > 0 => break,
+            _ if Errno::last() == Errno::EINTR => continue,
+            _ => return Err(LabError::from_errno(Errno::last(), what)),
+        }
+    }
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(forked, &mut byte) {
+            Ok(1) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(LabError::from_errno(e, what)),
+            Ok(_) => break,
+        }
+    }
+    // The init ended before it forked: it said why, as a negated errno.
+    match start_error(errors) {
+        Some(code) if code < 0 => Err(LabError::from_errno(
+            Errno::from_raw(-code),
+            format!("{what}: its init could not enter the lab"),
+        )),
+        _ => Err(LabError::Os(format!(
+            "{what}: its init ended before it started the program"
+        ))),
+    }
+}
+
+/// What the pipe of start errors says (blocking until it says it): a program's exec errno, or
+/// an init's own, negated; None once the program has executed (the pipe's end: it is
+/// close-on-exec).
+fn start_error(errors: &OwnedFd) -> Option<i32> {
     let mut bytes = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -178,10 +248,16 @@ fn exec_errno(errors: &OwnedFd) -> Option<Errno> {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(Errno::EINTR) => continue,
-            Err(e) => return Some(e),
+            Err(e) => return Some(e as i32),
         }
     }
-    (got == 4).then(|| Errno::from_raw(i32::from_ne_bytes(bytes)))
+    (got == 4).then(|| i32::from_ne_bytes(bytes))
+}
+
+/// The errno a program could not be executed with, or None once it has been. Blocks until one
+/// or the other.
+fn exec_errno(errors: &OwnedFd) -> Option<Errno> {
+    start_error(errors).map(Errno::from_raw)
 }
 
 /// For a background program: wait for its exec's outcome, and if it failed, say so at once
@@ -245,4 +321,59 @@ pub async fn run(
         return Ok(out.clone());
     }
     Ok(running.kill_now(true).await?.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap()
+    }
+
+    #[test]
+    fn a_fork_is_awaited_until_the_inits_byte() {
+        let ((forked, forked_w), (errors, _errors_w)) = (pipe(), pipe());
+        nix::unistd::write(&forked_w, b"F").unwrap();
+        assert!(await_fork(&forked, &errors, "run x in a").is_ok());
+    }
+
+    #[test]
+    fn an_init_that_could_not_enter_the_lab_says_why() {
+        let ((forked, forked_w), (errors, errors_w)) = (pipe(), pipe());
+        nix::unistd::write(&errors_w, &(-libc::EPERM).to_ne_bytes()).unwrap();
+        drop((forked_w, errors_w));
+        let e = await_fork(&forked, &errors, "run x in a")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("run x in a: its init could not enter the lab")
+                && e.contains("not permitted"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_init_that_ended_without_a_word_is_said_to_have() {
+        let ((forked, forked_w), (errors, errors_w)) = (pipe(), pipe());
+        drop((forked_w, errors_w));
+        let e = await_fork(&forked, &errors, "run x in a")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("its init ended before it started the program"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_exec_errno_is_read_whole_and_the_pipes_end_means_executed() {
+        let (errors, errors_w) = pipe();
+        nix::unistd::write(&errors_w, &libc::ENOEXEC.to_ne_bytes()).unwrap();
+        drop(errors_w);
+        assert_eq!(exec_errno(&errors), Some(Errno::ENOEXEC));
+        let (errors, errors_w) = pipe();
+        drop(errors_w);
+        assert_eq!(exec_errno(&errors), None);
+    }
 }

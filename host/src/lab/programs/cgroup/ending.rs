@@ -2,7 +2,7 @@
 //! removed; by the run itself, by its janitor when the runner was killed outright, and by the
 //! sweep of dead runs' cgroups.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -55,16 +55,7 @@ fn kill_if_member(pid: u32, name: &str) {
     let member = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .is_ok_and(|c| c.lines().any(|l| l.ends_with(name)));
     if member {
-        // SAFETY: plain syscall on a pidfd we own.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                pidfd.as_raw_fd(),
-                libc::SIGKILL,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            );
-        }
+        let _ = crate::lab::process::pidfd_signal(&pidfd, libc::SIGKILL);
     }
 }
 
