@@ -204,3 +204,49 @@ fn socket_buffers_a_program_fills_count_against_program_memory() {
         run.all()
     );
 }
+
+/// The lab helper's anonymous memory (`RssAnon`, KiB), found as the runner's child that runs
+/// `__lab-helper`. Its inits share it.
+fn helper_anon_kib(runner: u32) -> Option<i64> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{runner}/task/{runner}/children")).ok()?;
+    let helper = children.split_whitespace().find(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == b"__lab-helper"))
+    })?;
+    let status = std::fs::read_to_string(format!("/proc/{helper}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// What an init reads as it starts (its command's arguments and environment) lives in the lab
+/// helper's memory, and the helper does not wait for the init; it must not keep it for the
+/// program's whole life, or a run of many programs with large arguments holds the sum of them
+/// in the helper (where, rootless without a cgroup, nothing bounds it). 40 programs with half a
+/// megabyte of arguments each would hold 20 MB.
+#[test]
+fn the_helper_does_not_keep_the_arguments_of_the_programs_it_started() {
+    let _labs = lab_lock();
+    let mut bg = Background::start(attacks_args(
+        &["-q", "--max-processes", "64"],
+        "big-args",
+        &["40"],
+    ));
+    bg.wait_for("SPAWNED 40");
+    let anon = helper_anon_kib(bg.child.id());
+    bg.signal(libc::SIGINT);
+    let run = bg.finish_within(Duration::from_secs(10));
+    let anon = anon.unwrap_or_else(|| panic!("no lab helper found\n{}", run.all()));
+    assert!(
+        anon < 10 * 1024,
+        "the lab helper holds {anon} KiB of anonymous memory after starting 40 programs with \
+         500 kB of arguments each\n{}",
+        run.all()
+    );
+}

@@ -14,6 +14,9 @@
 //! - `shell CMD...`: in a lab of two namespaces (a: 10.9.0.1 on v0, b: 10.9.0.2 on v1), run each
 //!   CMD with `sh -c` in a (or in b, when it starts with `b:`); a refusal ends the run with it.
 //! - `spawn-drop N`: start, wait for and drop N background programs that print 1 MB each.
+//! - `big-args N`: start N background programs, each with half a megabyte of arguments, run one
+//!   more, print `SPAWNED N`, then run `sleep 30` (the test looks at the lab helper's memory
+//!   meanwhile).
 //! - `pid-reuse`: start a program that ends at once, print its pid, wait 3 s (while the test
 //!   hands that pid to a process of its own), then kill the program.
 //! - `reports N SIZE`: N report steps of SIZE bytes each.
@@ -106,6 +109,25 @@ fn spawn_drop(n: usize) -> Result<(), String> {
         true,
         "",
     );
+    Ok(())
+}
+
+fn big_args(n: usize) -> Result<(), String> {
+    let a = Netns::create("a")?;
+    // Five arguments of 100 kB (one argument may not pass 128 KiB): `sh -c` takes the first
+    // as its $0 and ignores the rest.
+    let filler = "x".repeat(100_000);
+    let mut programs = Vec::new();
+    for _ in 0..n {
+        let mut args = vec!["-c".to_string(), "sleep 30".to_string()];
+        args.extend(std::iter::repeat_n(filler.clone(), 5));
+        programs.push(a.spawn("sh", args)?);
+    }
+    // One more request to the helper, which frees what the started inits have read before it
+    // answers any.
+    a.exec("sh", ["-c", "exit 0"])?;
+    println!("SPAWNED {n}");
+    a.exec("sleep", ["30"])?;
     Ok(())
 }
 
@@ -539,6 +561,7 @@ impl Guest for Attacks {
             "shell" => shell(&args[1..]),
             "spawn-drop" => spawn_drop(number(&args, 1)?),
             "pid-reuse" => pid_reuse(),
+            "big-args" => big_args(number(&args, 1)?),
             "reports" => {
                 let (n, size) = (number(&args, 1)?, number(&args, 2)?);
                 let text = "x".repeat(size);

@@ -3,13 +3,18 @@
 //! nor anything else the helper uses.
 
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::program::{Exec, Rules, SpawnFds};
 
 /// What the init reads before it forks the program: in a block of the helper's memory that
-/// the helper frees only once the init has been reaped (spawn.rs).
+/// the helper frees once the init says it is done with it (`read`), or has been reaped
+/// (spawn.rs).
 pub(super) struct InitArgs {
+    /// Set by the init once it has read all it needs of this block (the program is forked
+    /// with its own copy): the helper may free it, and does before its next request.
+    pub read: AtomicBool,
     pub rules: Arc<Rules>,
     pub exec: Exec,
     pub fds: SpawnFds,
@@ -100,7 +105,8 @@ fn unreachable_exit() -> ! {
 /// I, PID 1 of the new PID namespace, on its own stack in the helper's memory: enter the lab,
 /// mount the namespace's own /proc, fork the program, and stay as its init.
 pub(super) extern "C" fn init_main(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` is the helper's InitArgs, alive until this init has been reaped.
+    // SAFETY: `arg` is the helper's InitArgs, alive until this init sets `read` (its last use
+    // of it) or has been reaped.
     unsafe {
         let a = &*(arg as *const InitArgs);
         let errors = a.errors;
@@ -186,6 +192,9 @@ pub(super) extern "C" fn init_main(arg: *mut libc::c_void) -> libc::c_int {
         let exit_status = a.fds.exit_status;
         // The runner reads the program's pid from our children once it has this byte.
         sys!(libc::SYS_write, a.forked, b"F".as_ptr(), 1);
+        // The last touch of `a`: from here on the helper may free it (the command's arguments
+        // and environment, up to a call's worth of bytes, are not kept for the program's life).
+        a.read.store(true, Ordering::Release);
         init(program as libc::pid_t, exit_status, forwarded)
     }
 }

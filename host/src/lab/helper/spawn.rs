@@ -30,7 +30,9 @@
 //!
 //! The helper answers as soon as I is cloned, and never waits for a program: it is free for the
 //! next request while I enters the lab and forks P. What I needs lives in a block of the
-//! helper's memory that stays until I is reaped, so nothing I reads goes away under it. The
+//! helper's memory that stays until I says (a flag in the block) that it is done with it, once
+//! P is forked: so nothing I reads goes away under it, and the helper frees it before its next
+//! request, not at the program's end (a command may carry a call's worth of arguments). The
 //! runner learns the rest from pipes of its own: a byte once P is forked (whose pid the runner
 //! then reads from I's children), an errno if it could not start (P's exec's, or negated, I's
 //! own, when it could not enter the lab), and the status P ended with. Starting hundreds of
@@ -53,15 +55,17 @@ const INIT_STACK: usize = 64 << 10;
 #[derive(Default)]
 pub struct Inits {
     started: std::collections::HashMap<libc::pid_t, Started>,
+    /// The inits that may not have read their block yet.
+    unread: Vec<libc::pid_t>,
     /// The helper's own pidfd, opened at its first program: each init looks at it (spawn).
     helper: Option<OwnedFd>,
 }
 
-/// An init's stack, and what it reads as it starts (freed only once it has been reaped: the
-/// helper does not wait for it to have read them).
+/// An init's stack (unmapped once it has been reaped), and what it reads as it starts (freed
+/// once it says it has read it: the helper does not wait for that).
 struct Started {
     stack: usize,
-    _args: Box<InitArgs>,
+    args: Option<Box<InitArgs>>,
 }
 
 impl Inits {
@@ -78,8 +82,27 @@ impl Inits {
     }
 
     /// Reap the inits that have ended and unmap their stacks (the runner learns of their end
-    /// from their status pipes and pidfds). Called before each request.
+    /// from their status pipes and pidfds), and free what the others have read. Called before
+    /// each request.
     pub fn reap_ended(&mut self) {
+        self.reap();
+        let started = &mut self.started;
+        self.unread.retain(|pid| {
+            let Some(init) = started.get_mut(pid) else {
+                return false; // reaped
+            };
+            let read = init
+                .args
+                .as_ref()
+                .is_none_or(|a| a.read.load(std::sync::atomic::Ordering::Acquire));
+            if read {
+                init.args = None;
+            }
+            !read
+        });
+    }
+
+    fn reap(&mut self) {
         loop {
             let mut status = 0;
             // SAFETY: plain waitpid with WNOHANG. The helper waits for its other children by
@@ -130,6 +153,7 @@ pub fn spawn(
     // descriptors are its own copies, made by the clone (no CLONE_FILES): the helper closes
     // its own once it has answered.
     let args = Box::new(InitArgs {
+        read: std::sync::atomic::AtomicBool::new(false),
         rules: rules.clone(),
         exec,
         fds: SpawnFds {
@@ -184,9 +208,10 @@ pub fn spawn(
         child,
         Started {
             stack: stack as usize,
-            _args: args,
+            args: Some(args),
         },
     );
+    inits.unread.push(child);
     // SAFETY: the kernel just gave us this pidfd.
     Ok((unsafe { OwnedFd::from_raw_fd(pidfd) }, child as u32))
 }
