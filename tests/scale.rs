@@ -119,3 +119,70 @@ fn a_small_bird_fabric_converges_and_reports_its_phases() {
         .assert_stdout("ok   OSPF converged: the corners know every router");
     assert!(lab_processes("bird").is_empty(), "a bird is left");
 }
+
+/// The pid a background program is shown with is the program's own, under its init, as the
+/// host sees it (the init tells it, read from its own children before it can reap the
+/// program).
+#[test]
+fn a_background_program_is_shown_with_its_own_pid() {
+    let _labs = lab_lock();
+    let args: Vec<std::ffi::OsString> = vec![
+        "run".into(),
+        "-v".into(),
+        "--allow-exec".into(),
+        "bird,sleep".into(),
+        guest("fabric").into_os_string(),
+        "--".into(),
+        "--side".into(),
+        "2".into(),
+        "--daemon".into(),
+        "sleep".into(),
+        "--hold-s".into(),
+        "5".into(),
+    ];
+    let mut bg = Background::start(args);
+    // The fourth is shown as it starts; the lab is held 5 s after that.
+    bg.wait_for("$ bg3: sleep");
+    let shown: Vec<u32> = bg
+        .seen
+        .iter()
+        .filter_map(|l| {
+            l.split("(background, pid ")
+                .nth(1)?
+                .trim_end_matches(')')
+                .parse()
+                .ok()
+        })
+        .collect();
+    // Each is the program, under its init, once it has executed (it is shown as soon as it
+    // is forked).
+    let comm = |p: &str| {
+        std::fs::read_to_string(format!("/proc/{p}/comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let found = || -> Vec<(String, String)> {
+        shown
+            .iter()
+            .map(|pid| {
+                let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| s.rsplit(") ").next()?.split(' ').nth(1).map(str::to_string))
+                    .unwrap_or_default();
+                (comm(&pid.to_string()), comm(&parent))
+            })
+            .collect()
+    };
+    let right = |f: &[(String, String)]| {
+        f.len() == 4
+            && f.iter()
+                .all(|(c, parent)| c == "sleep" && parent == "nslab-init")
+    };
+    let settled = within(std::time::Duration::from_secs(3), || right(&found()));
+    let found = found();
+    bg.signal(libc::SIGINT);
+    let run = bg.finish();
+    assert_eq!(shown.len(), 4, "{}", run.all());
+    assert!(settled, "pids {shown:?} are {found:?}\n{}", run.all());
+}

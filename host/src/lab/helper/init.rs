@@ -21,7 +21,8 @@ pub(super) struct InitArgs {
     /// Why the program could not start, if it could not: P's exec errno, or the init's own,
     /// negated (close-on-exec: end of file once P has executed).
     pub errors: RawFd,
-    /// A byte once P is forked (end of file without one: I failed first, and said why above).
+    /// P's pid as the runner sees it (4 bytes; 0 if not known) once P is forked (end of file
+    /// without it: I failed first, and said why above).
     pub forked: RawFd,
     /// The helper's pidfd: readable once the helper has died.
     pub helper: RawFd,
@@ -138,6 +139,16 @@ pub(super) extern "C" fn init_main(arg: *mut libc::c_void) -> libc::c_int {
         {
             init_gives_up(errors, -(libc::ESRCH as isize))
         }
+        // Before entering the box, where /proc is another: our own children as the runner's
+        // /proc lists them, to tell the runner the program's pid there once it is forked (the
+        // runner reading it later could find it already ended and reaped). -1 where the kernel
+        // has no such file; the runner then looks for itself.
+        let children = sys!(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            c"/proc/thread-self/children".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC
+        );
         check(sys!(libc::SYS_setns, a.fds.netns, libc::CLONE_NEWNET));
         check(sys!(libc::SYS_setns, a.fds.mntns, libc::CLONE_NEWNS));
         check(sys!(libc::SYS_setns, a.fds.utsns, libc::CLONE_NEWUTS));
@@ -190,8 +201,18 @@ pub(super) extern "C" fn init_main(arg: *mut libc::c_void) -> libc::c_int {
             super::program::become_program(&a.rules, &a.exec, &a.fds, errors)
         }
         let exit_status = a.fds.exit_status;
-        // The runner reads the program's pid from our children once it has this byte.
-        sys!(libc::SYS_write, a.forked, b"F".as_ptr(), 1);
+        // The program's pid as the runner sees it (0: not known), as 4 bytes. It is listed
+        // among our children until we reap it, which is only later.
+        let mut listed = [0u8; 24];
+        let pid = if children >= 0 {
+            let n = sys!(libc::SYS_read, children, listed.as_mut_ptr(), listed.len());
+            sys!(libc::SYS_close, children);
+            first_number(&listed[..n.max(0) as usize])
+        } else {
+            0
+        };
+        let said = pid.to_ne_bytes();
+        sys!(libc::SYS_write, a.forked, said.as_ptr(), 4);
         // The last touch of `a`: from here on the helper may free it (the command's arguments
         // and environment, up to a call's worth of bytes, are not kept for the program's life).
         a.read.store(true, Ordering::Release);
@@ -248,11 +269,44 @@ unsafe fn init(program: libc::pid_t, exit_status: RawFd, forwarded: u64) -> ! {
     }
 }
 
+/// The number a `children` file starts with ("1234 5678 "), or 0 if it starts with none (or
+/// one too large for a pid). Plain arithmetic: the init may call nothing else.
+fn first_number(text: &[u8]) -> u32 {
+    let mut n: u32 = 0;
+    for &b in text {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        match n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u32::from(b - b'0')))
+        {
+            Some(next) => n = next,
+            None => return 0,
+        }
+    }
+    n
+}
+
 /// A wait status as an exit code: the code, or 128 + the signal, as a shell gives it.
 fn status_code(status: libc::c_int) -> libc::c_int {
     if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else {
         128 + libc::WTERMSIG(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_number;
+
+    #[test]
+    fn a_childrens_list_gives_its_first_pid() {
+        assert_eq!(first_number(b"1234 5678 "), 1234);
+        assert_eq!(first_number(b"7\n"), 7);
+        assert_eq!(first_number(b""), 0);
+        assert_eq!(first_number(b" 12"), 0);
+        assert_eq!(first_number(b"99999999999 "), 0);
     }
 }

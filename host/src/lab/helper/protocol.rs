@@ -49,7 +49,7 @@ pub enum Request {
     /// namespace, the box's mount namespace, its UTS namespace, the program's stdin, stdout and
     /// stderr, and the write ends of three pipes: the one its init writes its exit status to,
     /// the one that gets why it could not start (an errno: the program's exec's, or negated,
-    /// its init's), and the one its init writes a byte to once the program is forked. The reply
+    /// its init's), and the one its init writes the program's pid to once it is forked. The reply
     /// is [`Reply::Spawned`] as soon as the init is cloned, with a pidfd of the init.
     Spawn,
 }

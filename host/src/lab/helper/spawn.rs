@@ -33,8 +33,9 @@
 //! helper's memory that stays until I says (a flag in the block) that it is done with it, once
 //! P is forked: so nothing I reads goes away under it, and the helper frees it before its next
 //! request, not at the program's end (a command may carry a call's worth of arguments). The
-//! runner learns the rest from pipes of its own: a byte once P is forked (whose pid the runner
-//! then reads from I's children), an errno if it could not start (P's exec's, or negated, I's
+//! runner learns the rest from pipes of its own: P's pid once P is forked (I reads it from its
+//! own children in the runner's /proc, opened before it entered the box, and before it can
+//! have reaped P), an errno if it could not start (P's exec's, or negated, I's
 //! own, when it could not enter the lab), and the status P ended with. Starting hundreds of
 //! daemons so costs the helper a clone each, not a wait on every one.
 

@@ -101,12 +101,15 @@ pub fn start(
         forked_write,
     ));
     // The helper answered once the init was cloned; the init forks the program once it has
-    // entered the lab, and says so on `forked`.
-    if let Err(e) = await_fork(&forked, &exec_errors, &what) {
-        // It did not start its program: stop it (it may be stuck, or already gone).
-        let _ = crate::lab::process::pidfd_signal(&pidfd, libc::SIGKILL);
-        return Err(e);
-    }
+    // entered the lab, and says so on `forked`, with the program's pid.
+    let forked_pid = match await_fork(&forked, &exec_errors, &what) {
+        Ok(pid) => pid,
+        Err(e) => {
+            // It did not start its program: stop it (it may be stuck, or already gone).
+            let _ = crate::lab::process::pidfd_signal(&pidfd, libc::SIGKILL);
+            return Err(e);
+        }
+    };
     // Whether the program could be executed comes on `exec_errors` (an errno, or the end of the
     // pipe once it has been). A program run to completion waits for that here, and fails as
     // the exec did; a background one does not, as a shell's `PROGRAM &` does not: it is said
@@ -126,12 +129,14 @@ pub fn start(
             failed.clone(),
         ));
     }
-    // The init forked the program before it said so, so it is the init's first child (unless
-    // it has already ended).
-    let program_pid = std::fs::read_to_string(format!("/proc/{init_pid}/task/{init_pid}/children"))
-        .ok()
-        .and_then(|c| c.split_whitespace().next()?.parse().ok())
-        .unwrap_or(init_pid);
+    // Where the init could not read it (a kernel without /proc/PID/task/TID/children), it is
+    // the init's first child, unless it has already ended.
+    let program_pid = forked_pid.unwrap_or_else(|| {
+        std::fs::read_to_string(format!("/proc/{init_pid}/task/{init_pid}/children"))
+            .ok()
+            .and_then(|c| c.split_whitespace().next()?.parse().ok())
+            .unwrap_or(init_pid)
+    });
     let feeder = match (stdin_write, req.stdin) {
         (Some(write), Some(data)) => {
             let mut pipe =
@@ -189,10 +194,11 @@ pub fn start(
     })
 }
 
-/// Wait until the init has forked the program (a byte on `forked`), or say why it could not:
-/// it ended first, having written its own errno, negated, to `errors` (it could not enter the
-/// lab), or it did not get that far within the time the helper has to answer.
-fn await_fork(forked: &OwnedFd, errors: &OwnedFd, what: &str) -> LabResult<()> {
+/// Wait until the init has forked the program (its pid on `forked`, 4 bytes, 0 where it could
+/// not tell), or say why it could not: it ended first, having written its own errno, negated,
+/// to `errors` (it could not enter the lab), or it did not get that far within the time the
+/// helper has to answer.
+fn await_fork(forked: &OwnedFd, errors: &OwnedFd, what: &str) -> LabResult<Option<u32>> {
     let limit = std::time::Duration::from_secs(crate::lab::helper::HELPER_ANSWER_SECS as u64);
     let deadline = Instant::now() + limit;
     loop {
@@ -216,10 +222,11 @@ fn await_fork(forked: &OwnedFd, errors: &OwnedFd, what: &str) -> LabResult<()> {
             _ => return Err(LabError::from_errno(Errno::last(), what)),
         }
     }
-    let mut byte = [0u8; 1];
+    // One write of 4 bytes to a pipe arrives whole; end of file reads as none.
+    let mut pid = [0u8; 4];
     loop {
-        match nix::unistd::read(forked, &mut byte) {
-            Ok(1) => return Ok(()),
+        match nix::unistd::read(forked, &mut pid) {
+            Ok(4) => return Ok(Some(u32::from_ne_bytes(pid)).filter(|&p| p != 0)),
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(LabError::from_errno(e, what)),
             Ok(_) => break,
@@ -332,10 +339,16 @@ mod tests {
     }
 
     #[test]
-    fn a_fork_is_awaited_until_the_inits_byte() {
+    fn a_fork_is_awaited_until_the_init_gives_the_programs_pid() {
         let ((forked, forked_w), (errors, _errors_w)) = (pipe(), pipe());
-        nix::unistd::write(&forked_w, b"F").unwrap();
-        assert!(await_fork(&forked, &errors, "run x in a").is_ok());
+        nix::unistd::write(&forked_w, &4321u32.to_ne_bytes()).unwrap();
+        assert_eq!(
+            await_fork(&forked, &errors, "run x in a").unwrap(),
+            Some(4321)
+        );
+        // 0: the init could not read it; the runner looks for itself.
+        nix::unistd::write(&forked_w, &0u32.to_ne_bytes()).unwrap();
+        assert_eq!(await_fork(&forked, &errors, "run x in a").unwrap(), None);
     }
 
     #[test]
