@@ -72,16 +72,21 @@ fn new_build_run(lang: &str) -> Folder {
         );
     }
     let _labs = lab_lock();
-    let run = Command::new(RUNNER)
-        .args(["run", "lab.wasm"])
-        .current_dir(&project)
-        .output()
-        .unwrap();
-    Run::from_output(run)
+    run_lab(&project)
         .assert_code(0)
         .assert_stdout("ok   ping lost nothing: 3 packets transmitted, 3 received, 0% packet loss")
         .assert_stdout("PASS lab (");
     folder
+}
+
+/// `runner run lab.wasm` in a project's folder, as its README says.
+fn run_lab(project: &Path) -> Run {
+    let run = Command::new(RUNNER)
+        .args(["run", "lab.wasm"])
+        .current_dir(project)
+        .output()
+        .unwrap();
+    Run::from_output(run)
 }
 
 #[test]
@@ -120,12 +125,7 @@ export const { describe, run } = scenario({
         .output()
         .unwrap();
     Run::from_output(built).assert_code(0);
-    let run = Command::new(RUNNER)
-        .args(["run", "lab.wasm"])
-        .current_dir(&project)
-        .output()
-        .unwrap();
-    Run::from_output(run)
+    run_lab(&project)
         .assert_code(1)
         .assert_stderr("TypeError: can't access property \"length\", config.routers is undefined")
         .assert_stderr("lab@app.js:8:")

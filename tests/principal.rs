@@ -42,14 +42,19 @@ impl Peak {
     }
 }
 
-/// A field of /proc/meminfo, in KiB.
-fn meminfo(field: &str) -> i64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
+/// A `Field:   N kB` line of a /proc file (meminfo, a process's status), in KiB: None if the
+/// file or the field is not there.
+fn kib_field(path: &str, field: &str) -> Option<i64> {
+    std::fs::read_to_string(path)
+        .ok()?
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+}
+
+/// A field of /proc/meminfo, in KiB.
+fn meminfo(field: &str) -> i64 {
+    kib_field("/proc/meminfo", field).unwrap_or(0)
 }
 
 /// The number that follows `prefix` in what a run printed.
@@ -214,15 +219,7 @@ fn helper_anon_kib(runner: u32) -> Option<i64> {
         std::fs::read(format!("/proc/{pid}/cmdline"))
             .is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == b"__lab-helper"))
     })?;
-    let status = std::fs::read_to_string(format!("/proc/{helper}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
+    kib_field(&format!("/proc/{helper}/status"), "RssAnon")
 }
 
 /// What an init reads as it starts (its command's arguments and environment) lives in the lab

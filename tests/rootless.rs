@@ -412,18 +412,15 @@ fn a_kernel_that_refuses_the_user_namespace_gets_one_sentence_before_anything_ru
 #[test]
 fn a_program_cannot_reach_its_inits_memory_which_is_the_helpers() {
     let me = AsUser::new(USER, "rootless-init");
-    let run = me.run_clean(&[
-        "run",
-        "--allow-exec",
-        ATTACKS_ALLOW,
-        &AsUser::scenario("attacks"),
-        "--",
-        "shell",
-        "cat /proc/1/maps; echo \"maps: exit $?\"",
-        "head -c 64 /proc/1/environ; echo \"environ: exit $?\"",
-        "ls /proc/1/fd; echo \"fd: exit $?\"",
-        "perl -e 'open(my $f, \"+<\", \"/proc/1/mem\") or die \"mem: refused: $!\\n\"; print \"mem: opened\\n\"'",
-    ]);
+    let run = attacks_shell(
+        &me,
+        &[
+            "cat /proc/1/maps; echo \"maps: exit $?\"",
+            "head -c 64 /proc/1/environ; echo \"environ: exit $?\"",
+            "ls /proc/1/fd; echo \"fd: exit $?\"",
+            "perl -e 'open(my $f, \"+<\", \"/proc/1/mem\") or die \"mem: refused: $!\\n\"; print \"mem: opened\\n\"'",
+        ],
+    );
     run.assert_code(0)
         .assert_stdout("| maps: exit 1")
         .assert_stdout("| environ: exit 1")
@@ -439,17 +436,24 @@ fn a_program_cannot_reach_its_inits_memory_which_is_the_helpers() {
     me.assert_nothing_left(&run);
 }
 
-/// The Groups line of /proc/self/status of a program the user's run starts.
-fn program_groups(me: &AsUser) -> String {
-    let run = me.run_clean(&[
+/// The user's run of the attacks scenario's `shell` mode with `commands`, clean of leftovers.
+fn attacks_shell(me: &AsUser, commands: &[&str]) -> Run {
+    let scenario = AsUser::scenario("attacks");
+    let mut args = vec![
         "run",
         "--allow-exec",
         ATTACKS_ALLOW,
-        &AsUser::scenario("attacks"),
+        &scenario,
         "--",
         "shell",
-        "cat /proc/self/status",
-    ]);
+    ];
+    args.extend_from_slice(commands);
+    me.run_clean(&args)
+}
+
+/// The Groups line of /proc/self/status of a program the user's run starts.
+fn program_groups(me: &AsUser) -> String {
+    let run = attacks_shell(me, &["cat /proc/self/status"]);
     run.assert_code(0);
     run.stdout
         .lines()

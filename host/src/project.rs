@@ -152,14 +152,16 @@ pub fn write_project(parent: &Path, name: &str, lang: Lang) -> Result<PathBuf, S
         },
         false,
     )?;
+    // Every language's build reads the contract beside it, through its own build.sh.
+    write_wit(&dir.join("wit")).map_err(io)?;
+    let build = match lang {
+        Lang::Rust => include_str!("../templates/rust-build.sh"),
+        Lang::Python => include_str!("../templates/python-build.sh"),
+        Lang::Js | Lang::Ts => include_str!("../templates/js-build.sh"),
+    };
+    put("build.sh", &fill(build, name, lang), true)?;
     match lang {
         Lang::Rust => {
-            write_wit(&dir.join("wit")).map_err(io)?;
-            put(
-                "build.sh",
-                &fill(include_str!("../templates/rust-build.sh"), name, lang),
-                true,
-            )?;
             put(
                 "Cargo.toml",
                 &fill(include_str!("../templates/rust-Cargo.toml"), name, lang),
@@ -182,12 +184,6 @@ pub fn write_project(parent: &Path, name: &str, lang: Lang) -> Result<PathBuf, S
             }
         }
         Lang::Python => {
-            write_wit(&dir.join("wit")).map_err(io)?;
-            put(
-                "build.sh",
-                &fill(include_str!("../templates/python-build.sh"), name, lang),
-                true,
-            )?;
             put(
                 "app.py",
                 &PYTHON_SEED.replace("\"seed-py\"", &format!("\"{name}\"")),
@@ -196,12 +192,6 @@ pub fn write_project(parent: &Path, name: &str, lang: Lang) -> Result<PathBuf, S
             put("nslab.py", PYTHON_SDK, false)?;
         }
         Lang::Js | Lang::Ts => {
-            write_wit(&dir.join("wit")).map_err(io)?;
-            put(
-                "build.sh",
-                &fill(include_str!("../templates/js-build.sh"), name, lang),
-                true,
-            )?;
             put(
                 "package.json",
                 &fill(include_str!("../templates/js-package.json"), name, lang),

@@ -56,8 +56,6 @@ const INIT_STACK: usize = 64 << 10;
 #[derive(Default)]
 pub struct Inits {
     started: std::collections::HashMap<libc::pid_t, Started>,
-    /// The inits that may not have read their block yet.
-    unread: Vec<libc::pid_t>,
     /// The helper's own pidfd, opened at its first program: each init looks at it (spawn).
     helper: Option<OwnedFd>,
 }
@@ -87,20 +85,15 @@ impl Inits {
     /// each request.
     pub fn reap_ended(&mut self) {
         self.reap();
-        let started = &mut self.started;
-        self.unread.retain(|pid| {
-            let Some(init) = started.get_mut(pid) else {
-                return false; // reaped
-            };
-            let read = init
+        for init in self.started.values_mut() {
+            if init
                 .args
                 .as_ref()
-                .is_none_or(|a| a.read.load(std::sync::atomic::Ordering::Acquire));
-            if read {
+                .is_some_and(|a| a.read.load(std::sync::atomic::Ordering::Acquire))
+            {
                 init.args = None;
             }
-            !read
-        });
+        }
     }
 
     fn reap(&mut self) {
@@ -212,7 +205,6 @@ pub fn spawn(
             args: Some(args),
         },
     );
-    inits.unread.push(child);
     // SAFETY: the kernel just gave us this pidfd.
     Ok((unsafe { OwnedFd::from_raw_fd(pidfd) }, child as u32))
 }

@@ -2,7 +2,7 @@
 //! removed; by the run itself, by its janitor when the runner was killed outright, and by the
 //! sweep of dead runs' cgroups.
 
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -45,13 +45,9 @@ pub fn kill_all(dir: &Path, deadline: std::time::Instant) -> bool {
 
 /// SIGKILL process `pid` if, once a pidfd holds it, it is still in a cgroup named `name`.
 fn kill_if_member(pid: u32, name: &str) {
-    // SAFETY: plain syscall; the fd is owned at once below.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return;
-    }
-    // SAFETY: the kernel just gave us this fd; nothing else owns it.
-    let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as RawFd) };
+    let Ok(pidfd) = crate::lab::process::pidfd_open(pid) else {
+        return; // gone meanwhile
+    };
     let member = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .is_ok_and(|c| c.lines().any(|l| l.ends_with(name)));
     if member {
