@@ -247,3 +247,102 @@ fn the_helper_does_not_keep_the_arguments_of_the_programs_it_started() {
         run.all()
     );
 }
+
+/// A busy loop in a session of its own, as a daemon makes: the kernel's autogroups then weigh
+/// each as one process, wherever its parent was.
+const LOOP: &str = "perl -MPOSIX -e 'setsid(); 1 while 1'";
+
+/// CPU time (user + system, in clock ticks) of the processes whose command line holds
+/// `marker`.
+fn cpu_ticks_of(marker: &str) -> (usize, u64) {
+    let mut found = (0, 0);
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let dir = entry.path();
+        let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmdline).contains(marker) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        // The fields after the command name, which may hold spaces: utime and stime are the
+        // 12th and 13th of them.
+        let after = stat.rsplit_once(") ").map_or("", |(_, a)| a);
+        let f: Vec<u64> = after
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        if f.len() > 12 {
+            found.0 += 1;
+            found.1 += f[11] + f[12];
+        }
+    }
+    found
+}
+
+/// The run's programs weigh together as one process against the host's (a cpu cgroup of
+/// their own, issue 23): four busy loops per CPU in the lab, each in a session of its own as
+/// a daemon's, must not take the CPUs from the host's own busy loops. Without it each lab loop
+/// weighs as much as each host loop, and the host's got a fourth of what the lab's did.
+#[test]
+fn the_runs_programs_together_weigh_as_one_process_on_the_cpus() {
+    if !std::path::Path::new("/sys/fs/cgroup/cpu").exists()
+        && !std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "cpu"))
+    {
+        skipped("the CPU share test: this machine has no cpu cgroup controller");
+        return;
+    }
+    let _labs = lab_lock();
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let unique = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    );
+    let lab_marker = format!("nslab-busy-lab-{unique}");
+    let host_marker = format!("nslab-busy-host-{unique}");
+    // Bounded: the shell ends after 8 s, and its PID namespace with it.
+    // The loops' marker is put together by the shell, so that neither the runner's command
+    // line nor the shell's holds it.
+    let busy = format!(
+        "m=nslab-busy-lab; i=0; while [ $i -lt {} ]; do {LOOP} $m-{unique} & i=$((i+1)); done; echo $((6*7)) loops; sleep 8",
+        4 * cpus
+    );
+    let mut bg = Background::start(attacks_args(&[], "shell", &[&busy]));
+    // What the shell prints, not its command line, which the run shows first.
+    bg.wait_for("42 loops");
+    let host_loops = cpus.max(2);
+    let mut host: Vec<std::process::Child> = (0..host_loops)
+        .map(|_| {
+            std::process::Command::new("perl")
+                .args(["-MPOSIX", "-e", "setsid(); 1 while 1", &host_marker])
+                .spawn()
+                .expect("start a busy loop on the host")
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let (lab0, host0) = (cpu_ticks_of(&lab_marker), cpu_ticks_of(&host_marker));
+    std::thread::sleep(Duration::from_secs(3));
+    let (lab1, host1) = (cpu_ticks_of(&lab_marker), cpu_ticks_of(&host_marker));
+    for child in &mut host {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let run = bg.finish_within(Duration::from_secs(20));
+    run.assert_code(0);
+    let (lab, host) = (
+        lab1.1.saturating_sub(lab0.1),
+        host1.1.saturating_sub(host0.1),
+    );
+    assert_eq!(lab1.0, 4 * cpus, "not every lab loop ran\n{}", run.all());
+    let ratio = host as f64 / lab.max(1) as f64;
+    eprintln!("host loops {host} ticks, lab loops {lab} ticks: ratio {ratio:.2}");
+    assert!(
+        ratio > 0.75,
+        "{host_loops} busy loops on the host got {host} ticks of CPU while {} in the lab got \
+         {lab} (ratio {ratio:.2}): the lab's programs weigh as many processes\n{}",
+        4 * cpus,
+        run.all()
+    );
+}

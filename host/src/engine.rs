@@ -149,6 +149,7 @@ pub(crate) fn new_store(
         tripped.clone(),
         quiet,
         text_on_stderr,
+        lab.as_ref().map(|l| l.start_log()),
     );
     let state = RunState {
         wasi: sandboxed_wasi(stdout.clone(), stderr.clone()),

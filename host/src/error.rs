@@ -11,7 +11,7 @@ use nix::errno::Errno;
 /// Why a host call failed, as the guest will see it. Each string is a sentence a person can act
 /// on. `Bug` is a host bug or a misuse of the resource table: it is no guest error, and the
 /// interface turns it into a trap that stops the guest (iface/types.rs).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LabError {
     #[error("{0}")]
     Denied(String),

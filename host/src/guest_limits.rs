@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use crate::lab::programs::starts::StartLog;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
@@ -102,6 +103,9 @@ pub struct GuestOutput {
     shared: Arc<OutputBudget>,
     line: Arc<Mutex<crate::console::LineSplitter>>,
     quiet: bool,
+    /// The lab's log of background programs' starts, told before each line, so that what the
+    /// scenario prints comes after what it started (lab/programs/starts.rs).
+    starts: Option<Arc<StartLog>>,
 }
 
 /// What the guest's streams share: the byte budget.
@@ -120,6 +124,7 @@ impl GuestOutput {
         tripped: Arc<Tripped>,
         quiet: bool,
         text_on_stderr: bool,
+        starts: Option<Arc<StartLog>>,
     ) -> (GuestOutput, GuestOutput) {
         let shared = Arc::new(OutputBudget {
             used: AtomicUsize::new(0),
@@ -134,11 +139,15 @@ impl GuestOutput {
             shared: shared.clone(),
             line: Arc::new(Mutex::new(crate::console::LineSplitter::new(8192))),
             quiet,
+            starts: starts.clone(),
         };
         (make(false), make(true))
     }
 
     fn emit(&self, line: &[u8]) {
+        if let Some(starts) = &self.starts {
+            starts.flush();
+        }
         if self.quiet {
             return;
         }

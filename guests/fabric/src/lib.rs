@@ -144,6 +144,9 @@ impl Guest for Fabric {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // A spawn returns once the program is handed over, as `bird &` in a shell does; asking
+        // for the last one's pid waits until every daemon has been forked, and timed with it.
+        let _ = daemons.last().map(|d| d.id());
         let started = t2.elapsed();
         if daemon == "sleep" {
             let summary = format!(

@@ -32,10 +32,24 @@ pub struct LabView<'a> {
 }
 
 impl LabView<'_> {
-    /// Ask the policy; a refusal is also kept for the run's summary.
+    /// Ask the policy; a refusal is also kept for the run's summary. Whatever the call then
+    /// does or says comes after the starts of the background programs started before it
+    /// (lab/programs/starts.rs).
     pub fn ask(&mut self, op: Op<'_>) -> LabResult<()> {
+        if let Some(lab) = &self.lab {
+            lab.tell_starts();
+        }
+        self.check(op)
+    }
+
+    /// Ask the policy, leaving the starts of background programs untold: for a start of one
+    /// more, which goes on without waiting for them.
+    pub fn check(&mut self, op: Op<'_>) -> LabResult<()> {
         let answer = self.policy.check(&op, self.declared);
         if let Err(LabError::Denied(why) | LabError::Limit(why)) = &answer {
+            if let Some(lab) = &self.lab {
+                lab.tell_starts();
+            }
             self.report.refused(&self.console, why);
         }
         answer
@@ -45,7 +59,16 @@ impl LabView<'_> {
 impl LabView<'_> {
     /// The lab. The policy refuses every call while there is none (during `describe()`, and so
     /// in `inspect`), and every host function asks it first: this fails only if one did not.
+    /// What the lab then does comes after the starts of the background programs started
+    /// before (lab/programs/starts.rs).
     pub fn lab(&mut self) -> LabResult<&mut Lab> {
+        let lab = self.lab_as_is()?;
+        lab.tell_starts();
+        Ok(lab)
+    }
+
+    /// The lab, leaving the starts of background programs untold: for one more start.
+    pub fn lab_as_is(&mut self) -> LabResult<&mut Lab> {
         self.lab.as_deref_mut().ok_or_else(|| {
             LabError::Bug("a host function reached the lab before asking the policy".into())
         })

@@ -52,6 +52,19 @@ pub fn pidfd_signal(pidfd: &impl AsRawFd, sig: libc::c_int) -> std::io::Result<(
     Ok(())
 }
 
+/// The pid of the process `pidfd` refers to, as this process sees it (its fdinfo's `Pid:`);
+/// None once it has been reaped (-1 there) or where the kernel does not say.
+pub fn pidfd_pid(pidfd: RawFd) -> Option<u32> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{pidfd}")).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))?
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|&p| p > 0)
+        .map(|p| p as u32)
+}
+
 /// When process `pid` started, in clock ticks since boot; None if there is no such process.
 /// With the pid, it names a process for good: a pid reused later has another start.
 pub fn process_start(pid: u32) -> Option<u64> {
@@ -59,4 +72,22 @@ pub fn process_start(pid: u32) -> Option<u64> {
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pidfd_names_its_process_until_it_is_reaped() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .unwrap();
+        let pidfd = pidfd_open(child.id()).unwrap();
+        assert_eq!(pidfd_pid(pidfd.as_raw_fd()), Some(child.id()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(pidfd_pid(pidfd.as_raw_fd()), None);
+    }
 }

@@ -22,6 +22,7 @@
 //! `program.rs` (the program until its exec); this file is the runner's side.
 
 mod boxfiles;
+pub mod channel;
 pub mod ids;
 mod init;
 mod program;
@@ -34,11 +35,13 @@ mod spawning;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 use crate::error::{LabError, LabResult};
+use channel::{recv, send, Channel};
 use ids::{GroupDrop, IdBlock, IdMap, Mode};
 use protocol::{Reply, Request};
 pub use server::serve;
@@ -65,7 +68,7 @@ impl From<LabError> for FileFailure {
 /// The runner's side: the helper process, its socket, and the user namespace it made.
 pub struct Helper {
     child: Child,
-    socket: OwnedFd,
+    channel: Arc<Channel>,
     userns: OwnedFd,
     /// How its ids are mapped (for root, the run's host ids, held by their lock for as long as
     /// the helper lives).
@@ -145,8 +148,8 @@ impl Helper {
         };
         match handshake() {
             Ok(userns) => Ok(Helper {
+                channel: Channel::new(ours, pid),
                 child,
-                socket: ours,
                 userns,
                 ids,
             }),
@@ -200,9 +203,10 @@ impl Helper {
             hostname: name.to_string(),
             programs: programs.to_vec(),
         };
-        send(&self.socket, &request, &[netns.as_raw_fd()])?;
         let what = format!("build the filesystem box of namespace {name}");
-        let mut fds = self.reply_fds(&what, 3)?.into_iter();
+        let mut fds = self
+            .reply_fds(&request, &[netns.as_raw_fd()], &what, 3)?
+            .into_iter();
         match (fds.next(), fds.next(), fds.next()) {
             (Some(boxfs), Some(uts), Some(events)) => Ok((boxfs, uts, events)),
             _ => Err(LabError::Bug(
@@ -216,13 +220,16 @@ impl Helper {
         let request = Request::SetHostname {
             hostname: hostname.to_string(),
         };
-        send(&self.socket, &request, &[uts.as_raw_fd()])?;
-        self.answer(&format!("set the host name {hostname}"))
-            .map(|_| ())
-            .map_err(|f| match f {
-                FileFailure::Other(e) => e,
-                FileFailure::InBox { errno, what } => LabError::from_errno(errno, &what),
-            })
+        self.answer(
+            &request,
+            &[uts.as_raw_fd()],
+            &format!("set the host name {hostname}"),
+        )
+        .map(|_| ())
+        .map_err(|f| match f {
+            FileFailure::Other(e) => e,
+            FileFailure::InBox { errno, what } => LabError::from_errno(errno, &what),
+        })
     }
 
     /// Write `contents` to `path` as the programs of the box `boxfs` see it, with `mode`. The
@@ -244,12 +251,8 @@ impl Helper {
             mode,
             path: path.to_string(),
         };
-        send(
-            &self.socket,
-            &request,
-            &[boxfs.as_raw_fd(), memfd.as_raw_fd()],
-        )?;
-        self.answer(&what).map(|_| ())
+        self.answer(&request, &[boxfs.as_raw_fd(), memfd.as_raw_fd()], &what)
+            .map(|_| ())
     }
 
     /// Open `path` for reading as the programs of the box `boxfs` see it (inside the box, as
@@ -259,33 +262,23 @@ impl Helper {
         let request = Request::OpenFile {
             path: path.to_string(),
         };
-        send(&self.socket, &request, &[boxfs.as_raw_fd()])?;
-        let file = self.answer(&what)?.into_iter().next();
+        let file = self
+            .answer(&request, &[boxfs.as_raw_fd()], &what)?
+            .into_iter()
+            .next();
         Ok(file.ok_or_else(|| LabError::Os(format!("{what}: the lab helper sent no file")))?)
-    }
-
-    /// The helper's next message. If it does not come within HELPER_ANSWER_SECS, the helper is
-    /// stopped (and, by their parent-death signal, its children): a late answer must never be
-    /// taken for the next request's, and the run then ends as any failed run does.
-    fn receive(&self) -> LabResult<(Reply, Vec<OwnedFd>)> {
-        recv(&self.socket).map_err(|e| {
-            if let LabError::Timeout(_) = e {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(self.child.id() as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                return LabError::Os(format!(
-                    "the lab helper did not answer within {HELPER_ANSWER_SECS} s (a program may have put something that blocks where a file was asked for); it was stopped, and the run cannot go on"
-                ));
-            }
-            e
-        })
     }
 
     /// The helper's answer to a request that makes something: exactly `count` fds, or the
     /// errno it failed with, as an error about `what`.
-    fn reply_fds(&self, what: &str, count: usize) -> LabResult<Vec<OwnedFd>> {
-        match self.receive()? {
+    fn reply_fds(
+        &self,
+        request: &Request,
+        fds: &[RawFd],
+        what: &str,
+        count: usize,
+    ) -> LabResult<Vec<OwnedFd>> {
+        match self.channel.request(request, fds)? {
             (Reply::Done, fds) if fds.len() == count => Ok(fds),
             (Reply::Failed(errno), _) => Err(LabError::from_errno(errno, what)),
             (other, fds) => Err(LabError::Os(format!(
@@ -297,8 +290,13 @@ impl Helper {
 
     /// The helper's answer to a file request: the fds it passed, or the errno the box
     /// answered with (kept as it is, for the caller to say what it means there).
-    fn answer(&self, what: &str) -> Result<Vec<OwnedFd>, FileFailure> {
-        match self.receive()? {
+    fn answer(
+        &self,
+        request: &Request,
+        fds: &[RawFd],
+        what: &str,
+    ) -> Result<Vec<OwnedFd>, FileFailure> {
+        match self.channel.request(request, fds)? {
             (Reply::Done, fds) => Ok(fds),
             (Reply::Failed(errno), _) => Err(FileFailure::InBox {
                 errno,
@@ -313,19 +311,24 @@ impl Helper {
     /// Turn forwarding on or off in the namespace `netns`: the helper enters it and writes its
     /// /proc/sys/net (the helper enters it).
     pub fn set_forwarding(&self, netns: BorrowedFd<'_>, on: bool, what: &str) -> LabResult<()> {
-        send(
-            &self.socket,
+        self.reply_fds(
             &Request::SetForwarding { on },
             &[netns.as_raw_fd()],
-        )?;
-        self.reply_fds(what, 0).map(|_| ())
+            what,
+            0,
+        )
+        .map(|_| ())
     }
 
     /// A new network namespace inside the run's user namespace: (namespace fd, netlink socket).
     pub fn new_netns(&self, name: &str) -> LabResult<(OwnedFd, OwnedFd)> {
-        send(&self.socket, &Request::NewNetns, &[])?;
         let mut fds = self
-            .reply_fds(&format!("create namespace {name}"), 2)?
+            .reply_fds(
+                &Request::NewNetns,
+                &[],
+                &format!("create namespace {name}"),
+                2,
+            )?
             .into_iter();
         match (fds.next(), fds.next()) {
             (Some(ns), Some(netlink)) => Ok((ns, netlink)),
@@ -339,8 +342,10 @@ impl Helper {
 impl Drop for Helper {
     fn drop(&mut self) {
         // Closing our end makes the helper exit; reap it so it does not linger as a zombie.
-        let _ =
-            nix::sys::socket::shutdown(self.socket.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        let _ = nix::sys::socket::shutdown(
+            self.channel.socket().as_raw_fd(),
+            nix::sys::socket::Shutdown::Both,
+        );
         // It answers each request within HELPER_ANSWER_SECS, and then sees the end of its
         // socket; past a second more it is killed: teardown never waits without a bound.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
@@ -353,31 +358,6 @@ impl Drop for Helper {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
     }
-}
-
-/// Send one request, with the descriptors it passes.
-fn send(socket: &OwnedFd, request: &Request, fds: &[RawFd]) -> LabResult<()> {
-    debug_assert_eq!(request.fds(), fds.len(), "{request:?}");
-    protocol::send(socket.as_raw_fd(), &request.encode(), fds)
-        .map_err(|e| LabError::from_errno(e, "talk to the lab helper"))
-}
-
-/// Receive one reply, and the descriptors that came with it.
-fn recv(socket: &OwnedFd) -> LabResult<(Reply, Vec<OwnedFd>)> {
-    let mut buf = [0u8; 5];
-    let (n, fds) = protocol::receive(socket.as_raw_fd(), &mut buf).map_err(|e| match e {
-        // The socket's receive timeout (Helper::start).
-        Errno::EAGAIN => LabError::Timeout(format!(
-            "the lab helper did not answer within {HELPER_ANSWER_SECS} s"
-        )),
-        e => LabError::from_errno(e, "hear from the lab helper"),
-    })?;
-    if n == 0 {
-        return Err(LabError::Os("the lab helper exited unexpectedly".into()));
-    }
-    let reply = Reply::decode(&buf[..n])
-        .ok_or_else(|| LabError::Os(format!("the lab helper said {:?}", &buf[..n])))?;
-    Ok((reply, fds))
 }
 
 /// The handshake's next step: `wanted`, or the kernel's refusal of the user namespace, said

@@ -20,9 +20,10 @@ pub struct Rules {
     pub address_space: Option<u64>,
     pub drop_groups: bool,
     pub landlock: Option<OwnedFd>,
-    /// The `cgroup.procs` a program joins (the run's pids cgroup on v1, its `programs` leaf on
-    /// v2): its init stays in the helper's, so that `pids.max` counts the programs alone.
-    pub cgroup: Option<OwnedFd>,
+    /// The `cgroup.procs` a program joins (the run's pids and cpu cgroups on v1, its `programs`
+    /// leaf on v2): its init stays in the helper's, so that `pids.max` counts the programs
+    /// alone, and the programs together weigh as one against the helper and the inits.
+    pub cgroups: Vec<OwnedFd>,
     pub filters: Vec<Vec<libc::sock_filter>>,
 }
 
@@ -31,7 +32,7 @@ impl Rules {
     pub fn from_request(c: Confinement, fds: Vec<OwnedFd>) -> Rules {
         let mut fds = fds.into_iter();
         let landlock = if c.landlock { fds.next() } else { None };
-        let cgroup = if c.cgroup { fds.next() } else { None };
+        let cgroups = fds.by_ref().take(usize::from(c.cgroups)).collect();
         let filters = c
             .filters
             .iter()
@@ -51,7 +52,7 @@ impl Rules {
             address_space: c.address_space,
             drop_groups: c.drop_groups,
             landlock,
-            cgroup,
+            cgroups,
             filters,
         }
     }
@@ -124,9 +125,9 @@ pub(super) unsafe fn become_program(
     errors: RawFd,
 ) -> ! {
     // A fork of the init: its memory is its own copy, so libc and errno are its own too.
-    // The run's pids cgroup, the program alone (not its init): the helper's answer, which
-    // the runner opened, and the kernel checks the opener's rights.
-    if let Some(procs) = &rules.cgroup {
+    // The run's pids and cpu cgroups, the program alone (not its init): the helper's answer,
+    // which the runner opened, and the kernel checks the opener's rights.
+    for procs in &rules.cgroups {
         if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
             give_up(errors)
         }

@@ -42,20 +42,56 @@ pub enum Request {
     /// Forwarding on or off in a network namespace (fd: it).
     SetForwarding { on: bool },
     /// What every program of the run is confined by, kept by the helper for its [`Request::Spawn`]s
-    /// (fds: the Landlock ruleset if `landlock`, then the `cgroup.procs` programs join if
-    /// `cgroup`).
+    /// (fds: the Landlock ruleset if `landlock`, then the `cgroups` `cgroup.procs` programs
+    /// join).
     Confine(Confinement),
     /// Start a program (helper/spawn.rs); fds: a memfd holding its [`Command`], the network
     /// namespace, the box's mount namespace, its UTS namespace, the program's stdin, stdout and
     /// stderr, and the write ends of three pipes: the one its init writes its exit status to,
-    /// the one that gets why it could not start (an errno: the program's exec's, or negated,
-    /// its init's), and the one its init writes the program's pid to once it is forked. The reply
-    /// is [`Reply::Spawned`] as soon as the init is cloned, with a pidfd of the init.
+    /// the one that gets why it could not start (a [`StartError`]), and the one its init writes
+    /// the program's pid to once it is forked. The reply is [`Reply::Spawned`] as soon as the
+    /// init is cloned, with a pidfd of the init. The runner need not read it before it asks
+    /// for the next program (helper/channel.rs): everything about the start itself comes on
+    /// the pipes.
     Spawn,
 }
 
 /// The descriptors a [`Request::Spawn`] passes, the most any message does.
 pub const SPAWN_FDS: usize = 10;
+/// Where the write end of the start-error pipe is among them.
+pub const SPAWN_ERRORS_FD: usize = 8;
+
+/// Why a program did not start, as 4 bytes (native order) on its start-error pipe: the
+/// errno its exec failed with (positive); its init's own, negated, when the init could not
+/// enter the lab; or the helper's, negated and below [`CLONE_FAILED`], when it could not clone
+/// the init at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartError {
+    Exec(Errno),
+    Init(Errno),
+    Clone(Errno),
+}
+
+/// Where the helper's codes begin (below any errno, negated).
+const CLONE_FAILED: i32 = -0x10000;
+
+impl StartError {
+    pub fn encode(self) -> i32 {
+        match self {
+            StartError::Exec(e) => e as i32,
+            StartError::Init(e) => -(e as i32),
+            StartError::Clone(e) => CLONE_FAILED - e as i32,
+        }
+    }
+
+    pub fn decode(code: i32) -> StartError {
+        match code {
+            c if c <= CLONE_FAILED => StartError::Clone(Errno::from_raw(CLONE_FAILED - c)),
+            c if c < 0 => StartError::Init(Errno::from_raw(-c)),
+            c => StartError::Exec(Errno::from_raw(c)),
+        }
+    }
+}
 
 /// What every program of a run is confined by (sent once, before the first program).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,11 +105,15 @@ pub struct Confinement {
     pub drop_groups: bool,
     /// Whether a Landlock ruleset travels with it.
     pub landlock: bool,
-    /// Whether a `cgroup.procs` travels with it.
-    pub cgroup: bool,
+    /// How many `cgroup.procs` travel with it (at most [`MAX_CGROUPS`]).
+    pub cgroups: u8,
     /// The seccomp filters, installed in order: each a list of 8-byte BPF instructions.
     pub filters: Vec<Vec<u8>>,
 }
+
+/// The most cgroups a program joins: the run's pids and cpu ones (v1), or its `programs`
+/// leaf (v2).
+pub const MAX_CGROUPS: u8 = 2;
 
 /// A program as the helper executes it: its file and its arguments and environment, each a
 /// string without NUL (input.rs refuses those), environment entries as `KEY=VALUE`. It travels
@@ -137,7 +177,7 @@ impl Request {
         match self {
             Request::Mapped | Request::NewNetns => 0,
             Request::WriteFile { .. } => 2,
-            Request::Confine(c) => usize::from(c.landlock) + usize::from(c.cgroup),
+            Request::Confine(c) => usize::from(c.landlock) + usize::from(c.cgroups),
             Request::Spawn => SPAWN_FDS,
             Request::NewBox { .. }
             | Request::SetHostname { .. }
@@ -185,11 +225,7 @@ impl Request {
                 out.push(b'C');
                 out.extend_from_slice(&c.max_processes.to_ne_bytes());
                 out.extend_from_slice(&c.address_space.unwrap_or(0).to_ne_bytes());
-                out.extend_from_slice(&[
-                    u8::from(c.drop_groups),
-                    u8::from(c.landlock),
-                    u8::from(c.cgroup),
-                ]);
+                out.extend_from_slice(&[u8::from(c.drop_groups), u8::from(c.landlock), c.cgroups]);
                 for filter in &c.filters {
                     out.extend_from_slice(&(filter.len() as u32).to_ne_bytes());
                     out.extend_from_slice(filter);
@@ -250,7 +286,8 @@ impl Request {
                     _ => None,
                 };
                 let (max_processes, address_space) = (u64_at(0)?, u64_at(8)?);
-                let (drop_groups, landlock, cgroup) = (flag(16)?, flag(17)?, flag(18)?);
+                let (drop_groups, landlock) = (flag(16)?, flag(17)?);
+                let cgroups = *rest.get(18).filter(|&&n| n <= MAX_CGROUPS)?;
                 let mut filters = Vec::new();
                 let mut at = 19;
                 while at < rest.len() {
@@ -267,7 +304,7 @@ impl Request {
                     address_space: (address_space != 0).then_some(address_space),
                     drop_groups,
                     landlock,
-                    cgroup,
+                    cgroups,
                     filters,
                 })
             }
@@ -353,6 +390,22 @@ pub fn receive(socket: RawFd, buf: &mut [u8]) -> nix::Result<(usize, Vec<OwnedFd
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_errors_keep_who_failed() {
+        for e in [
+            StartError::Exec(Errno::ENOEXEC),
+            StartError::Init(Errno::EPERM),
+            StartError::Clone(Errno::EAGAIN),
+        ] {
+            assert_eq!(StartError::decode(e.encode()), e);
+        }
+        // The init writes its errno negated, as a raw system call returns it.
+        assert_eq!(
+            StartError::decode(-libc::ENOENT),
+            StartError::Init(Errno::ENOENT)
+        );
+    }
     use proptest::prelude::*;
 
     fn request() -> impl Strategy<Value = Request> {
@@ -381,17 +434,22 @@ mod tests {
             (
                 any::<u64>(),
                 proptest::option::of(1..u64::MAX),
-                any::<(bool, bool, bool)>(),
+                (any::<(bool, bool)>(), 0..=MAX_CGROUPS),
                 proptest::collection::vec(proptest::collection::vec(any::<u64>(), 0..6), 0..3)
             )
                 .prop_map(
-                    |(max_processes, address_space, (drop_groups, landlock, cgroup), filters)| {
+                    |(
+                        max_processes,
+                        address_space,
+                        ((drop_groups, landlock), cgroups),
+                        filters,
+                    )| {
                         Request::Confine(Confinement {
                             max_processes,
                             address_space,
                             drop_groups,
                             landlock,
-                            cgroup,
+                            cgroups,
                             filters: filters
                                 .into_iter()
                                 .map(|f| f.iter().flat_map(|i| i.to_ne_bytes()).collect())

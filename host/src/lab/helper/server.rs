@@ -225,7 +225,15 @@ fn answer(fd: RawFd, request: Request, fds: Vec<OwnedFd>, state: &mut State) -> 
             };
             match super::spawn::spawn(rules, &fds, &mut state.inits) {
                 Ok((pidfd, pid)) => reply(fd, Reply::Spawned(pid), &[pidfd.as_raw_fd()]),
-                Err(e) => fail(fd, e),
+                Err(e) => {
+                    // The runner may not read this reply for a while (helper/channel.rs): it
+                    // learns of the program's start from its pipes, so it is said there too.
+                    if let Some(errors) = fds.get(protocol::SPAWN_ERRORS_FD) {
+                        let code = protocol::StartError::Clone(e).encode().to_ne_bytes();
+                        let _ = nix::unistd::write(errors, &code);
+                    }
+                    fail(fd, e)
+                }
             }
         }
         Request::Mapped => reply(fd, Reply::Ready, &[]),

@@ -3,17 +3,18 @@
 //! an empty environment but a fixed PATH and what the scenario passed; waited for through the
 //! pipe its init writes its status to, and signalled only through a pidfd of that init.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
 use super::output::{line_with, Printed};
+use super::starts::{Failure, Start};
 use crate::error::{LabError, LabResult};
+use crate::lab::helper::channel::Init;
 use crate::lab::{LabEvent, ProgramEnd, Sink};
 
 /// How long stopping a program may take, from SIGKILL until every process of its PID namespace
@@ -70,14 +71,15 @@ pub struct ExecOutput {
 
 /// A program started inside a namespace, until it has been waited for.
 pub struct Running {
-    /// Its init (helper/spawn.rs), as a pidfd: a signal through it reaches that process or
-    /// nothing, never one that reused its pid.
-    pub(super) pidfd: OwnedFd,
+    /// Its init (helper/spawn.rs), signalled through its pidfd: a signal reaches that process
+    /// or nothing, never one that reused its pid.
+    pub(super) init: Arc<Init>,
     /// Where its init writes the program's status as it exits: the end of this pipe is the
     /// init's end.
     pub(super) exit_status: pipe::Receiver,
-    /// The program itself: PID 2 of its namespace, under its init.
-    pub(super) program_pid: u32,
+    /// What became of its start: the program's pid (PID 2 of its namespace, under its init),
+    /// or why it did not run (starts.rs).
+    pub(super) start: Arc<Start>,
     pub(super) feeder: Option<tokio::task::JoinHandle<()>>,
     /// The tasks that capture its stdout and stderr into `printed`.
     pub(super) capturing: Vec<tokio::task::JoinHandle<()>>,
@@ -88,8 +90,6 @@ pub struct Running {
     pub(super) what: String,
     /// Its output, once it has ended.
     pub(super) done: Option<ExecOutput>,
-    /// Why it could not be executed, for a background program that could not.
-    pub(super) exec_failed: Arc<std::sync::Mutex<Option<Errno>>>,
     /// How the run's account knows it (its program-start event).
     pub(super) known: Known,
 }
@@ -103,22 +103,29 @@ pub(super) struct Known {
 }
 
 impl Running {
+    /// The program's pid, once its start has been told (starts.rs).
     pub fn id(&self) -> u32 {
-        self.program_pid
+        self.start.pid()
     }
 
     pub fn has_ended(&self) -> bool {
         self.done.is_some()
     }
 
-    /// Whether it has ended, without waiting (and without collecting its output): its init's
-    /// pidfd is readable once the init has exited.
+    /// Whether it has ended, without waiting (and without collecting its output, or reading
+    /// the helper's answers): its init's pidfd is readable once the init has exited; one the
+    /// helper never cloned has none; one whose answer is still unread is taken to run.
     pub fn exited(&mut self) -> bool {
         if self.done.is_some() {
             return true;
         }
+        let pidfd = match self.init.answered() {
+            None => return false,
+            Some(None) => return true,
+            Some(Some(pidfd)) => pidfd,
+        };
         let mut poll = libc::pollfd {
-            fd: self.pidfd.as_raw_fd(),
+            fd: pidfd.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
@@ -127,14 +134,23 @@ impl Running {
     }
 
     /// The program's status, once its init has ended: what the init wrote, or, if it wrote
-    /// nothing (it was killed, taking the program with it), 128 + SIGKILL.
+    /// nothing, 127 if it never started, else 128 + SIGKILL (it was killed, taking the program
+    /// with it).
     async fn status(&mut self) -> i32 {
         let mut bytes = Vec::with_capacity(4);
         let _ = (&mut self.exit_status)
             .take(4)
             .read_to_end(&mut bytes)
             .await;
-        decode_status(&bytes)
+        self.decode_status(&bytes)
+    }
+
+    fn decode_status(&self, bytes: &[u8]) -> i32 {
+        match <[u8; 4]>::try_from(bytes) {
+            Ok(code) => i32::from_ne_bytes(code),
+            Err(_) if self.start.never_started() => 127,
+            Err(_) => 128 + libc::SIGKILL,
+        }
     }
 
     /// Nobody will read its output: stop keeping it (what it prints is still echoed).
@@ -145,8 +161,10 @@ impl Running {
     /// Send `sig` to its init, through its pidfd (the init passes SIGTERM, SIGINT and SIGHUP on
     /// to the program; SIGKILL ends the init, and with it its whole PID namespace).
     pub fn signal(&self, sig: libc::c_int) {
-        // ESRCH (it has already ended) is expected.
-        let _ = crate::lab::process::pidfd_signal(&self.pidfd, sig);
+        // ESRCH (it has already ended) is expected; one never cloned has nothing to signal.
+        if let Some(pidfd) = self.init.pidfd() {
+            let _ = crate::lab::process::pidfd_signal(&pidfd, sig);
+        }
     }
 
     /// Wait up to `limit` for it to end: its output, or None if it is still running.
@@ -186,7 +204,7 @@ impl Running {
                     return Err(LabError::Timeout(format!(
                         "{} (pid {}) did not end within {} s of SIGKILL: it is stuck in the kernel",
                         self.what,
-                        self.program_pid,
+                        self.id(),
                         STOP_LIMIT.as_secs()
                     )))
                 }
@@ -279,16 +297,17 @@ impl Running {
                 b"\n[nslab: output cut here: a process of its PID namespace still held it open after the program ended]\n",
             );
         }
-        let failed = *self.exec_failed.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(errno) = failed {
-            self.printed.lock()[1].extend_from_slice(
-                format!(
-                    "[nslab: {} could not be executed: {} ({errno:?})]\n",
-                    self.what,
-                    errno.desc()
-                )
-                .as_bytes(),
-            );
+        let why = match self.start.failure() {
+            Some(Failure::Exec(errno)) => Some(format!(
+                "{} could not be executed: {} ({errno:?})",
+                self.what,
+                errno.desc()
+            )),
+            Some(Failure::Start(e)) => Some(e.to_string()),
+            None => None,
+        };
+        if let Some(why) = why {
+            self.printed.lock()[1].extend_from_slice(format!("[nslab: {why}]\n").as_bytes());
         }
         let [stdout, stderr] = std::mem::take(&mut *self.printed.lock());
         self.done = Some(ExecOutput {
@@ -302,8 +321,11 @@ impl Running {
         Ok(())
     }
 
-    /// Record its end in the run's account.
+    /// Record its end in the run's account (which has no start of one that never started).
     fn account_end(&self, status: i32, timed_out: bool) {
+        if self.start.never_started() {
+            return;
+        }
         let k = &self.known;
         let [stdout_bytes, stderr_bytes] = self.printed.total();
         k.sink.event(LabEvent::ProgramEnd(&ProgramEnd {
@@ -330,18 +352,9 @@ impl Drop for Running {
         if self.exited() {
             let mut bytes = [0u8; 4];
             let n = self.exit_status.try_read(&mut bytes).unwrap_or(0);
-            self.account_end(decode_status(&bytes[..n]), false);
+            self.account_end(self.decode_status(&bytes[..n]), false);
         } else {
             self.signal(libc::SIGKILL);
         }
-    }
-}
-
-/// The status an init wrote (helper/spawn.rs: the program's exit code, or 128 + the signal that
-/// killed it, as a shell shows it); an init that wrote none was killed, and its program with it.
-pub(super) fn decode_status(bytes: &[u8]) -> i32 {
-    match <[u8; 4]>::try_from(bytes) {
-        Ok(code) => i32::from_ne_bytes(code),
-        Err(_) => 128 + libc::SIGKILL,
     }
 }

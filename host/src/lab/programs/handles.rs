@@ -10,6 +10,17 @@ use crate::lab::ExecOutput;
 use crate::lab::{Lab, LabEvent, NsId, ProcId};
 
 impl<K: Kernel> Lab<K> {
+    /// The log the starts of background programs are told from: whatever else prints for the
+    /// run (the scenario's own output) flushes it first.
+    pub fn start_log(&self) -> std::sync::Arc<super::starts::StartLog> {
+        self.programs.starts.clone()
+    }
+
+    /// Tell the starts of background programs not told yet.
+    pub fn tell_starts(&self) {
+        self.programs.tell_starts();
+    }
+
     pub fn live_processes(&self) -> usize {
         self.programs.live.load(Ordering::SeqCst)
     }
@@ -29,7 +40,9 @@ impl<K: Kernel> Lab<K> {
         }
     }
 
+    /// A program the scenario holds, once every start before it has been told (its pid with it).
     fn process(&mut self, id: ProcId) -> LabResult<&mut ProcEntry> {
+        self.programs.tell_starts();
         self.programs.processes.get_mut(&id).ok_or_else(|| {
             LabError::NotFound("that program is gone: its namespace was deleted".into())
         })
@@ -122,6 +135,7 @@ impl<K: Kernel> Lab<K> {
     /// [`exec::STOP_LIMIT`], so a program stuck in the kernel holds back neither the others
     /// nor the runner. What was stopped, and what was still there at the deadline.
     pub(crate) async fn kill_processes(&mut self, only: Option<NsId>) -> Stopped {
+        self.programs.tell_starts();
         let ids: Vec<ProcId> = self
             .programs
             .processes

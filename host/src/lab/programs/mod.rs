@@ -1,7 +1,7 @@
 //! The run's programs: starting them boxed, the limits they share (processes, memory, links),
 //! background programs and their handles, and stopping them. Its rooms: `exec.rs` (a program
 //! started and waited for), `launch.rs` (starting one, through the helper: helper/spawn.rs),
-//! `output.rs` (its output as it comes), `find.rs` (where a program is), `confine.rs`
+//! `starts.rs` (what became of a start, told in order), `output.rs` (its output as it comes), `find.rs` (where a program is), `confine.rs`
 //! (Landlock and seccomp), `cgroup/` (the run's cgroups), `watch.rs` (links programs make).
 
 use std::collections::BTreeMap;
@@ -16,6 +16,7 @@ pub mod find;
 mod handles;
 mod launch;
 mod output;
+pub mod starts;
 mod watch;
 
 use cgroup::RunCgroup;
@@ -76,6 +77,8 @@ pub(super) struct Programs {
     /// program), and what confines them to those, made at the first program (confine.rs).
     executables: Vec<std::path::PathBuf>,
     confinement: Option<confine::Confinement>,
+    /// The starts of background programs not told yet (starts.rs).
+    starts: Arc<starts::StartLog>,
 }
 
 impl Programs {
@@ -89,12 +92,18 @@ impl Programs {
             watchers: BTreeMap::new(),
             executables: Vec::new(),
             confinement: None,
+            starts: Arc::default(),
             limits,
         }
     }
 
     pub(super) fn limits(&self) -> &ProgramLimits {
         &self.limits
+    }
+
+    /// Tell the starts of background programs not told yet: before anything else the run says.
+    pub(super) fn tell_starts(&self) {
+        self.starts.flush();
     }
 
     /// Stop watching a namespace (it is being deleted, or the run ends).
@@ -212,9 +221,9 @@ impl Lab<Netlink> {
         if self.programs.confinement.is_none() {
             let confinement =
                 confine::Confinement::new(&self.programs.executables).map_err(LabError::Os)?;
-            let cgroup = match &self.programs.memory {
+            let cgroups = match &self.programs.memory {
                 MemoryBound::Cgroup(c) => c.program_procs(),
-                _ => None,
+                _ => Vec::new(),
             };
             let landlock = confinement.ruleset_fd();
             let helper = self.kernel.factory.helper()?;
@@ -225,10 +234,10 @@ impl Lab<Netlink> {
                         .then_some(self.programs.limits.program_memory),
                     drop_groups: helper.groups() == GroupDrop::Inside,
                     landlock: landlock.is_some(),
-                    cgroup: cgroup.is_some(),
+                    cgroups: cgroups.len() as u8,
                     filters: confinement.filter_bytes(),
                 },
-                &landlock.into_iter().chain(cgroup).collect::<Vec<_>>(),
+                &landlock.into_iter().chain(cgroups).collect::<Vec<_>>(),
             )?;
             self.programs.confinement = Some(confinement);
         }
@@ -258,7 +267,15 @@ impl Lab<Netlink> {
         // Counted while it runs, and uncounted however the call ends (even when dropped).
         let _live = Live::enter(&self.programs.live);
         let helper = self.kernel.factory.helper()?;
-        let out = launch::run(&name, boxing, helper, req, self.programs.sink.clone()).await?;
+        let out = launch::run(
+            &name,
+            boxing,
+            helper,
+            req,
+            self.programs.sink.clone(),
+            &self.programs.starts,
+        )
+        .await?;
         if out.timed_out {
             self.did(&format!(
                 "killed after its time limit ({:.1?})",
@@ -268,7 +285,9 @@ impl Lab<Netlink> {
         Ok(out)
     }
 
-    /// Start a program in the background; the lab owns it until it ends or the run does.
+    /// Start a program in the background; the lab owns it until it ends or the run does. It
+    /// returns once the program is handed to the helper: its start is told, and any failure
+    /// to start said, as the next thing the run says (starts.rs).
     pub fn spawn(&mut self, ns_id: NsId, req: ExecRequest) -> LabResult<ProcId> {
         // Programs the scenario let go of and that have ended are released first.
         self.programs
@@ -277,7 +296,6 @@ impl Lab<Netlink> {
         let boxing = self.boxing(ns_id)?;
         let name = self.ns(ns_id)?.name.clone();
         let program = req.program.clone();
-        let command = req.command_line();
         let live = Live::enter(&self.programs.live);
         let running = launch::start(
             &name,
@@ -286,13 +304,8 @@ impl Lab<Netlink> {
             req,
             self.programs.sink.clone(),
             Some(program.clone()),
+            &self.programs.starts,
         )?;
-        self.sink.event(LabEvent::Command {
-            ns: &name,
-            command: &command,
-            background: Some(running.id()),
-            quiet: false,
-        });
         let id = ProcId(self.next());
         self.programs.processes.insert(
             id,

@@ -62,6 +62,9 @@ pub struct Capture {
     pub tag: Option<String>,
     pub discard: Arc<AtomicBool>,
     pub printed: Arc<Printed>,
+    /// For a background program: the log its start is told from, which tells it before the
+    /// program's first line (starts.rs).
+    pub starts: Option<Arc<super::starts::StartLog>>,
 }
 
 /// Read a stream to its end: tell each line to the sink as it comes (which echoes it within the
@@ -77,6 +80,9 @@ pub async fn capture(stream: Option<Receiver>, c: Capture) {
     let mut lines = LineSplitter::new(4096);
     let mut buf = [0u8; 8192];
     let echo = |line: &[u8]| {
+        if let Some(starts) = &c.starts {
+            starts.flush_through(c.program);
+        }
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches(['\n', '\r']);
         c.sink.event(LabEvent::ProgramLine {

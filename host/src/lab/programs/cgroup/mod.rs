@@ -34,11 +34,12 @@ pub const JANITOR_ARG: &str = "__cgroup-janitor";
 /// Which cgroup hierarchy limits memory here, and where a run's cgroups go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hierarchy {
-    /// `parent`: where the memory hierarchy puts a run's cgroup; `pids`: the same for the pids
-    /// hierarchy, where this machine mounts one.
+    /// `parent`: where the memory hierarchy puts a run's cgroup; `pids` and `cpu`: the same
+    /// for the pids and cpu hierarchies, where this machine mounts them.
     V1 {
         parent: PathBuf,
         pids: Option<PathBuf>,
+        cpu: Option<PathBuf>,
     },
     V2 {
         root: PathBuf,
@@ -56,8 +57,9 @@ impl Hierarchy {
     /// Every directory where runs' cgroups are made.
     pub(super) fn parents(&self) -> Vec<PathBuf> {
         match self {
-            Hierarchy::V1 { parent, pids } => std::iter::once(parent.clone())
+            Hierarchy::V1 { parent, pids, cpu } => std::iter::once(parent.clone())
                 .chain(pids.clone())
+                .chain(cpu.clone())
                 .collect(),
             Hierarchy::V2 { .. } => vec![self.parent()],
         }
@@ -125,6 +127,7 @@ fn parse(mountinfo: &str, own: &str) -> Option<Hierarchy> {
     let mut v2 = None;
     let mut memory = None;
     let mut pids = None;
+    let mut cpu = None;
     // Where this process is in the v1 hierarchy of `controller`.
     let own_path = |controller: &str| {
         own.lines()
@@ -156,6 +159,10 @@ fn parse(mountinfo: &str, own: &str) -> Option<Hierarchy> {
                 let path = own_path("pids");
                 pids = Some(Path::new(point).join(path.trim_start_matches('/')));
             }
+            "cgroup" if opts.split(',').any(|o| o == "cpu") && cpu.is_none() => {
+                let path = own_path("cpu");
+                cpu = Some(Path::new(point).join(path.trim_start_matches('/')));
+            }
             "cgroup2" if v2.is_none() => {
                 v2 = Some(Hierarchy::V2 {
                     root: PathBuf::from(point),
@@ -165,7 +172,7 @@ fn parse(mountinfo: &str, own: &str) -> Option<Hierarchy> {
         }
     }
     match memory {
-        Some(parent) => Some(Hierarchy::V1 { parent, pids }),
+        Some(parent) => Some(Hierarchy::V1 { parent, pids, cpu }),
         None => v2,
     }
 }
@@ -177,16 +184,24 @@ fn parse(mountinfo: &str, own: &str) -> Option<Hierarchy> {
 ///
 /// - v1: `PARENT/nslab-ID` in the memory hierarchy (the helper and the programs: the memory
 ///   limit, swap included, and the TCP buffers' limit, which v1 accounts only once it is set),
-///   and `nslab-ID` in the pids hierarchy (the programs alone: `pids.max` is `max-processes`).
+///   `nslab-ID` in the pids hierarchy (the programs alone: `pids.max` is `max-processes`), and
+///   `nslab-ID` in the cpu hierarchy (the programs alone, at the default weight).
 /// - v2: `nslab/nslab-ID` with the memory limit (swap 0), and below it `helper` and `programs`
-///   (v2 lets processes live in leaves only), `pids.max` on `programs`. v2 accounts kernel and
-///   socket memory by itself.
+///   (v2 lets processes live in leaves only), `pids.max` on `programs`, the cpu controller
+///   where the kernel gives it. v2 accounts kernel and socket memory by itself.
+///
+/// The cpu cgroup makes the programs of a run weigh together as one process (v1) or one
+/// cgroup (v2) does against everything else on the machine, as a container's do: a lab of a
+/// thousand busy daemons, or of a thousand busy loops, cannot take the CPUs from the host's
+/// other users, nor from the runner and the helper, which start its programs (issue 23: with
+/// each daemon weighing as much as the runner, starting the thousandth took ten times what
+/// starting the first did).
 pub struct RunCgroup {
     /// Every directory made, outermost first.
     dirs: Vec<PathBuf>,
     /// Where the programs are, to kill what is left of them at the end.
     programs_dir: PathBuf,
-    program_procs: Option<OwnedFd>,
+    program_procs: Vec<OwnedFd>,
     helper_procs: OwnedFd,
     /// The janitor, and the pipe whose closing sets it to work.
     janitor: Option<(Child, OwnedFd)>,
@@ -229,7 +244,7 @@ impl RunCgroup {
         };
         let name = format!("{PREFIX}{run_id}");
         let mut made: Vec<PathBuf> = Vec::new();
-        let built = (|| -> Result<(PathBuf, Option<OwnedFd>, OwnedFd), String> {
+        let built = (|| -> Result<(PathBuf, Vec<OwnedFd>, OwnedFd), String> {
             let mut mkdir = |dir: PathBuf| -> Result<PathBuf, String> {
                 std::fs::create_dir(&dir).map_err(|e| fail(&dir.display().to_string(), e))?;
                 made.push(dir.clone());
@@ -238,8 +253,9 @@ impl RunCgroup {
             let limit = |file: PathBuf, value: &str| {
                 write(&file, value).map_err(|e| fail(&file.display().to_string(), e))
             };
+            let procs = |dir: &Path| procs_of(dir).map_err(|e| fail("cgroup.procs", e));
             match h {
-                Hierarchy::V1 { parent, pids } => {
+                Hierarchy::V1 { parent, pids, cpu } => {
                     let memory = mkdir(parent.join(&name))?;
                     limit(memory.join("memory.limit_in_bytes"), &bytes.to_string())?;
                     // With swap accounting, swap must not be a way around the limit.
@@ -252,29 +268,39 @@ impl RunCgroup {
                     if tcp.exists() {
                         limit(tcp, &bytes.to_string())?;
                     }
-                    let helper = procs_of(&memory).map_err(|e| fail("cgroup.procs", e))?;
-                    let mut programs = None;
+                    let helper = procs(&memory)?;
+                    let mut programs = Vec::new();
                     let mut programs_dir = memory;
                     if let Some(pids) = pids {
                         let pids = mkdir(pids.join(&name))?;
                         limit(pids.join("pids.max"), &processes.to_string())?;
-                        programs = Some(procs_of(&pids).map_err(|e| fail("cgroup.procs", e))?);
+                        programs.push(procs(&pids)?);
                         programs_dir = pids;
+                    }
+                    if let Some(cpu) = cpu {
+                        // Its default weight: the programs together weigh what one process
+                        // does beside it.
+                        programs.push(procs(&mkdir(cpu.join(&name))?)?);
                     }
                     Ok((programs_dir, programs, helper))
                 }
                 Hierarchy::V2 { root } => {
                     let parent = h.parent();
                     std::fs::create_dir_all(&parent).map_err(|e| fail("create", e))?;
-                    let wanted = if h.has_pids() {
-                        "+memory +pids"
-                    } else {
-                        "+memory"
-                    };
+                    let mut wanted = vec!["+memory"];
+                    if h.has_pids() {
+                        wanted.push("+pids");
+                    }
                     for dir in [root.as_path(), parent.as_path()] {
-                        write(&dir.join("cgroup.subtree_control"), wanted)
+                        write(&dir.join("cgroup.subtree_control"), &wanted.join(" "))
                             .map_err(|e| fail("enable the memory and pids controllers", e))?;
                     }
+                    // The cpu controller where it can be had: the kernel refuses it while a
+                    // realtime process runs outside the root cgroup, and the programs then
+                    // share the machine as they would without a run.
+                    let cpu = [root.as_path(), parent.as_path()]
+                        .iter()
+                        .all(|dir| write(&dir.join("cgroup.subtree_control"), "+cpu").is_ok());
                     let top = mkdir(parent.join(&name))?;
                     limit(top.join("memory.max"), &bytes.to_string())?;
                     let swap = top.join("memory.swap.max");
@@ -284,16 +310,15 @@ impl RunCgroup {
                     if h.has_pids() {
                         limit(top.join("cgroup.subtree_control"), "+pids")?;
                     }
+                    if cpu {
+                        let _ = write(&top.join("cgroup.subtree_control"), "+cpu");
+                    }
                     let helper = mkdir(top.join("helper"))?;
                     let programs = mkdir(top.join("programs"))?;
                     if h.has_pids() {
                         limit(programs.join("pids.max"), &processes.to_string())?;
                     }
-                    Ok((
-                        programs.clone(),
-                        Some(procs_of(&programs).map_err(|e| fail("cgroup.procs", e))?),
-                        procs_of(&helper).map_err(|e| fail("cgroup.procs", e))?,
-                    ))
+                    Ok((programs.clone(), vec![procs(&programs)?], procs(&helper)?))
                 }
             }
         })();
@@ -324,11 +349,12 @@ impl RunCgroup {
         }
     }
 
-    /// The `cgroup.procs` a program writes "0" to, to join the programs' own cgroup: the
-    /// pids one on v1 (the helper, whose child it is, already has it in the memory one), the
-    /// `programs` leaf on v2. None where the helper's cgroups are all a program needs.
-    pub fn program_procs(&self) -> Option<RawFd> {
-        self.program_procs.as_ref().map(AsRawFd::as_raw_fd)
+    /// The `cgroup.procs` a program writes "0" to, to join the programs' own cgroups: the
+    /// pids and cpu ones on v1 (the helper, whose child it is, already has it in the memory
+    /// one), the `programs` leaf on v2. None where the helper's cgroups are all a program
+    /// needs.
+    pub fn program_procs(&self) -> Vec<RawFd> {
+        self.program_procs.iter().map(AsRawFd::as_raw_fd).collect()
     }
 
     /// Move process `pid` (the lab helper) into the run's memory cgroup.
@@ -383,6 +409,20 @@ mod tests {
             Some(Hierarchy::V1 {
                 parent: "/sys/fs/cgroup/memory/process_api/abc".into(),
                 pids: Some("/sys/fs/cgroup/pids".into()),
+                cpu: None,
+            })
+        );
+        // The cpu hierarchy, alone or with cpuacct, never taken for cpuset's.
+        let mi = "34 31 0:31 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset\n\
+                  35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
+                  37 31 0:34 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct\n";
+        let own = "9:cpu,cpuacct:/lab\n4:memory:/process_api/abc\n0::/\n";
+        assert_eq!(
+            parse(mi, own),
+            Some(Hierarchy::V1 {
+                parent: "/sys/fs/cgroup/memory/process_api/abc".into(),
+                pids: None,
+                cpu: Some("/sys/fs/cgroup/cpu,cpuacct/lab".into()),
             })
         );
         // Without a pids hierarchy, memory alone.
@@ -392,6 +432,7 @@ mod tests {
             Some(Hierarchy::V1 {
                 parent: "/sys/fs/cgroup/memory/process_api/abc".into(),
                 pids: None,
+                cpu: None,
             })
         );
     }
