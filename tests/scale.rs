@@ -186,3 +186,29 @@ fn a_background_program_is_shown_with_its_own_pid() {
     assert_eq!(shown.len(), 4, "{}", run.all());
     assert!(settled, "pids {shown:?} are {found:?}\n{}", run.all());
 }
+
+/// A background program's start is told as it is handed over, not waited for; yet its command
+/// line still comes before anything the scenario prints next, even with no call to the host
+/// in between.
+#[test]
+fn the_starts_of_background_programs_come_before_what_the_scenario_prints_next() {
+    let _labs = lab_lock();
+    let run = run_checked(attacks_args(&[], "spawn-say", &["10"]));
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let said = lines
+        .iter()
+        .position(|l| l.contains("SPAWNED-ALL 10"))
+        .unwrap_or_else(|| panic!("the scenario's line is missing\n{}", run.all()));
+    let started: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("$ a: sleep 5 &"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(started.len(), 10, "{}", run.all());
+    assert!(
+        started.iter().all(|&i| i < said),
+        "a start was told after the scenario's next line\n{}",
+        run.all()
+    );
+}

@@ -14,6 +14,8 @@
 //! - `shell CMD...`: in a lab of two namespaces (a: 10.9.0.1 on v0, b: 10.9.0.2 on v1), run each
 //!   CMD with `sh -c` in a (or in b, when it starts with `b:`); a refusal ends the run with it.
 //! - `spawn-drop N`: start, wait for and drop N background programs that print 1 MB each.
+//! - `spawn-say N`: start N background programs, then print a line at once: the line must
+//!   come after the N programs' command lines.
 //! - `big-args N`: start N background programs, each with half a megabyte of arguments, run one
 //!   more, print `SPAWNED N`, then run `sleep 30` (the test looks at the lab helper's memory
 //!   meanwhile).
@@ -109,6 +111,16 @@ fn spawn_drop(n: usize) -> Result<(), String> {
         true,
         "",
     );
+    Ok(())
+}
+
+fn spawn_say(n: usize) -> Result<(), String> {
+    let a = Netns::create("a")?;
+    let programs = (0..n)
+        .map(|_| a.spawn("sleep", ["5"]))
+        .collect::<Result<Vec<_>, _>>()?;
+    // No call to the host between the last start and this line.
+    println!("SPAWNED-ALL {}", programs.len());
     Ok(())
 }
 
@@ -562,6 +574,7 @@ impl Guest for Attacks {
             "spawn-drop" => spawn_drop(number(&args, 1)?),
             "pid-reuse" => pid_reuse(),
             "big-args" => big_args(number(&args, 1)?),
+            "spawn-say" => spawn_say(number(&args, 1)?),
             "reports" => {
                 let (n, size) = (number(&args, 1)?, number(&args, 2)?);
                 let text = "x".repeat(size);

@@ -16,10 +16,11 @@
 //! exits when the runner closes its end, or dies.
 //!
 //! Its rooms: `ids.rs` (the maps), `protocol.rs` (the typed requests and replies, one codec),
+//! `channel.rs` (the runner's socket, and the answers to starts it has not read yet),
 //! `server.rs` (the helper process), `boxfiles.rs` (file work inside a box), `sandbox.rs`
 //! (building a box), `spawn.rs` (starting a program under its init; `spawning.rs` is the
-//! runner's side of it), `init.rs` (that init),
-//! `program.rs` (the program until its exec); this file is the runner's side.
+//! runner's side of it), `init.rs` (that init), `program.rs` (the program until its exec);
+//! this file is the runner's side.
 
 mod boxfiles;
 pub mod channel;

@@ -35,9 +35,11 @@
 //! request, not at the program's end (a command may carry a call's worth of arguments). The
 //! runner learns the rest from pipes of its own: P's pid once P is forked (I reads it from its
 //! own children in the runner's /proc, opened before it entered the box, and before it can
-//! have reaped P), an errno if it could not start (P's exec's, or negated, I's
-//! own, when it could not enter the lab), and the status P ended with. Starting hundreds of
-//! daemons so costs the helper a clone each, not a wait on every one.
+//! have reaped P), why it could not start (a `StartError`: P's exec's errno, I's own when it
+//! could not enter the lab, or the helper's when it could not clone I), and the status P ended
+//! with. Starting hundreds of daemons so costs the helper a clone each, not a wait on every
+//! one; and the runner need not even read the helper's answer before the next start
+//! (channel.rs).
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;

@@ -1,8 +1,9 @@
 //! The run's programs: starting them boxed, the limits they share (processes, memory, links),
 //! background programs and their handles, and stopping them. Its rooms: `exec.rs` (a program
 //! started and waited for), `launch.rs` (starting one, through the helper: helper/spawn.rs),
-//! `starts.rs` (what became of a start, told in order), `output.rs` (its output as it comes), `find.rs` (where a program is), `confine.rs`
-//! (Landlock and seccomp), `cgroup/` (the run's cgroups), `watch.rs` (links programs make).
+//! `starts.rs` (what became of a start, told in order), `output.rs` (its output as it comes),
+//! `find.rs` (where a program is), `confine.rs` (Landlock and seccomp), `cgroup/` (the run's
+//! cgroups), `watch.rs` (links programs make).
 
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;

@@ -317,6 +317,98 @@ mod tests {
         nix::unistd::write(fd, &e.encode().to_ne_bytes()).unwrap();
     }
 
+    /// A start as the helper and its init would leave it: the pid written (or why not), the
+    /// write ends closed.
+    fn pending(
+        number: u32,
+        said: Result<u32, StartError>,
+        sink: &Arc<crate::lab::events::Recorded>,
+    ) -> (Pending, Arc<Start>) {
+        let ((forked, forked_w), (errors, errors_w)) = (pipe(), pipe());
+        match said {
+            Ok(pid) => drop(nix::unistd::write(&forked_w, &pid.to_ne_bytes())),
+            Err(e) => write_code(&errors_w, e),
+        }
+        drop((forked_w, errors_w));
+        let start = Arc::new(Start::default());
+        let p = Pending {
+            start: start.clone(),
+            init: Arc::new(Init::known(None)),
+            pipes: StartPipes { forked, errors },
+            what: format!("run p{number} in a"),
+            number,
+            ns: "a".into(),
+            command: format!("p{number}"),
+            sink: sink.clone(),
+        };
+        (p, start)
+    }
+
+    #[tokio::test]
+    async fn starts_are_told_in_the_order_they_were_made_and_only_when_asked() {
+        let sink = Arc::new(crate::lab::events::Recorded::default());
+        let log = StartLog::default();
+        let mut starts = Vec::new();
+        for n in 1..=3 {
+            let (p, start) = pending(n, Ok(100 + n), &sink);
+            log.push(p);
+            starts.push(start);
+        }
+        assert!(sink.lines().is_empty(), "told before anything asked");
+        assert_eq!(starts[0].pid(), 0);
+        // Before program 2's first line: 1 and 2, not 3.
+        log.flush_through(2);
+        log.flush();
+        let lines = sink.lines();
+        let shown: Vec<&String> = lines.iter().filter(|l| l.starts_with("Command")).collect();
+        assert_eq!(shown.len(), 3, "{lines:#?}");
+        for (i, line) in shown.iter().enumerate() {
+            assert!(
+                line.contains(&format!("command: \"p{}\"", i + 1))
+                    && line.contains(&format!("Some({})", 101 + i)),
+                "{lines:#?}"
+            );
+        }
+        assert_eq!(
+            starts.iter().map(|s| s.pid()).collect::<Vec<_>>(),
+            [101, 102, 103]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_start_that_failed_after_its_handle_is_a_warning_and_status_127() {
+        let sink = Arc::new(crate::lab::events::Recorded::default());
+        let log = StartLog::default();
+        let (p, start) = pending(1, Err(StartError::Clone(Errno::EAGAIN)), &sink);
+        log.push(p);
+        log.flush();
+        let lines = sink.lines();
+        assert!(start.never_started(), "{lines:#?}");
+        assert!(
+            lines.len() == 1
+                && lines[0].starts_with("warning: run p1 in a:")
+                && lines[0].contains("--max-processes")
+                && lines[0].ends_with("it ended with status 127"),
+            "{lines:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn at_most_so_many_starts_wait_to_be_told() {
+        let sink = Arc::new(crate::lab::events::Recorded::default());
+        let log = StartLog::default();
+        for n in 1..=IN_FLIGHT as u32 + 1 {
+            log.push(pending(n, Ok(n), &sink).0);
+        }
+        // The oldest was told to make room for the last.
+        let told = sink
+            .lines()
+            .iter()
+            .filter(|l| l.starts_with("Command"))
+            .count();
+        assert_eq!(told, 1);
+    }
+
     #[test]
     fn a_fork_is_awaited_until_the_init_gives_the_programs_pid() {
         let ((forked, forked_w), (errors, _errors_w)) = (pipe(), pipe());
