@@ -24,8 +24,8 @@ use tokio::net::unix::pipe;
 
 use crate::error::{LabError, LabResult};
 use crate::lab::helper::channel::Init;
+use crate::lab::helper::channel::START_PATIENCE_SECS;
 use crate::lab::helper::protocol::StartError;
-use crate::lab::helper::HELPER_ANSWER_SECS;
 use crate::lab::{LabEvent, Sink};
 
 /// How many starts of background programs may wait to be told: the oldest is read (waiting
@@ -201,9 +201,9 @@ pub fn outcome(forked: &OwnedFd, errors: &OwnedFd, init: &Init, what: &str) -> L
 /// Wait until the init has forked the program (its pid on `forked`, 4 bytes, 0 where it could
 /// not tell), or say why it could not: it ended first, having said why on `errors` (it could
 /// not enter the lab, or the helper could not clone it), or it did not get that far within
-/// the time the helper has to answer.
+/// [`START_PATIENCE_SECS`].
 fn await_fork(forked: &OwnedFd, errors: &OwnedFd, what: &str) -> LabResult<Option<u32>> {
-    let limit = std::time::Duration::from_secs(HELPER_ANSWER_SECS as u64);
+    let limit = std::time::Duration::from_secs(START_PATIENCE_SECS as u64);
     let deadline = Instant::now() + limit;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
