@@ -27,8 +27,8 @@ pub const IN_FLIGHT: usize = 32;
 /// How long a start may take, in the helper (its clone of the init) or in the init (its fork
 /// of the program), before it is taken for hung: longer than any other answer. Both fork, and
 /// a fork waits for the kernel's cgroup lock, which every process joining a cgroup takes for
-/// writing: with a thousand daemons starting and forking on two CPUs, single forks were
-/// measured waiting 0.7 to 9.4 s (issue 23). Nothing a program does can hold a start there
+/// writing: with a thousand daemons starting and forking on two CPUs, the helper's answer to
+/// a start was measured taking up to 5.7 s, and one run's starts stalled 9.4 s (issue 23). Nothing a program does can hold a start there
 /// for good, as it can hold a file request (a FIFO where a file was asked for).
 pub const START_PATIENCE_SECS: i64 = 3 * HELPER_ANSWER_SECS;
 
@@ -52,7 +52,8 @@ pub struct Init {
 }
 
 impl Init {
-    /// An init whose pidfd is already known (a program started and waited for at once).
+    /// An init whose answer is already known, without a helper (for tests of what reads it).
+    #[cfg(test)]
     pub fn known(pidfd: Option<OwnedFd>) -> Init {
         let slot = InitSlot::default();
         let _ = slot.0.set(pidfd);
@@ -148,7 +149,7 @@ impl Held<'_> {
         };
         let answer = self.receive(START_PATIENCE_SECS / HELPER_ANSWER_SECS);
         let pidfd = match answer {
-            Ok((Reply::Spawned(_), fds)) if fds.len() == 1 => fds.into_iter().next(),
+            Ok((Reply::Spawned, fds)) if fds.len() == 1 => fds.into_iter().next(),
             Ok((Reply::Failed(_), _)) => None,
             Ok((other, fds)) => {
                 self.abandon(&slot);

@@ -167,8 +167,8 @@ pub enum Reply {
     Done,
     /// It failed with this errno.
     Failed(Errno),
-    /// A program's init was cloned: its pid on the host (its pidfd travels with it).
-    Spawned(u32),
+    /// A program's init was cloned (its pidfd travels with it).
+    Spawned,
 }
 
 impl Request {
@@ -320,7 +320,7 @@ impl Reply {
             Reply::Ready => (b'R', 0),
             Reply::Done => (b'K', 0),
             Reply::Failed(e) => (b'E', *e as i32),
-            Reply::Spawned(pid) => (b'P', *pid as i32),
+            Reply::Spawned => (b'P', 0),
         };
         let mut out = [0u8; 5];
         out[0] = tag;
@@ -335,7 +335,7 @@ impl Reply {
             b'R' => Reply::Ready,
             b'K' => Reply::Done,
             b'E' => Reply::Failed(Errno::from_raw(errno)),
-            b'P' => Reply::Spawned(errno as u32),
+            b'P' => Reply::Spawned,
             _ => return None,
         })
     }
@@ -500,7 +500,7 @@ mod tests {
             Reply::Ready,
             Reply::Done,
             Reply::Failed(Errno::EROFS),
-            Reply::Spawned(4_000_000),
+            Reply::Spawned,
         ] {
             assert_eq!(Reply::decode(&r.encode()), Some(r));
         }

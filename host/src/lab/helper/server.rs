@@ -224,7 +224,7 @@ fn answer(fd: RawFd, request: Request, fds: Vec<OwnedFd>, state: &mut State) -> 
                 return fail(fd, nix::errno::Errno::EINVAL);
             };
             match super::spawn::spawn(rules, &fds, &mut state.inits) {
-                Ok((pidfd, pid)) => reply(fd, Reply::Spawned(pid), &[pidfd.as_raw_fd()]),
+                Ok(pidfd) => reply(fd, Reply::Spawned, &[pidfd.as_raw_fd()]),
                 Err(e) => {
                     // The runner may not read this reply for a while (helper/channel.rs): it
                     // learns of the program's start from its pipes, so it is said there too.

@@ -131,12 +131,8 @@ impl Drop for Inits {
 }
 
 /// Start the program of a spawn request (`fds` as protocol.rs lists them): clone its init, and
-/// return a pidfd of it and its pid at once; or why it could not be cloned.
-pub fn spawn(
-    rules: &Arc<Rules>,
-    fds: &[OwnedFd],
-    inits: &mut Inits,
-) -> Result<(OwnedFd, u32), Errno> {
+/// return a pidfd of it at once; or why it could not be cloned.
+pub fn spawn(rules: &Arc<Rules>, fds: &[OwnedFd], inits: &mut Inits) -> Result<OwnedFd, Errno> {
     let [command, netns, mntns, utsns, stdin, stdout, stderr, exit_status, errors, forked] = fds
     else {
         return Err(Errno::EINVAL);
@@ -208,7 +204,7 @@ pub fn spawn(
         },
     );
     // SAFETY: the kernel just gave us this pidfd.
-    Ok((unsafe { OwnedFd::from_raw_fd(pidfd) }, child as u32))
+    Ok(unsafe { OwnedFd::from_raw_fd(pidfd) })
 }
 
 /// The command from its memfd.
