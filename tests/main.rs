@@ -11,6 +11,7 @@ mod cli;
 mod common;
 mod confinement;
 mod conformance;
+mod device_outputs;
 mod failures;
 mod gallery;
 mod keep;

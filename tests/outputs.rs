@@ -153,29 +153,58 @@ fn a_fifo_where_an_output_goes_never_holds_the_runner() {
     run.assert_code(2)
         .assert_stderr(&format!("{} belongs to user {OTHER}", fifo.display()));
     assert!(took < Duration::from_secs(5), "{took:?}");
-    // One left in the runner's own directory (by an earlier mistake, say): replaced by the
-    // file, never opened, so never waited on.
+    // One left in the runner's own directory (by an earlier mistake, say), with no reader:
+    // refused at once too, never waited on, and left a FIFO (issue 32: nothing that is not a
+    // regular file is renamed over).
     let mine = s.path("mine");
     std::fs::create_dir(&mine).unwrap();
     mkfifo(&mine.join("junit.xml"));
-    let (run, _) = seed_with(
+    let (run, took) = seed_with(
         &["-q", "--junit", mine.join("junit.xml").to_str().unwrap()],
         Duration::from_secs(30),
     );
-    run.assert_code(0);
+    run.assert_code(2).assert_stderr("is a FIFO with no reader");
+    assert!(took < Duration::from_secs(5), "{took:?}");
     let meta = std::fs::symlink_metadata(mine.join("junit.xml")).unwrap();
-    assert!(meta.is_file(), "{:?}", meta.file_type());
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()),
+        "{:?}",
+        meta.file_type()
+    );
     s.assert_secret_untouched(&run);
 }
 
 #[test]
-fn links_planted_at_each_output_file_are_replaced_never_followed() {
+fn links_planted_at_each_output_file_are_refused_never_followed() {
     let _labs = lab_lock();
     let s = Shared::new("out-planted");
     let report = s.path("mine");
     std::fs::create_dir(&report).unwrap();
     for name in ["index.html", "junit.xml", "events.jsonl", "topology.svg"] {
         std::os::unix::fs::symlink(s.path("secret/victim"), report.join(name)).unwrap();
+    }
+    let run = Background::start(attacks_args(
+        &["-q", "--report", report.to_str().unwrap()],
+        "outputs",
+        &[],
+    ))
+    .finish_within(Duration::from_secs(30));
+    // Refused by name (issue 32: a link the runner did not make is never renamed over), each
+    // left a link, its target untouched.
+    run.assert_code(2)
+        .assert_stderr("is a symbolic link that the runner did not make");
+    for name in ["index.html", "junit.xml", "events.jsonl", "topology.svg"] {
+        let meta = std::fs::symlink_metadata(report.join(name)).unwrap();
+        assert!(
+            meta.file_type().is_symlink(),
+            "{name}: {:?}",
+            meta.file_type()
+        );
+    }
+    s.assert_secret_untouched(&run);
+    // With the links gone, the report is written whole.
+    for name in ["index.html", "junit.xml", "events.jsonl", "topology.svg"] {
+        std::fs::remove_file(report.join(name)).unwrap();
     }
     let run = Background::start(attacks_args(
         &["-q", "--report", report.to_str().unwrap()],

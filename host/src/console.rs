@@ -63,6 +63,14 @@ impl Console {
         self
     }
 
+    /// Print the terminal text on stderr: stdout carries a document (`--junit /dev/stdout`).
+    pub fn text_on_stderr(mut self) -> Self {
+        if self.text == TextTo::Stdout {
+            self.text = TextTo::Stderr;
+        }
+        self
+    }
+
     /// Keep the account in `journal` and print nothing (a run of `runner test`).
     pub fn captured(journal: Arc<Journal>) -> Self {
         Console {

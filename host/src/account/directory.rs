@@ -1,5 +1,5 @@
 //! The report directory of a run (`--report DIR`) and the index of `runner test --report`,
-//! written from the account through one directory fd (output.rs).
+//! written from the account through one directory fd (output/).
 
 use std::path::Path;
 
@@ -35,7 +35,7 @@ pub fn saved_name(name: &str) -> String {
 }
 
 /// Write a run's report directory: index.html, topology.svg, events.jsonl, junit.xml, and the
-/// files the scenario saved under files/, all through one directory fd (output.rs).
+/// files the scenario saved under files/, all through one directory fd (output/).
 /// `account` is the one folded from `lines`.
 pub fn write_report(
     dir: &Path,

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use super::policy_args::PolicyArgs;
 use clap::Args;
+use nslab_host::account::graph::Format;
 use nslab_host::account::Journal;
 use nslab_host::console::{Console, Verbosity};
 use nslab_host::run::{self, Outputs, RunConfig};
@@ -28,6 +29,10 @@ pub struct OutputArgs {
     /// Write the picture of the lab: .svg, .dot (Graphviz) or .mmd (Mermaid), by extension.
     #[arg(long, value_name = "FILE")]
     pub graph: Option<PathBuf>,
+
+    /// The picture's format where --graph's file has no telling extension (/dev/stdout).
+    #[arg(long, value_name = "FORMAT", value_parser = ["svg", "dot", "mmd"], requires = "graph")]
+    pub graph_format: Option<String>,
 }
 
 impl OutputArgs {
@@ -36,6 +41,7 @@ impl OutputArgs {
             junit: self.junit.clone(),
             report: self.report.clone(),
             graph: self.graph.clone(),
+            graph_format: self.graph_format.as_deref().and_then(Format::by_name),
         }
     }
 }

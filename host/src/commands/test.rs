@@ -15,6 +15,20 @@ use nslab_host::run::{self, Outcome, Outputs, RunConfig};
 
 use super::policy_args::PolicyArgs;
 
+/// Where `runner test` prints: stdout, or stderr when the JUnit document goes to stdout.
+static TEXT_ON_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `println!` to where `runner test` prints.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if TEXT_ON_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+            eprintln!($($arg)*)
+        } else {
+            println!($($arg)*)
+        }
+    };
+}
+
 /// Run many scenarios and summarize: exit 0 if all passed, 1 if any failed, 2 if any could
 /// not be run.
 #[derive(Args)]
@@ -87,9 +101,16 @@ pub fn main(a: TestArgs) -> ExitCode {
         junit: a.junit.clone(),
         report: a.report.clone(),
         graph: None,
+        graph_format: None,
     };
-    if let Err(why) = outputs.check() {
-        return super::fail(why);
+    // Opened now, as a shell's `>` opens before the command: a reader of `>(...)` sees the
+    // document once, when it is written.
+    let opened = match outputs.open() {
+        Ok(o) => o,
+        Err(why) => return super::fail(why),
+    };
+    if opened.on_stdout().is_some() {
+        TEXT_ON_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     let jobs = a
         .jobs
@@ -97,11 +118,11 @@ pub fn main(a: TestArgs) -> ExitCode {
         .max(1);
     let cache = (!a.no_cache).then(nslab_host::cache::default_dir);
     match a.shard {
-        Some(shard) => println!(
+        Some(shard) => say!(
             "running {} of {all} scenarios (shard {shard}), {jobs} side by side",
             planned.len()
         ),
-        None => println!("running {} scenarios, {jobs} side by side", planned.len()),
+        None => say!("running {} scenarios, {jobs} side by side", planned.len()),
     }
     let started = Instant::now();
     let results = match super::block_on(async {
@@ -133,7 +154,7 @@ pub fn main(a: TestArgs) -> ExitCode {
         while let Some(done) = set.join_next().await {
             match done {
                 Ok((i, outcome, account)) => {
-                    println!("{}", status_line(&planned[i].name, outcome, &account));
+                    say!("{}", status_line(&planned[i].name, outcome, &account));
                     results[i] = Some((outcome, account));
                 }
                 Err(e) => eprintln!("runner: error: a run stopped unexpectedly: {e}"),
@@ -153,7 +174,7 @@ pub fn main(a: TestArgs) -> ExitCode {
         })
         .collect();
     let code = summary(&results, started);
-    match write_outputs(&a, &results) {
+    match write_outputs(&a, &opened, &results) {
         Ok(()) => code,
         Err(why) => super::fail(why),
     }
@@ -215,29 +236,29 @@ fn summary(results: &[(String, Outcome, RunAccount)], started: Instant) -> ExitC
         .filter(|(_, o, _)| *o != Outcome::Passed)
         .collect();
     if !not_ok.is_empty() {
-        println!("\nfailures:");
+        say!("\nfailures:");
         for (name, _, a) in &not_ok {
-            println!("\n---- {} ----", printable(name));
+            say!("\n---- {} ----", printable(name));
             for c in a.checks().filter(|c| !c.passed) {
-                println!("   FAIL {}: {}", printable(&c.name), printable(&c.detail));
+                say!("   FAIL {}: {}", printable(&c.name), printable(&c.detail));
             }
             for r in &a.refusals {
-                println!("   refused by the policy: {}", printable(r));
+                say!("   refused by the policy: {}", printable(r));
             }
             for e in &a.errors {
-                println!("   error: {}", printable(e));
+                say!("   error: {}", printable(e));
             }
             if let Some(end) = a
                 .end
                 .as_ref()
                 .filter(|e| a.errors.last() != Some(&e.message))
             {
-                println!("   {}", printable(&end.message));
+                say!("   {}", printable(&end.message));
             }
         }
-        println!("\nfailures:");
+        say!("\nfailures:");
         for (name, _, _) in &not_ok {
-            println!("    {}", printable(name));
+            say!("    {}", printable(name));
         }
     }
     let count = |f: &dyn Fn(&Outcome) -> bool| results.iter().filter(|(_, o, _)| f(o)).count();
@@ -249,7 +270,7 @@ fn summary(results: &[(String, Outcome, RunAccount)], started: Instant) -> ExitC
     });
     let failed = results.len() - passed - could_not;
     let word = if not_ok.is_empty() { "ok" } else { "FAILED" };
-    println!(
+    say!(
         "\ntest result: {word}. {passed} passed; {failed} failed; {could_not} could not run; finished in {:.1}s",
         started.elapsed().as_secs_f64()
     );
@@ -262,15 +283,19 @@ fn summary(results: &[(String, Outcome, RunAccount)], started: Instant) -> ExitC
     ExitCode::from(code.exit_code())
 }
 
-fn write_outputs(a: &TestArgs, results: &[(String, Outcome, RunAccount)]) -> Result<(), String> {
+fn write_outputs(
+    a: &TestArgs,
+    opened: &run::Opened,
+    results: &[(String, Outcome, RunAccount)],
+) -> Result<(), String> {
     let shard = shard_name(a);
-    if let Some(file) = &a.junit {
+    if let Some(file) = opened.junit() {
         let suites: Vec<(&RunAccount, Option<&str>)> = results
             .iter()
             .map(|(_, _, acc)| (acc, shard.as_deref()))
             .collect();
-        nslab_host::output::write_file(file, account::junit::xml(&suites).as_bytes())
-            .map_err(|e| format!("cannot write the JUnit file {}: {e}", file.display()))?;
+        file.write(account::junit::xml(&suites).as_bytes())
+            .map_err(|e| format!("cannot write the JUnit file {}: {e}", file.path().display()))?;
     }
     if let Some(dir) = &a.report {
         let runs: Vec<account::Listed> = results
@@ -283,7 +308,7 @@ fn write_outputs(a: &TestArgs, results: &[(String, Outcome, RunAccount)]) -> Res
             .collect();
         account::write_test_index(dir, &runs)
             .map_err(|e| format!("cannot write the report into {}: {e}", dir.display()))?;
-        println!("report: {}", Path::new(dir).join("index.html").display());
+        say!("report: {}", Path::new(dir).join("index.html").display());
     }
     Ok(())
 }

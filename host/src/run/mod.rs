@@ -24,7 +24,7 @@ use crate::privilege;
 use crate::records::{self, RunRecord};
 pub use finish::print_kept;
 use outputs::write_outputs;
-pub use outputs::Outputs;
+pub use outputs::{Opened, Outputs};
 use signals::{signal_name, Signals};
 use verdict::{not_run, verdict, Ended};
 
@@ -79,14 +79,30 @@ pub async fn run(mut cfg: RunConfig) -> Outcome {
         let journal = crate::account::Journal::new(false, false, false);
         cfg.console = cfg.console.clone().with_journal(Arc::new(journal));
     }
-    let console = cfg.console.clone();
     let outputs = cfg.outputs.clone();
-    if let Err(why) = outputs.check() {
-        console.error(&why);
-        return Outcome::CouldNotRun;
+    let opened = match outputs.open() {
+        Ok(o) => o,
+        Err(why) => {
+            cfg.console.error(&why);
+            return Outcome::CouldNotRun;
+        }
+    };
+    // A document written to the runner's stdout stands there alone: the terminal text moves
+    // to stderr, as it does for --json, whose events it would run into.
+    if let Some((flag, file)) = opened.on_stdout() {
+        if cfg.console.journal().is_some_and(|j| j.prints_json()) {
+            cfg.console.error(&format!(
+                "{flag} {} goes to standard output, which --json gives to its events; write \
+                 it to a file, or drop --json",
+                file.path().display()
+            ));
+            return Outcome::CouldNotRun;
+        }
+        cfg.console = cfg.console.clone().text_on_stderr();
     }
+    let console = cfg.console.clone();
     let (outcome, files) = run_scenario(cfg).await;
-    match write_outputs(&outputs, &console, &files) {
+    match write_outputs(&outputs, &opened, &console, &files) {
         Ok(()) => outcome,
         Err(why) => {
             console.error(&why);

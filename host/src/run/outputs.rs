@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
+use crate::account::graph::Format;
 use crate::console::{Console, Verbosity};
+use crate::output::{FileOutput, Stream};
 
 /// The files a run writes when it ends. Each needs the console's journal to keep the events.
 #[derive(Debug, Clone, Default)]
@@ -14,20 +16,35 @@ pub struct Outputs {
     pub report: Option<PathBuf>,
     /// `--graph FILE`: the picture alone, its format by extension.
     pub graph: Option<PathBuf>,
+    /// `--graph-format`: the picture's format, whatever the file's name.
+    pub graph_format: Option<Format>,
 }
 
 impl Outputs {
+    /// The picture's format: `--graph-format`, or the extension of `--graph`'s file.
+    fn graph_format(&self, path: &std::path::Path) -> Result<Format, String> {
+        match self.graph_format {
+            Some(f) => Ok(f),
+            None => Format::for_path(path),
+        }
+    }
+
     pub fn any(&self) -> bool {
         self.junit.is_some() || self.report.is_some() || self.graph.is_some()
     }
 
-    /// Say before the run what could not be written after it: a missing directory, a picture
-    /// of an unknown format.
-    pub fn check(&self) -> Result<(), String> {
+    /// Open before the run what it will write after it, or say why it could not be written:
+    /// a missing directory, a picture of an unknown format, an unsafe path, a FIFO with no
+    /// reader, two outputs into one stream.
+    pub fn open(&self) -> Result<Opened, String> {
         if let Some(g) = &self.graph {
-            crate::account::graph::Format::for_path(g)?;
+            self.graph_format(g)?;
         }
-        for (flag, file) in [("--junit", &self.junit), ("--graph", &self.graph)] {
+        let mut opened = Opened::default();
+        for (flag, file, slot) in [
+            ("--junit", &self.junit, &mut opened.junit),
+            ("--graph", &self.graph, &mut opened.graph),
+        ] {
             let Some(file) = file else { continue };
             let dir = match file.parent() {
                 Some(d) if !d.as_os_str().is_empty() => d,
@@ -40,18 +57,56 @@ impl Outputs {
                     dir.display()
                 ));
             }
-            crate::output::check(file).map_err(|e| format!("{flag}: {e}"))?;
+            *slot = Some(FileOutput::open(file).map_err(|e| format!("{flag}: {e}"))?);
+        }
+        if let (Some(j), Some(g)) = (&opened.junit, &opened.graph) {
+            if let (Some(a), Some(b)) = (j.stream(), g.stream()) {
+                if a == b {
+                    return Err(format!(
+                        "--junit {} and --graph {} both go to the runner's {}, where the two \
+                         documents would run together; write one of them to a file",
+                        j.path().display(),
+                        g.path().display(),
+                        a.name()
+                    ));
+                }
+            }
         }
         if let Some(dir) = &self.report {
             crate::output::check(dir).map_err(|e| format!("--report: {e}"))?;
         }
-        Ok(())
+        Ok(opened)
+    }
+}
+
+/// The single-file outputs, opened before the run (output/file.rs).
+#[derive(Debug, Default)]
+pub struct Opened {
+    junit: Option<FileOutput>,
+    graph: Option<FileOutput>,
+}
+
+impl Opened {
+    pub fn junit(&self) -> Option<&FileOutput> {
+        self.junit.as_ref()
+    }
+
+    /// The first output, by its flag, that goes to the runner's standard output.
+    pub fn on_stdout(&self) -> Option<(&'static str, &FileOutput)> {
+        [("--junit", &self.junit), ("--graph", &self.graph)]
+            .into_iter()
+            .find_map(|(flag, f)| {
+                f.as_ref()
+                    .filter(|f| f.stream() == Some(Stream::Stdout))
+                    .map(|f| (flag, f))
+            })
     }
 }
 
 /// Write the JUnit file, the report directory and the picture from the run's account.
 pub fn write_outputs(
     outputs: &Outputs,
+    opened: &Opened,
     console: &Console,
     files: &[(String, Vec<u8>)],
 ) -> Result<(), String> {
@@ -64,18 +119,15 @@ pub fn write_outputs(
     let failed = |what: &str, path: &std::path::Path, e: String| {
         format!("cannot write {what} {}: {e}", path.display())
     };
-    if let Some(file) = &outputs.junit {
-        crate::output::write_file(
-            file,
-            crate::account::junit::xml(&[(&account, None)]).as_bytes(),
-        )
-        .map_err(|e| failed("the JUnit file", file, e))?;
+    if let Some(file) = &opened.junit {
+        file.write(crate::account::junit::xml(&[(&account, None)]).as_bytes())
+            .map_err(|e| failed("the JUnit file", file.path(), e))?;
     }
-    if let Some(file) = &outputs.graph {
-        let format = crate::account::graph::Format::for_path(file)?;
+    if let (Some(file), Some(path)) = (&opened.graph, &outputs.graph) {
+        let format = outputs.graph_format(path)?;
         let picture = crate::account::graph::render(&account.topology, format);
-        crate::output::write_file(file, picture.as_bytes())
-            .map_err(|e| failed("the picture", file, e))?;
+        file.write(picture.as_bytes())
+            .map_err(|e| failed("the picture", file.path(), e))?;
     }
     if let Some(dir) = &outputs.report {
         crate::account::write_report(dir, &account, &lines, files)

@@ -24,18 +24,29 @@ pub enum Format {
 }
 
 impl Format {
+    /// By name, as `--graph-format` takes it or a file's extension gives it.
+    pub fn by_name(name: &str) -> Option<Format> {
+        match name {
+            "svg" => Some(Format::Svg),
+            "dot" | "gv" => Some(Format::Dot),
+            "mmd" | "mermaid" => Some(Format::Mermaid),
+            _ => None,
+        }
+    }
+
     /// From a file's extension: .svg, .dot (or .gv), .mmd.
     pub fn for_path(path: &std::path::Path) -> Result<Format, String> {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("svg") => Ok(Format::Svg),
-            Some("dot" | "gv") => Ok(Format::Dot),
-            Some("mmd" | "mermaid") => Ok(Format::Mermaid),
-            _ => Err(format!(
-                "--graph {}: the picture's format is chosen by the file's extension: \
-                 .svg, .dot (Graphviz) or .mmd (Mermaid)",
-                path.display()
-            )),
-        }
+        path.extension()
+            .and_then(|e| e.to_str())
+            .and_then(Format::by_name)
+            .ok_or_else(|| {
+                format!(
+                    "--graph {}: the picture's format is chosen by the file's extension \
+                     (.svg, .dot for Graphviz, .mmd for Mermaid), or by --graph-format where \
+                     the path has none (--graph /dev/stdout --graph-format dot)",
+                    path.display()
+                )
+            })
     }
 }
 

@@ -1,26 +1,16 @@
-//! One safe way to write where the operator points the runner (`--report`, `--junit`,
-//! `--graph`, the scenario's attachments, `runner test`'s index): the runner often runs as root
-//! on machines other users share, so a path must not let them redirect what it writes.
-//!
-//! - **The path is checked before the run** ([`check`]), by the rule `sshd` applies to
-//!   `~/.ssh` and `sudo` to its includes: no existing ancestor may be writable by a user other
-//!   than the runner's (and root): not theirs, not group- or world-writable; a sticky directory
-//!   (`/tmp`) is allowed when the next component is the runner's user's own. A symlink on the
-//!   way is followed only if it lies in such a directory itself, and its target is checked the
-//!   same way. Another user can then neither swap a directory of the path nor plant a link in
-//!   it.
-//! - **The directory is resolved once** ([`OutputDir::create`]) and everything below it is made
-//!   relative to its descriptor: `openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, new
-//!   files with `O_EXCL | O_NOFOLLOW | O_NONBLOCK` under a temporary name and then renamed into
-//!   place: an existing entry (a symlink, a FIFO, a device) is replaced, never opened, so the
-//!   runner never writes through a link and never blocks on a FIFO.
+//! A directory the runner writes into, held by its descriptor: everything below it is made
+//! relative to that descriptor, with `openat2` and `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`; files
+//! are made new under a temporary name (`O_EXCL | O_NOFOLLOW | O_NONBLOCK`) and renamed into
+//! place. Only a regular file is ever renamed over: a link, FIFO or device node found where a
+//! file goes is refused by name, never opened, followed or replaced.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{check, user_name};
 
 /// A directory the runner writes into, held by its descriptor.
 pub struct OutputDir {
@@ -28,106 +18,19 @@ pub struct OutputDir {
     path: PathBuf,
 }
 
-/// Who may write a directory besides the runner's user and root, if anyone: the reason, in words.
-fn others_may_write(meta: &std::fs::Metadata, uid: u32) -> Option<String> {
-    if meta.uid() != uid && meta.uid() != 0 {
-        return Some(format!("it belongs to {}", user_name(meta.uid())));
+/// What a file type other than a regular file is, in words (`a symbolic link`); None for a
+/// regular file.
+pub(super) fn kind_of(mode: libc::mode_t) -> Option<&'static str> {
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => None,
+        libc::S_IFLNK => Some("a symbolic link"),
+        libc::S_IFIFO => Some("a FIFO"),
+        libc::S_IFCHR => Some("a character device"),
+        libc::S_IFBLK => Some("a block device"),
+        libc::S_IFSOCK => Some("a socket"),
+        libc::S_IFDIR => Some("a directory"),
+        _ => Some("not a regular file"),
     }
-    if meta.mode() & 0o002 != 0 {
-        return Some("anyone may write it".into());
-    }
-    if meta.mode() & 0o020 != 0 {
-        return Some(format!("its group (gid {}) may write it", meta.gid()));
-    }
-    None
-}
-
-fn user_name(uid: u32) -> String {
-    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(u)) => format!("user {} (uid {uid})", crate::text::printable(&u.name)),
-        _ => format!("uid {uid}"),
-    }
-}
-
-/// Check `path` (which need not exist yet) by the rule above: Ok, or the sentence that says
-/// which ancestor is unsafe and why.
-pub fn check(path: &Path) -> Result<(), String> {
-    let uid = nix::unistd::geteuid().as_raw();
-    let absolute = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map_err(|e| format!("cannot find the current directory: {e}"))?
-            .join(path)
-    };
-    let mut todo: Vec<OsString> = components(&absolute);
-    todo.reverse();
-    let mut dir = PathBuf::from("/");
-    let mut hops = 0;
-    while let Some(name) = todo.pop() {
-        if name == ".." {
-            dir.pop();
-            continue;
-        }
-        let next = dir.join(&name);
-        let dir_meta = std::fs::metadata(&dir)
-            .map_err(|e| format!("cannot look at {}: {e}", dir.display()))?;
-        let meta = match std::fs::symlink_metadata(&next) {
-            Ok(m) => Some(m),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("cannot look at {}: {e}", next.display())),
-        };
-        if let Some(why) = others_may_write(&dir_meta, uid) {
-            let sticky = dir_meta.mode() & 0o1000 != 0;
-            let ours = meta.as_ref().is_none_or(|m| m.uid() == uid);
-            if !(sticky && ours) {
-                let what = match &meta {
-                    Some(m) => format!("{} belongs to {}", next.display(), user_name(m.uid())),
-                    None => format!("{} may be made there by them first", next.display()),
-                };
-                return Err(format!(
-                    "{} is not safe to write under: {} is writable by another user ({why}), and \
-                     {what}, who could swap it for a link elsewhere; name a directory that only \
-                     you (and root) can write",
-                    path.display(),
-                    dir.display()
-                ));
-            }
-        }
-        let Some(meta) = meta else {
-            // The rest does not exist yet: the runner makes it, as its own.
-            return Ok(());
-        };
-        if meta.file_type().is_symlink() {
-            hops += 1;
-            if hops > 40 {
-                return Err(format!("{}: too many symbolic links", path.display()));
-            }
-            let target = std::fs::read_link(&next)
-                .map_err(|e| format!("cannot read the link {}: {e}", next.display()))?;
-            if target.is_absolute() {
-                dir = PathBuf::from("/");
-            }
-            let mut rest = components(&target);
-            rest.reverse();
-            todo.extend(rest);
-            continue;
-        }
-        dir = next;
-    }
-    Ok(())
-}
-
-/// A path's named components, `.` dropped and `..` kept (resolved against real directories as
-/// the check walks them).
-fn components(path: &Path) -> Vec<OsString> {
-    path.components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some(OsString::from("..")),
-            _ => None,
-        })
-        .collect()
 }
 
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
@@ -254,6 +157,28 @@ impl OutputDir {
         &self.path
     }
 
+    /// Err, in words, when `name` exists here and is not a regular file.
+    fn refuse_other_than_file(&self, name: &str) -> std::io::Result<()> {
+        let st =
+            match nix::sys::stat::fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            {
+                Ok(st) => st,
+                Err(nix::errno::Errno::ENOENT) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+        match kind_of(st.st_mode) {
+            None => Ok(()),
+            Some(_) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => Err(std::io::Error::other(
+                format!("{} is a directory", self.path.join(name).display()),
+            )),
+            Some(kind) => Err(std::io::Error::other(format!(
+                "{} is {kind} that the runner did not make; it writes only regular files there \
+                 and never replaces anything else: remove it, or name another directory",
+                self.path.join(name).display()
+            ))),
+        }
+    }
+
     /// The directory `name` below this one, made if missing, held by fd; it must be the runner's
     /// user's own and no link.
     pub fn subdir(&self, name: &str) -> std::io::Result<OutputDir> {
@@ -270,7 +195,9 @@ impl OutputDir {
     }
 
     /// Write `bytes` as the regular file `name` here, whole: a new file under a temporary name,
-    /// renamed over whatever `name` was (a file, a link, a FIFO), which is never opened.
+    /// renamed over the regular file `name` was, if any. Anything else at `name` (a link, a
+    /// FIFO, a device node, a socket) is something the runner did not make: it is refused by
+    /// name, never opened, never renamed over.
     pub fn write(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
         use std::io::Write;
         if !plain(name) {
@@ -278,6 +205,7 @@ impl OutputDir {
                 "{name:?} is not a plain name"
             )));
         }
+        self.refuse_other_than_file(name)?;
         let temporary = format!(
             ".{name}.nslab-{}-{}",
             std::process::id(),
@@ -321,22 +249,6 @@ impl OutputDir {
     }
 }
 
-/// Write the single file `path` (`--junit`, `--graph`) the safe way: its directory checked and
-/// held, the file made new and renamed into place.
-pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let name = path
-        .file_name()
-        .and_then(OsStr::to_str)
-        .ok_or_else(|| format!("{}: name a file", path.display()))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    OutputDir::create(dir)?
-        .write(name, bytes)
-        .map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,24 +262,38 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_of_ones_own_under_a_safe_path_is_fine_and_a_link_in_it_is_replaced() {
+    fn a_regular_file_is_replaced_and_anything_else_is_refused_untouched() {
         let base = std::env::temp_dir().join(format!("nslab-unit-out-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         let dir = OutputDir::create(&base.join("a/b")).unwrap();
-        // A link and a FIFO where files go: replaced, their targets untouched, no blocking.
+        std::fs::write(base.join("a/b/old.html"), b"old").unwrap();
+        dir.write("old.html", b"new").unwrap();
+        assert_eq!(std::fs::read(base.join("a/b/old.html")).unwrap(), b"new");
+        // A link and a FIFO where files go: refused by name, left as they were, the link's
+        // target untouched, the FIFO never opened (so never waited on).
         let target = base.join("target");
         std::fs::write(&target, b"before").unwrap();
         std::os::unix::fs::symlink(&target, base.join("a/b/index.html")).unwrap();
-        nix::unistd::mkfifo(
-            &base.join("a/b/junit.xml"),
-            nix::sys::stat::Mode::from_bits_truncate(0o644),
-        )
-        .unwrap();
-        dir.write("index.html", b"page").unwrap();
-        dir.write("junit.xml", b"xml").unwrap();
+        let fifo = base.join("a/b/junit.xml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let e = dir.write("index.html", b"page").unwrap_err().to_string();
+        assert!(
+            e.contains("index.html is a symbolic link that the runner did not make"),
+            "{e}"
+        );
+        let e = dir.write("junit.xml", b"xml").unwrap_err().to_string();
+        assert!(e.contains("junit.xml is a FIFO"), "{e}");
         assert_eq!(std::fs::read(&target).unwrap(), b"before");
-        assert_eq!(std::fs::read(base.join("a/b/index.html")).unwrap(), b"page");
-        assert_eq!(std::fs::read(base.join("a/b/junit.xml")).unwrap(), b"xml");
+        let link = std::fs::symlink_metadata(base.join("a/b/index.html")).unwrap();
+        assert!(link.file_type().is_symlink());
+        let meta = std::fs::symlink_metadata(&fifo).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()));
+        // No temporary file was left behind either.
+        let names: Vec<_> = std::fs::read_dir(base.join("a/b"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
         // A link where a subdirectory goes is refused.
         std::os::unix::fs::symlink(&base, base.join("a/b/files")).unwrap();
         assert!(dir.subdir("files").is_err());
