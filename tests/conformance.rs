@@ -27,7 +27,11 @@ fn every_function_of_the_contract_works() {
     run.assert_code(0)
         .assert_stdout("ok   a second link named va in a is refused as exists: exists: link va already exists in namespace a: pick another name or remove it first")
         .assert_stdout("ok   a peer named like a link of b is refused as exists: exists: link vb already exists in namespace b")
-        .assert_stdout("PASS conformance (9 steps, 59 checks passed, 0 failed");
+        .assert_stdout("PASS conformance (9 steps, 61 checks passed, 0 failed");
+    // Bad input is refused in words before the kernel (issue 32's fuzz: the rate reached the
+    // kernel, and a bridge as a port came back as ELOOP).
+    run.assert_stdout("ok   a bridge as a port of a bridge is invalid: invalid: br0 is itself a bridge")
+        .assert_stdout("ok   a rate past any link is invalid, before the kernel: invalid: a rate of 2900000000000000000 bit/s is more than any link carries");
     assert!(!run.stdout.contains("   FAIL"), "{}", run.all());
     // A quiet exec: on the terminal neither its output nor (without -v) its command line.
     run.assert_stdout("ok   a quiet exec returns what it printed")

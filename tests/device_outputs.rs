@@ -117,7 +117,10 @@ fn junit_at_a_link_to_stdout_is_written_through_and_stdout_is_the_document_alone
     // At a link to stderr, the document comes after everything the runner printed there.
     let run = run_clean(seed(&["--junit".as_ref(), dev.path("stderr").as_os_str()]));
     run.assert_code(0).assert_stdout("PASS seed");
-    let start = run.stderr.find("<?xml").unwrap_or_else(|| panic!("{}", run.all()));
+    let start = run
+        .stderr
+        .find("<?xml")
+        .unwrap_or_else(|| panic!("{}", run.all()));
     assert_junit(&run.stderr[start..], &run);
     dev.assert_unchanged(&run);
 }

@@ -146,3 +146,22 @@ fn a_program_outside_the_path_is_named_by_its_path_before_the_run() {
         .assert_stderr("--allow-exec /usr/lib/frr/ospfd");
     assert!(!run.stdout.contains("netns add"), "{}", run.all());
 }
+
+/// `max-links` bounds what a run holds, not how long it runs (issue 32): 3,000 rounds of a
+/// namespace made with a veth pair to a kept one, given an address and deleted, pass under the
+/// default limits (256 links, 64 namespaces). The previous runner stopped at the 128th round,
+/// "this run has created 256 links".
+#[test]
+fn a_lab_rebuilt_3000_times_stays_within_the_default_limits() {
+    let run = run_clean([
+        "run",
+        "-q",
+        guest("churn").to_str().unwrap(),
+        "--",
+        "--rounds",
+        "3000",
+    ]);
+    run.assert_code(0)
+        .assert_stdout("ok   3000 rounds ran: the lab holds [\"keep\"]");
+    assert!(!run.all().contains("limit reached"), "{}", run.all());
+}

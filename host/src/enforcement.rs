@@ -52,8 +52,9 @@ pub fn on_this_machine() -> Vec<Enforcement> {
     }
     list.push(Enforcement {
         key: "max-links",
-        how: "by the runner: it watches the namespaces where programs run (netlink) and stops the \
-              run past the limit"
+        how: "by the runner, counting the links the run holds now (deleted ones no longer count): \
+              the scenario's, and those in the namespaces where programs run, which it watches \
+              (netlink) and stops the run past the limit"
             .into(),
         complete: true,
     });

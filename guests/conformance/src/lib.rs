@@ -250,6 +250,17 @@ impl Guest for Conformance {
             elsewhere == "invalid",
             elsewhere,
         );
+        // Refused in words, not as the kernel's ELOOP ("Too many symbolic links").
+        let br_in_br = br
+            .set_master(&br)
+            .err()
+            .map(|e| Error::describe(&e))
+            .unwrap_or_default();
+        check(
+            "a bridge as a port of a bridge is invalid",
+            br_in_br.starts_with("invalid: br0 is itself a bridge"),
+            &br_in_br,
+        );
         let dup = Link::bridge("br0", &a)
             .err()
             .map(|e| e.kind())
@@ -382,6 +393,21 @@ impl Guest for Conformance {
             "shaping with nothing in it is invalid",
             none == "invalid",
             none,
+        );
+        let wild = x
+            .set_shaping(Shaping {
+                delay_us: 0,
+                jitter_us: 0,
+                loss_ppm: 0,
+                rate_bps: 2_900_000_000_000_000_000,
+            })
+            .err()
+            .map(|e| Error::describe(&e))
+            .unwrap_or_default();
+        check(
+            "a rate past any link is invalid, before the kernel",
+            wild.starts_with("invalid: a rate of 2900000000000000000 bit/s"),
+            &wild,
         );
         a.set_forwarding(true)?;
         a.set_forwarding(false)?;

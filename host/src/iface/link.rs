@@ -29,9 +29,9 @@ impl LabView<'_> {
         Ok(*self.table.get(ns)?)
     }
 
-    /// Links the scenario has created so far (none while there is no lab).
-    fn links_created(&self) -> usize {
-        self.lab.as_ref().map_or(0, |l| l.links_created())
+    /// Links the run holds now (none while there is no lab).
+    fn links_held(&self) -> usize {
+        self.lab.as_ref().map_or(0, |l| l.links_held())
     }
 }
 
@@ -45,7 +45,7 @@ impl HostLink for LabView<'_> {
     ) -> Result<(Resource<LinkId>, Resource<LinkId>), LabError> {
         let (a_name, b_name) = (Name::parse("link", &a_name)?, Name::parse("link", &b_name)?);
         self.ask(Op::CreateLinks {
-            created: self.links_created(),
+            held: self.links_held(),
             count: 2,
         })?;
         let (a_ns, b_ns) = (self.ns_id(&a_ns)?, self.ns_id(&b_ns)?);
@@ -160,7 +160,7 @@ impl HostLink for LabView<'_> {
     ) -> Result<Resource<LinkId>, LabError> {
         let name = Name::parse("link", &name)?;
         self.ask(Op::CreateLinks {
-            created: self.links_created(),
+            held: self.links_held(),
             count: 1,
         })?;
         let ns = self.ns_id(&ns)?;

@@ -78,7 +78,7 @@ impl<K: Kernel> Lab<K> {
             "link add {a} ({}) type veth peer {b} ({})",
             ans.name, bns.name
         ));
-        self.links_created += 2;
+        self.links_live += 2;
         self.tell_size();
         let a = self.add_link(a_ns, ai, a.as_str(), LinkKind::Veth);
         let b = self.add_link(b_ns, bi, b.as_str(), LinkKind::Veth);
@@ -91,7 +91,7 @@ impl<K: Kernel> Lab<K> {
         let ns = self.ns(ns_id)?;
         let index = self.kernel.add_bridge(&ns.held, name.as_str()).await?;
         self.did(&format!("link add {name} ({}) type bridge", ns.name));
-        self.links_created += 1;
+        self.links_live += 1;
         self.tell_size();
         Ok(self.add_link(ns_id, index, name.as_str(), LinkKind::Bridge))
     }
@@ -257,6 +257,23 @@ impl<K: Kernel> Lab<K> {
                 l.name, ns.name, b.name, bns.name
             )));
         }
+        // What the kernel would refuse with an errno that says nothing (ELOOP, EINVAL).
+        match l.kind {
+            LinkKind::Bridge => {
+                return Err(LabError::Invalid(format!(
+                    "{} is itself a bridge: a bridge cannot be a port of a bridge (nor of \
+                     itself); join two bridges with a veth pair, one end a port of each",
+                    l.name
+                )))
+            }
+            LinkKind::Loopback => {
+                return Err(LabError::Invalid(format!(
+                    "{} is the loopback: it cannot be a port of a bridge; use a veth end",
+                    l.name
+                )))
+            }
+            _ => {}
+        }
         let kind = self
             .kernel
             .links(&bns.held, Some((b.index, &b.name)))
@@ -282,6 +299,7 @@ impl<K: Kernel> Lab<K> {
     }
 
     pub async fn set_shaping(&mut self, id: LinkId, s: Shaping) -> LabResult<()> {
+        s.validate()?;
         let (l, ns) = self.link(id)?;
         let what = format!(
             "qdisc replace dev {} root {} ({})",

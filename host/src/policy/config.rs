@@ -219,7 +219,7 @@ keys! {
     /// How many namespaces a run may hold at once.
     max_namespaces: usize = 64, count, "max-namespaces",
         flag max_namespaces: Option<usize> [long, value_name = "N"];
-    /// How many links a run may create (and hold where its programs run).
+    /// How many links a run may hold at once, whoever made them (deleted ones no longer count).
     max_links: usize = 256, count, "max-links",
         flag max_links: Option<usize> [long, value_name = "N"];
     /// How many processes and threads a run's programs may have at once, all together.

@@ -99,8 +99,8 @@ fn env_key_never(key: &str) -> bool {
 pub enum Op<'a> {
     /// Create a namespace while the run holds `held`.
     CreateNamespace { held: usize },
-    /// Create `count` links while the run has created `created`.
-    CreateLinks { created: usize, count: usize },
+    /// Create `count` links while the run holds `held`.
+    CreateLinks { held: usize, count: usize },
     /// Assign an address.
     Address { cidr: &'a Cidr },
     /// Add or remove a route via `gateway`, if it has one.
@@ -207,8 +207,8 @@ impl Policy {
                 self.max_namespaces
             ))),
             Op::CreateNamespace { .. } => Ok(()),
-            Op::CreateLinks { created, count } if created + count > self.max_links => Err(LabError::Limit(format!(
-                "link limit reached: this run has created {created} links and asked for {count} more (policy limit max-links = {}; raise it with --max-links)",
+            Op::CreateLinks { held, count } if held + count > self.max_links => Err(LabError::Limit(format!(
+                "link limit reached: this run holds {held} links and asked for {count} more (policy limit max-links = {}: links held at once; raise it with --max-links, or delete links the scenario no longer needs)",
                 self.max_links
             ))),
             Op::CreateLinks { .. } => Ok(()),
@@ -483,7 +483,7 @@ mod tests {
         check(
             &p,
             &Op::CreateLinks {
-                created: 254,
+                held: 254,
                 count: 2,
             },
         )
@@ -492,7 +492,7 @@ mod tests {
             check(
                 &p,
                 &Op::CreateLinks {
-                    created: 255,
+                    held: 255,
                     count: 2
                 }
             ),

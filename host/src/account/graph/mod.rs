@@ -41,9 +41,9 @@ impl Format {
             .and_then(Format::by_name)
             .ok_or_else(|| {
                 format!(
-                    "--graph {}: the picture's format is chosen by the file's extension \
-                     (.svg, .dot for Graphviz, .mmd for Mermaid), or by --graph-format where \
-                     the path has none (--graph /dev/stdout --graph-format dot)",
+                    "--graph {}: the picture's format is chosen by the file's extension: \
+                     .svg, .dot (Graphviz) or .mmd (Mermaid); where the path has none, name it \
+                     with --graph-format (--graph /dev/stdout --graph-format dot)",
                     path.display()
                 )
             })

@@ -30,6 +30,9 @@ pub struct Principal {
     pub userns: u64,
 }
 
+/// How a retired link's name begins (`~` is no character of a scenario's names, input.rs).
+pub const RETIRED: char = '~';
+
 /// One change to a link, as `ip link set` makes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkChange {
@@ -142,9 +145,16 @@ pub trait Kernel: Send + Sync {
     ) -> impl Future<Output = LabResult<()>> + Send;
     /// Every unicast route of every table but local.
     fn routes(&self, ns: &Self::Ns) -> impl Future<Output = LabResult<Vec<Detailed>>> + Send;
-    /// Delete every link of `ns` but its loopback (each veth's peer goes too, wherever it is):
-    /// what went wrong, one sentence each.
-    fn delete_links(&self, ns: &Self::Ns) -> impl Future<Output = Vec<String>> + Send;
+    /// Retire link `index` of `ns`, the veth peer of a link in a namespace being deleted: down,
+    /// and renamed to `name` ([`RETIRED`]-prefixed, which no scenario name can be), at once and
+    /// cheaply. The kernel deletes it with its peer when it frees the deleted namespace, in its
+    /// own time; until then it is hidden from the lab's listings, and its old name is free.
+    fn retire_link(
+        &self,
+        ns: &Self::Ns,
+        index: u32,
+        name: &str,
+    ) -> impl Future<Output = LabResult<()>> + Send;
 
     /// Pin `ns` as /run/netns/`pinned` (root's `--keep`).
     fn pin(&self, ns: &Self::Ns, pinned: &str) -> LabResult<()>;

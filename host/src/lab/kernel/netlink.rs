@@ -157,8 +157,9 @@ impl Kernel for Netlink {
         route::details(ns).await
     }
 
-    async fn delete_links(&self, ns: &Namespace) -> Vec<String> {
-        link::delete_all(ns).await.1
+    async fn retire_link(&self, ns: &Namespace, index: u32, name: &str) -> LabResult<()> {
+        let what = format!("retire link {index} of {} as {name}", ns.name);
+        link::set(ns, link::retire(index, name), &what).await
     }
 
     fn pin(&self, ns: &Namespace, pinned: &str) -> LabResult<()> {

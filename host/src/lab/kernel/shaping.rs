@@ -13,6 +13,10 @@ use rtnetlink::packet_core::{
 use super::netns::Namespace;
 use crate::error::{LabError, LabResult};
 
+/// The fastest rate a link may be shaped to: 10 Tbit/s, far past what a veth carries, and where
+/// tbf's arithmetic on bytes per second still has room (2.9e18 bit/s reached the kernel before).
+pub const MAX_RATE_BPS: u64 = 10_000_000_000_000;
+
 /// What a scenario asks of a link's egress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Shaping {
@@ -38,6 +42,14 @@ impl Shaping {
             return Err(LabError::Invalid(format!(
                 "jitter of {} us is larger than the delay of {} us: netem needs jitter <= delay",
                 self.jitter_us, self.delay_us
+            )));
+        }
+        if self.rate_bps > MAX_RATE_BPS {
+            return Err(LabError::Invalid(format!(
+                "a rate of {} bit/s is more than any link carries: shape at most {} ({} bit/s)",
+                self.rate_bps,
+                format_rate(MAX_RATE_BPS),
+                MAX_RATE_BPS
             )));
         }
         if *self == Shaping::default() {
@@ -197,9 +209,9 @@ fn root_qdisc(index: u32) -> TcMessage {
     msg
 }
 
-/// Replace the root qdisc of link `index` with one that shapes as asked.
+/// Replace the root qdisc of link `index` with one that shapes as asked (validated by the lab
+/// before it asks: [`Shaping::validate`]).
 pub async fn set(ns: &Namespace, index: u32, s: &Shaping, what: &str) -> LabResult<()> {
-    s.validate()?;
     let mut msg = root_qdisc(index);
     if s.needs_netem() {
         msg.attributes.push(TcAttribute::Kind("netem".into()));

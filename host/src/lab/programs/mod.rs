@@ -107,6 +107,16 @@ impl Programs {
         self.starts.flush();
     }
 
+    /// Whether programs have run in `ns`, whose links are then watched.
+    pub(super) fn watches(&self, ns: NsId) -> bool {
+        self.watchers.contains_key(&ns)
+    }
+
+    /// Links in the watched namespaces now, whoever made them; None when none is watched.
+    pub(super) fn watched_links(&self) -> Option<usize> {
+        (!self.watchers.is_empty()).then(|| self.link_limit.total())
+    }
+
     /// Stop watching a namespace (it is being deleted, or the run ends).
     pub(super) fn unwatch(&mut self, ns: NsId) {
         if let Some(w) = self.watchers.remove(&ns) {

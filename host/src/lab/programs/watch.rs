@@ -40,6 +40,11 @@ impl LinkLimit {
         }
     }
 
+    /// Links in the watched namespaces now, whoever made them.
+    pub fn total(&self) -> usize {
+        self.total.load(Ordering::SeqCst)
+    }
+
     /// Change the count by `added - removed`, and stop the run if it is over the limit.
     fn adjust(&self, added: usize, removed: usize) {
         let total = if added >= removed {
@@ -67,8 +72,14 @@ impl LinkLimit {
         let handle = ns.netlink().clone();
         let limit = self.clone();
         Ok(tokio::spawn(async move {
-            let mut known = HashSet::new();
-            limit.resync(&handle, &mut known).await;
+            // What this watch counted leaves the total when the watch ends (its namespace is
+            // deleted): the count is of links that exist.
+            let mut watched = Watched {
+                known: HashSet::new(),
+                limit: limit.clone(),
+            };
+            let known = &mut watched.known;
+            limit.resync(&handle, known).await;
             let mut buf = vec![0u8; 1 << 16];
             loop {
                 let Ok(mut ready) = socket.readable().await else {
@@ -90,10 +101,10 @@ impl LinkLimit {
                     Ok(n as usize)
                 });
                 match got {
-                    Ok(Ok(n)) => limit.apply(&buf[..n], &mut known),
+                    Ok(Ok(n)) => limit.apply(&buf[..n], known),
                     // Events were lost (a burst overflowed the socket): count afresh.
                     Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                        limit.resync(&handle, &mut known).await
+                        limit.resync(&handle, known).await
                     }
                     Ok(Err(_)) => return,
                     Err(_would_block) => continue,
@@ -142,5 +153,17 @@ impl LinkLimit {
         if added + removed > 0 {
             self.adjust(added, removed);
         }
+    }
+}
+
+/// The links one watch has counted; they leave the run's total when the watch is dropped.
+struct Watched {
+    known: HashSet<u32>,
+    limit: LinkLimit,
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.limit.adjust(0, self.known.len());
     }
 }

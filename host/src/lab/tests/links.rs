@@ -3,6 +3,7 @@
 use super::*;
 
 use crate::input::Mac;
+use crate::lab::kernel::shaping::MAX_RATE_BPS;
 use nix::errno::Errno;
 
 #[tokio::test]
@@ -37,7 +38,7 @@ async fn a_taken_link_name_is_refused_naming_the_namespace_and_counts_nothing() 
         |e| matches!(e, LabError::Exists(_)),
         "link y already exists in namespace b",
     );
-    assert_eq!(t.lab.links_created(), 2);
+    assert_eq!(t.lab.links_held(), 2);
 }
 
 #[tokio::test]
@@ -64,7 +65,7 @@ async fn links_made_are_counted_and_the_loopback_is_not() {
     t.veth("x", a, "y", b).await;
     t.lab.bridge(&name("br0"), a).await.unwrap();
     t.lab.loopback(a).await.unwrap();
-    assert_eq!(t.lab.links_created(), 3);
+    assert_eq!(t.lab.links_held(), 3);
     assert!(t.said("size 2 3"));
 }
 
@@ -289,6 +290,58 @@ async fn only_a_bridge_can_be_a_master() {
         "z is a veth link, not a bridge",
     );
     assert!(t.fake.logged("set").is_empty());
+}
+
+#[tokio::test]
+async fn a_bridge_or_the_loopback_as_a_port_is_refused_in_words_before_the_kernel() {
+    let mut t = lab();
+    let a = t.ns("a");
+    let br = t.lab.bridge(&name("br0"), a).await.unwrap();
+    let br1 = t.lab.bridge(&name("br1"), a).await.unwrap();
+    let lo = t.lab.loopback(a).await.unwrap();
+    for (port, bridge, said) in [
+        (
+            br,
+            br,
+            "br0 is itself a bridge: a bridge cannot be a port of a bridge",
+        ),
+        (br1, br, "br1 is itself a bridge"),
+        (
+            lo,
+            br,
+            "lo is the loopback: it cannot be a port of a bridge",
+        ),
+    ] {
+        is(
+            t.lab.set_master(port, bridge).await,
+            |e| matches!(e, LabError::Invalid(_)),
+            said,
+        );
+    }
+    assert!(t.fake.logged("set").is_empty());
+}
+
+#[tokio::test]
+async fn a_rate_past_any_link_is_refused_before_the_kernel() {
+    let mut t = lab();
+    let a = t.ns("a");
+    let b = t.ns("b");
+    let (x, _) = t.veth("x", a, "y", b).await;
+    let wild = Shaping {
+        rate_bps: 2_900_000_000_000_000_000,
+        ..Default::default()
+    };
+    is(
+        t.lab.set_shaping(x, wild).await,
+        |e| matches!(e, LabError::Invalid(_)),
+        "a rate of 2900000000000000000 bit/s is more than any link carries",
+    );
+    assert!(t.fake.logged("shape").is_empty() && t.fake.logged("qdisc").is_empty());
+    let fastest = Shaping {
+        rate_bps: MAX_RATE_BPS,
+        ..Default::default()
+    };
+    t.lab.set_shaping(x, fastest).await.unwrap();
 }
 
 #[tokio::test]

@@ -125,18 +125,76 @@ async fn deleting_a_namespace_twice_says_it_is_gone() {
 }
 
 #[tokio::test]
-async fn deleting_a_namespace_deletes_its_links_first_then_closes_it() {
+async fn deleting_a_namespace_retires_its_peers_elsewhere_then_closes_it() {
     let mut t = lab();
     let a = t.ns("a");
     let b = t.ns("b");
     t.veth("x", a, "y", b).await;
+    let (inner, _) = t.veth("p", a, "q", a).await;
+    let _ = inner;
     t.lab.delete_namespace(a).await.unwrap();
     let log = t.fake.log();
-    let deleted = log.iter().position(|l| l == "delete links (a)").unwrap();
+    // The peer in b is set aside at once (down, renamed); nothing in a is touched one by one:
+    // the kernel frees a with its links.
+    let retired = log
+        .iter()
+        .position(|l| l.starts_with("retire ") && l.contains("(b) as ~1"));
     let closed = log.iter().position(|l| l == "close a").unwrap();
-    assert!(deleted < closed, "{log:?}");
+    assert!(retired.is_some_and(|r| r < closed), "{log:?}");
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("retire ")).count(),
+        1,
+        "{log:?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.starts_with("delete links")),
+        "{log:?}"
+    );
     // The veth's other end went with it, in the kernel.
     assert_eq!(t.fake.links_of("b"), ["lo"]);
+}
+
+#[tokio::test]
+async fn a_retired_peer_frees_its_name_and_is_never_listed() {
+    let mut t = lab();
+    let a = t.ns("a");
+    let b = t.ns("b");
+    t.veth("x", a, "y", b).await;
+    // The kernel has not freed a yet: its peer lingers in b, retired.
+    t.fake.free_lazily();
+    t.lab.delete_namespace(a).await.unwrap();
+    assert_eq!(t.fake.links_of("b"), ["lo", "~1@a/x"]);
+    let listed: Vec<String> = t
+        .lab
+        .links_in(b)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert_eq!(listed, ["lo"]);
+    // y is free again at once: a new pair may take the name.
+    let c = t.ns("c");
+    t.veth("x", c, "y", b).await;
+    assert_eq!(t.lab.links_held(), 2);
+    t.fake.free_closed();
+    assert_eq!(t.fake.links_of("b"), ["lo", "y@c/x"]);
+}
+
+#[tokio::test]
+async fn links_held_count_what_exists_so_churn_never_reaches_the_limit() {
+    let mut t = lab();
+    let keep = t.ns("keep");
+    // limits() allows 100 links: 300 rounds make 600.
+    for _ in 0..300 {
+        let c = t.ns("c");
+        t.veth("v", c, "w", keep).await;
+        t.lab.bridge(&name("br"), c).await.unwrap();
+        assert_eq!(t.lab.links_held(), 3);
+        t.lab.delete_namespace(c).await.unwrap();
+        assert_eq!(t.lab.links_held(), 0);
+    }
+    assert!(t.said("size 1 0"));
 }
 
 #[tokio::test]
@@ -175,16 +233,18 @@ async fn a_link_of_a_deleted_namespace_is_gone_for_every_call() {
 }
 
 #[tokio::test]
-async fn problems_deleting_links_are_reported_but_the_namespace_is_gone() {
+async fn problems_retiring_peers_are_reported_but_the_namespace_is_gone() {
     let mut t = lab();
     let a = t.ns("a");
-    t.fake.fail_next("delete links", Errno::EBUSY);
+    let b = t.ns("b");
+    t.veth("x", a, "y", b).await;
+    t.fake.fail_next("retire", Errno::EBUSY);
     is(
         t.lab.delete_namespace(a).await,
         |e| matches!(e, LabError::Os(_)),
-        "namespace a is deleted, but removing its links first failed",
+        "namespace a is deleted, but setting its links' peers aside failed",
     );
-    assert_eq!(t.lab.namespace_count(), 0);
-    assert!(t.fake.namespaces().is_empty());
-    assert!(t.logged_namespaces().is_empty());
+    assert_eq!(t.lab.namespace_count(), 1);
+    assert_eq!(t.fake.namespaces(), ["b"]);
+    assert_eq!(t.logged_namespaces(), ["b"]);
 }

@@ -76,6 +76,7 @@ impl Kernel for Fake {
             Ok(n.links
                 .iter()
                 .filter(|(i, _)| only.is_none_or(|(index, _)| **i == index))
+                .filter(|(_, l)| !l.name.starts_with(super::super::RETIRED))
                 .map(|(i, l)| LinkInfoView {
                     name: l.name.clone(),
                     index: *i,
@@ -354,21 +355,16 @@ impl Kernel for Fake {
         self.with(|s| Ok(s.ns(ns.id)?.routes.clone()))
     }
 
-    async fn delete_links(&self, ns: &FakeNs) -> Vec<String> {
-        let mut s = lock(&self.state);
-        let nn = s.name_of(ns.id);
-        if let Err(e) = s.request(format!("delete links ({nn})"), "delete links") {
-            return vec![e.to_string()];
-        }
-        let indexes: Vec<u32> = s
-            .namespaces
-            .get(&ns.id)
-            .map(|n| n.links.keys().copied().filter(|i| *i != 1).collect())
-            .unwrap_or_default();
-        for i in indexes {
-            s.remove_link(ns.id, i);
-        }
-        Vec::new()
+    async fn retire_link(&self, ns: &FakeNs, index: u32, name: &str) -> LabResult<()> {
+        self.with(|s| {
+            let nn = s.name_of(ns.id);
+            let what = format!("retire link {index} of {nn}");
+            s.request(format!("retire {index} ({nn}) as {name}"), &what)?;
+            let link = s.link(ns.id, index, &what)?;
+            link.up = false;
+            link.name = name.to_string();
+            Ok(())
+        })
     }
 
     fn pin(&self, ns: &FakeNs, pinned: &str) -> LabResult<()> {

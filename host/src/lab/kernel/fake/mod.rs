@@ -51,6 +51,20 @@ impl Fake {
         lock(&self.state).failures.push((prefix.to_string(), errno));
     }
 
+    /// From now on, free a closed namespace only at [`Fake::free_closed`], as the kernel
+    /// frees one in its own time.
+    pub fn free_lazily(&self) {
+        lock(&self.state).lazy_free = true;
+    }
+
+    /// Free the namespaces closed so far (with their links and those links' veth peers).
+    pub fn free_closed(&self) {
+        let mut s = lock(&self.state);
+        for id in std::mem::take(&mut s.closed) {
+            s.free(id);
+        }
+    }
+
     /// The names of the namespaces the kernel still has.
     pub fn namespaces(&self) -> Vec<String> {
         lock(&self.state)

@@ -45,6 +45,10 @@ pub struct State {
     pub failures: Vec<(String, Errno)>,
     pub pins: BTreeMap<String, u64>,
     pub next_keeper: u32,
+    /// Free closed namespaces only when asked (`Fake::free_closed`), as the kernel frees them
+    /// in its own time; until then they and their links are still there.
+    pub lazy_free: bool,
+    pub closed: Vec<u32>,
 }
 
 pub fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -163,11 +167,26 @@ pub struct FakeNs {
 impl Drop for FakeNs {
     fn drop(&mut self) {
         let mut s = lock(&self.state);
-        if let Some(ns) = s.namespaces.remove(&self.id) {
-            s.log.push(format!("close {}", ns.name));
+        if s.lazy_free {
+            let name = s.name_of(self.id);
+            s.log.push(format!("close {name}"));
+            s.closed.push(self.id);
+            return;
+        }
+        s.free(self.id);
+    }
+}
+
+impl State {
+    /// Free namespace `id` with its links and their veth peers, wherever they are.
+    pub fn free(&mut self, id: u32) {
+        if let Some(ns) = self.namespaces.remove(&id) {
+            if !self.lazy_free {
+                self.log.push(format!("close {}", ns.name));
+            }
             let peers: Vec<(u32, u32)> = ns.links.values().filter_map(|l| l.peer).collect();
             for (pns, pindex) in peers {
-                s.remove_link(pns, pindex);
+                self.remove_link(pns, pindex);
             }
         }
     }
