@@ -165,3 +165,36 @@ fn a_lab_rebuilt_3000_times_stays_within_the_default_limits() {
         .assert_stdout("ok   3000 rounds ran: the lab holds [\"keep\"]");
     assert!(!run.all().contains("limit reached"), "{}", run.all());
 }
+
+/// What the kernel cannot close is named (issue 32): an allowed interpreter computes anything
+/// it is given. `runner policy` lists the allowed ones, `runner inspect` the declared ones.
+#[test]
+fn policy_and_inspect_name_the_interpreters_that_open_a_route_past_the_allowlist() {
+    let plain = runner(["policy"]);
+    plain.assert_code(0);
+    assert!(
+        !plain.stdout.contains("Routes past the allowlist"),
+        "{}",
+        plain.stdout
+    );
+    runner(["policy", "--allow-exec", "python3,env"])
+        .assert_code(0)
+        .assert_stdout("Routes past the allowlist that no kernel rule closes")
+        .assert_stdout("python3 interprets code it is given and can make memory executable itself")
+        .assert_stdout("(deny it with --deny-exec python3)");
+    let inspected = runner([
+        "inspect",
+        "--allow-exec",
+        "env,timeout,python3,cat",
+        guest("loader").to_str().unwrap(),
+    ]);
+    inspected
+        .assert_code(0)
+        .assert_stdout("nor map another program as code")
+        .assert_stdout("note         python3 interprets code it is given");
+    assert!(
+        !inspected.stdout.contains("note         env "),
+        "{}",
+        inspected.stdout
+    );
+}

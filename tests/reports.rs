@@ -552,11 +552,13 @@ fn a_report_is_not_written_through_a_planted_symlink_or_into_another_users_direc
         "attach",
         &["1", "10"],
     ));
-    // The link is replaced by the file, never written through (output.rs).
-    run.assert_code(0);
+    // The link is refused by name, never written through nor replaced (output/dir.rs; issue
+    // 32: nothing that is not a regular file is renamed over).
+    run.assert_code(2)
+        .assert_stderr("files/f0.bin is a symbolic link that the runner did not make");
     assert_eq!(std::fs::read(&target.0).unwrap(), b"original\n");
-    let saved = std::fs::symlink_metadata(dir.join("files/f0.bin")).unwrap();
-    assert!(saved.is_file(), "{:?}", saved.file_type());
+    let kept = std::fs::symlink_metadata(dir.join("files/f0.bin")).unwrap();
+    assert!(kept.file_type().is_symlink(), "{:?}", kept.file_type());
 
     // A directory another user owns could be swapped under the runner: refused before the run.
     let theirs = ScratchDir::new("theirs");

@@ -26,7 +26,7 @@ fn shared() -> &'static PathBuf {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::copy(RUNNER, dir.join("runner")).unwrap();
         for g in [
-            "seed", "router", "lan", "ipv6", "shaped", "capture", "attacks", "daemons",
+            "seed", "router", "lan", "ipv6", "shaped", "capture", "attacks", "daemons", "loader",
         ] {
             std::fs::copy(guest(g), dir.join(format!("{g}.wasm"))).unwrap();
         }
@@ -545,4 +545,31 @@ fn a_daemon_that_changes_user_never_outlives_an_ordinary_users_run() {
         }
         me.assert_nothing_left(&run);
     }
+}
+
+/// The ELF loader runs no undeclared program in an ordinary user's run either (issue 32).
+#[test]
+fn the_elf_loader_runs_no_undeclared_program_for_an_ordinary_user() {
+    let Some(loader) = crate::confinement::loader() else {
+        skipped("the rootless loader test: no /lib64/ld-linux-x86-64.so.2 here");
+        return;
+    };
+    let me = AsUser::new(USER, "rootless-loader");
+    let run = me.run_clean(&[
+        "run",
+        "--allow-exec",
+        "env,timeout,python3,cat",
+        &AsUser::scenario("loader"),
+        "--",
+        &loader,
+    ]);
+    run.assert_code(0);
+    for route in ["env", "timeout", "python3", "write-file"] {
+        run.assert_stdout(&format!("ok   {route}: id never ran"));
+    }
+    let printed = run
+        .stdout
+        .lines()
+        .any(|l| l.trim_start().starts_with("| uid="));
+    assert!(!printed, "{}", run.all());
 }

@@ -158,13 +158,13 @@ fn layers() -> Vec<Enforcement> {
             Some(abi) => Enforcement {
                 key: "exec-allowlist",
                 how: format!(
-                    "by the kernel: Landlock (ABI {abi}) lets programs, and all they start, execute only the programs the scenario declared and the policy allows, and the ELF loaders those need"
+                    "by the kernel: Landlock (ABI {abi}) lets programs, and all they start, execute only the programs the scenario declared and the policy allows, and the ELF loaders those need; and the box is noexec but for those programs, their loaders and the shared objects and module directories they need, so the loader cannot be handed another program"
                 ),
                 complete: true,
             },
             None => Enforcement {
                 key: "exec-allowlist",
-                how: "by the runner only: this kernel has no Landlock, so a program the run allows (ip netns exec, a shell) can start any program the box holds"
+                how: "in part: this kernel has no Landlock, so a program the run allows (ip netns exec, a shell) can start any other allowed program by path; the box is noexec but for the allowed programs and the code they need, so nothing else runs"
                     .into(),
                 complete: false,
             },
@@ -203,10 +203,38 @@ fn layers() -> Vec<Enforcement> {
 /// The allowlist as `runner inspect` states it: a guarantee where the kernel enforces it.
 pub fn allowlist_statement() -> &'static str {
     if crate::lab::programs::confine::landlock_abi().is_some() {
-        "its programs can execute nothing else: the kernel enforces it (Landlock)"
+        "its programs can execute nothing else, nor map another program as code: the kernel \
+         enforces it (Landlock, and noexec but for their own code)"
     } else {
-        "its programs are started only by name, but this kernel has no Landlock: a program it          runs could start another the box holds"
+        "its programs are started only by name, but this kernel has no Landlock: a program it \
+         runs could start another program it declared by path; nothing else is executable in \
+         the box"
     }
+}
+
+/// Programs that interpret code they are given and can make memory executable themselves
+/// (`ctypes`, `syscall`, an FFI): with one, a scenario can compute anything the box permits,
+/// a copy of a host program's code included. Names as the policy and `describe()` give them.
+const INTERPRETERS: &[&str] = &["python", "perl", "ruby", "node", "php", "luajit", "gdb"];
+
+/// The routes past the allowlist no kernel rule closes, one sentence each, for the allowed or
+/// declared `programs` that open them.
+pub fn open_routes<'a>(programs: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    programs
+        .into_iter()
+        .filter(|p| {
+            let name = p.rsplit('/').next().unwrap_or(p);
+            INTERPRETERS.iter().any(|i| name.starts_with(i))
+        })
+        .map(|p| {
+            format!(
+                "{p} interprets code it is given and can make memory executable itself: with it \
+                 a scenario can compute anything the box permits, a host program's code copied \
+                 into memory included; the allowlist bounds which files the kernel runs or maps \
+                 as code, not what an allowed interpreter does (deny it with --deny-exec {p})"
+            )
+        })
+        .collect()
 }
 
 /// What a run of an ordinary user can and cannot do here: its user namespace maps the user

@@ -60,6 +60,11 @@ pub fn main(a: InspectArgs) -> ExitCode {
                 "             {}",
                 nslab_host::enforcement::allowlist_statement()
             );
+            for route in
+                nslab_host::enforcement::open_routes(found.programs.iter().map(String::as_str))
+            {
+                println!("note         {route}");
+            }
             ExitCode::SUCCESS
         }
         Some(why) => {

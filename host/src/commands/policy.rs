@@ -34,5 +34,19 @@ pub fn main(a: PolicyCmd) -> ExitCode {
         let mark = if e.complete { "" } else { "NOT FULLY: " };
         println!("{:<20} {mark}{}", e.key, e.how);
     }
+    let open = nslab_host::enforcement::open_routes(
+        policy
+            .exec_allow
+            .iter()
+            .filter(|p| !policy.exec_deny.contains(*p))
+            .map(String::as_str),
+    );
+    if !open.is_empty() {
+        println!();
+        println!("Routes past the allowlist that no kernel rule closes (the programs allowed open them):");
+        for route in open {
+            println!("{:<20} {route}", "exec-allowlist");
+        }
+    }
     ExitCode::SUCCESS
 }

@@ -43,13 +43,16 @@ impl Lab<Netlink> {
         if self.ns(ns_id)?.held.boxfs.is_none() {
             // Made with the run's cgroups, so what the box's builder does is the run's too.
             self.run_cgroup()?;
+            self.programs.work_out_code();
             let limits = self.programs.limits();
+            let code = self.programs.code();
             let ns = self.ns(ns_id)?;
             let (boxfs, uts, link_events) = self.kernel.factory.helper()?.new_box(
                 &ns.name,
                 ns.held.fd(),
                 limits.scratch_bytes,
                 &limits.by_path,
+                code,
             )?;
             if let Some(ns) = self.namespaces.get_mut(&ns_id) {
                 ns.held.boxfs = Some(boxfs);

@@ -198,11 +198,13 @@ impl Helper {
         netns: BorrowedFd<'_>,
         scratch_bytes: u64,
         programs: &[(String, std::path::PathBuf)],
+        code: &[std::path::PathBuf],
     ) -> LabResult<(OwnedFd, OwnedFd, OwnedFd)> {
         let request = Request::NewBox {
             scratch_bytes,
             hostname: name.to_string(),
             programs: programs.to_vec(),
+            code: code.to_vec(),
         };
         let what = format!("build the filesystem box of namespace {name}");
         let mut fds = self

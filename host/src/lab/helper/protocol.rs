@@ -32,6 +32,8 @@ pub enum Request {
         hostname: String,
         /// The programs the operator allowed by path: (name, file).
         programs: Vec<(String, PathBuf)>,
+        /// What the box mounts executable, all else being `noexec` (programs/code.rs).
+        code: Vec<PathBuf>,
     },
     /// Set the host name of a UTS namespace (fd: it).
     SetHostname { hostname: String },
@@ -195,14 +197,20 @@ impl Request {
                 scratch_bytes,
                 hostname,
                 programs,
+                code,
             } => {
                 out.push(b'F');
                 out.extend_from_slice(&scratch_bytes.to_ne_bytes());
+                out.extend_from_slice(&(programs.len() as u32).to_ne_bytes());
                 out.extend_from_slice(hostname.as_bytes());
                 out.push(0);
                 for (program, path) in programs {
                     out.extend_from_slice(program.as_bytes());
                     out.push(0);
+                    out.extend_from_slice(path.as_os_str().as_bytes());
+                    out.push(0);
+                }
+                for path in code {
                     out.extend_from_slice(path.as_os_str().as_bytes());
                     out.push(0);
                 }
@@ -245,14 +253,14 @@ impl Request {
             b'N' if rest.is_empty() => Request::NewNetns,
             b'F' => {
                 let scratch_bytes = u64::from_ne_bytes(rest.get(..8)?.try_into().ok()?);
-                let mut fields = rest[8..].split(|&b| b == 0);
+                let pairs = u32::from_ne_bytes(rest.get(8..12)?.try_into().ok()?) as usize;
+                let mut fields = rest[12..].split(|&b| b == 0);
                 let hostname = text(fields.next()?)?;
                 let fields: Vec<&[u8]> = fields.collect();
-                // "name\0path\0" pairs, then the empty field after the last NUL.
-                let pairs = fields.strip_suffix(&[&[][..]]).unwrap_or(&fields);
-                if pairs.len() % 2 != 0 {
-                    return None;
-                }
+                // "name\0path\0" pairs, then "path\0" of the code, then the empty field after
+                // the last NUL.
+                let fields = fields.strip_suffix(&[&[][..]]).unwrap_or(&fields);
+                let (pairs, code) = fields.split_at_checked(pairs.checked_mul(2)?)?;
                 let programs = pairs
                     .chunks(2)
                     .map(|p| {
@@ -260,10 +268,15 @@ impl Request {
                         Some((name, PathBuf::from(std::ffi::OsStr::from_bytes(p[1]))))
                     })
                     .collect::<Option<Vec<_>>>()?;
+                let code = code
+                    .iter()
+                    .map(|p| (!p.is_empty()).then(|| PathBuf::from(std::ffi::OsStr::from_bytes(p))))
+                    .collect::<Option<Vec<_>>>()?;
                 Request::NewBox {
                     scratch_bytes,
                     hostname,
                     programs,
+                    code,
                 }
             }
             b'H' => Request::SetHostname {
@@ -416,15 +429,19 @@ mod tests {
             (
                 any::<u64>(),
                 text,
-                proptest::collection::vec(("[a-z0-9]{1,8}", "/[a-z/]{0,12}"), 0..4)
+                proptest::collection::vec(("[a-z0-9]{1,8}", "/[a-z/]{0,12}"), 0..4),
+                proptest::collection::vec("/[a-z/]{0,12}", 0..4)
             )
-                .prop_map(|(scratch_bytes, hostname, programs)| Request::NewBox {
-                    scratch_bytes,
-                    hostname,
-                    programs: programs
-                        .into_iter()
-                        .map(|(n, p)| (n, PathBuf::from(p)))
-                        .collect(),
+                .prop_map(|(scratch_bytes, hostname, programs, code)| {
+                    Request::NewBox {
+                        scratch_bytes,
+                        hostname,
+                        programs: programs
+                            .into_iter()
+                            .map(|(n, p)| (n, PathBuf::from(p)))
+                            .collect(),
+                        code: code.into_iter().map(PathBuf::from).collect(),
+                    }
                 }),
             text.prop_map(|hostname| Request::SetHostname { hostname }),
             (any::<u32>(), text).prop_map(|(mode, path)| Request::WriteFile { mode, path }),

@@ -1,9 +1,14 @@
 //! The filesystem a lab namespace's programs see: a mount namespace built once per lab namespace,
 //! inside the run's user namespace, in the way bubblewrap builds its sandboxes.
 //!
-//! - `/usr`, `/etc` and the `/bin`, `/sbin`, `/lib*` entries of the host, read-only (bound, or
-//!   the same symlinks on a merged-/usr system); nothing else of the host: no `/root`, `/home`,
-//!   host `/run`, `/var/lib`, `/tmp`. A file the scenario gives the namespace there
+//! - `/usr`, `/etc` and the `/bin`, `/sbin`, `/lib*` entries of the host, read-only and
+//!   `noexec` (bound, or the same symlinks on a merged-/usr system); nothing else of the host:
+//!   no `/root`, `/home`, host `/run`, `/var/lib`, `/tmp`.
+//! - **Only the run's code executable**: the allowed programs, their loader, the shared objects
+//!   they need and the directories they load modules from (programs/code.rs) are bound again,
+//!   each at its own path, read-only but executable. Every other mount of the box is `noexec`,
+//!   which the kernel applies to the loader's `mmap(PROT_EXEC)` too: `ld-linux-x86-64.so.2
+//!   /usr/bin/id` cannot map `id`, and nothing a program writes can be mapped as code. A file the scenario gives the namespace there
 //!   (`/etc/bird/bird.conf`) is the box's own, mounted in place in this box only (lab/helper/).
 //! - `/tmp`, `/run` (and `/var/run`), `/var` (with `/var/tmp`), `/dev/shm`: writable, private to
 //!   this lab namespace, all on one tmpfs of at most `scratch-bytes`, shared by the namespace's
@@ -50,6 +55,7 @@ const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 
 #[repr(C)]
@@ -62,9 +68,26 @@ struct MountAttr {
 
 /// Make a mount (and with `recursive`, every mount below it) read-only, nosuid and nodev.
 fn read_only(path: &Path, recursive: bool) -> nix::Result<()> {
+    set_attributes(
+        path,
+        recursive,
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+    )
+}
+
+/// [`read_only`], and no code mapped or executed from it.
+fn inert(path: &Path, recursive: bool) -> nix::Result<()> {
+    set_attributes(
+        path,
+        recursive,
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+    )
+}
+
+fn set_attributes(path: &Path, recursive: bool, attributes: u64) -> nix::Result<()> {
     let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        attr_set: attributes,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
@@ -110,12 +133,13 @@ fn bind(src: &Path, dst: &Path) -> nix::Result<()> {
     )
 }
 
+/// A tmpfs: nothing on it is ever a device, set-id or code.
 fn tmpfs(dst: &Path, options: &str) -> nix::Result<()> {
     mount(
         Some("nslab"),
         dst,
         Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         Some(options),
     )
 }
@@ -126,6 +150,7 @@ fn tmpfs(dst: &Path, options: &str) -> nix::Result<()> {
 pub fn build(
     scratch_bytes: u64,
     programs: &[(String, std::path::PathBuf)],
+    code: &[std::path::PathBuf],
     netns: &OwnedFd,
     hostname: &str,
 ) -> nix::Result<(OwnedFd, OwnedFd)> {
@@ -158,7 +183,7 @@ pub fn build(
                 // SAFETY: leave the forked copy at once.
                 unsafe { libc::_exit(libc::ESRCH) }
             }
-            let code = match assemble(scratch_bytes, programs, netns) {
+            let code = match assemble(scratch_bytes, programs, code, netns) {
                 Ok(()) => 0,
                 Err(e) => e as i32,
             };
@@ -177,6 +202,7 @@ pub fn build(
 fn assemble(
     scratch_bytes: u64,
     programs: &[(String, std::path::PathBuf)],
+    code: &[std::path::PathBuf],
     netns: &OwnedFd,
 ) -> nix::Result<()> {
     // Opened before the stage hides the host's /tmp, where a program under test may live.
@@ -196,10 +222,27 @@ fn assemble(
             Ok(m) if m.is_dir() => {
                 mkdir(&inside, 0o755)?;
                 bind(&host, &inside)?;
-                read_only(&inside, true)?;
+                inert(&inside, true)?;
             }
             _ => {}
         }
+    }
+    // The run's code, executable again at its own paths (canonical ones, so no link is
+    // followed on the way); what lies outside the system directories is not in the box at all.
+    for path in code {
+        let Ok(inside_path) = path.strip_prefix("/") else {
+            continue;
+        };
+        let under_system = inside_path
+            .components()
+            .next()
+            .is_some_and(|c| SYSTEM_DIRS.iter().any(|d| c.as_os_str() == *d));
+        let inside = root.join(inside_path);
+        if !under_system || std::fs::symlink_metadata(&inside).is_err() {
+            continue;
+        }
+        bind(path, &inside)?;
+        read_only(&inside, true)?;
     }
     for dir in [
         "proc",

@@ -241,8 +241,10 @@ fn answer(fd: RawFd, request: Request, fds: Vec<OwnedFd>, state: &mut State) -> 
             scratch_bytes,
             hostname,
             programs,
+            code,
         } => in_child(fd, || {
-            let (mnt, uts) = super::sandbox::build(scratch_bytes, &programs, &fds[0], &hostname)?;
+            let (mnt, uts) =
+                super::sandbox::build(scratch_bytes, &programs, &code, &fds[0], &hostname)?;
             // Its link events' socket too, ready for the namespace's first program: one
             // request fewer as that program starts.
             enter_netns(&fds[0])?;

@@ -78,7 +78,7 @@ impl Confinement {
 /// The files to allow: each program, and for an ELF program its interpreter (the dynamic
 /// loader the kernel opens for it). A script's interpreter is not added: it runs only if it is
 /// itself one of the programs.
-fn executables(programs: &[PathBuf]) -> Vec<PathBuf> {
+pub fn executables(programs: &[PathBuf]) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = Vec::new();
     for program in programs {
         let Ok(real) = std::fs::canonicalize(program) else {

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 pub mod cgroup;
+pub mod code;
 pub mod confine;
 pub mod exec;
 pub mod find;
@@ -77,6 +78,8 @@ pub(super) struct Programs {
     /// The files the run's programs may execute, as the run allowed them (before its first
     /// program), and what confines them to those, made at the first program (confine.rs).
     executables: Vec<std::path::PathBuf>,
+    /// What the boxes mount executable (code.rs), worked out at the first box.
+    code: Option<Vec<std::path::PathBuf>>,
     confinement: Option<confine::Confinement>,
     /// The starts of background programs not told yet (starts.rs).
     starts: Arc<starts::StartLog>,
@@ -92,6 +95,7 @@ impl Programs {
             link_limit: watch::LinkLimit::new(limits.max_links, limits.tripped.clone()),
             watchers: BTreeMap::new(),
             executables: Vec::new(),
+            code: None,
             confinement: None,
             starts: Arc::default(),
             limits,
@@ -100,6 +104,19 @@ impl Programs {
 
     pub(super) fn limits(&self) -> &ProgramLimits {
         &self.limits
+    }
+
+    /// Work out, once, what the run's boxes mount executable.
+    pub(super) fn work_out_code(&mut self) {
+        if self.code.is_none() {
+            let executables = confine::executables(&self.executables);
+            self.code = Some(code::closure(&executables).paths());
+        }
+    }
+
+    /// What the run's boxes mount executable (empty before [`Programs::work_out_code`]).
+    pub(super) fn code(&self) -> &[std::path::PathBuf] {
+        self.code.as_deref().unwrap_or(&[])
     }
 
     /// Tell the starts of background programs not told yet: before anything else the run says.
@@ -158,6 +175,7 @@ impl Lab<Netlink> {
     /// policy allows, resolved): the kernel refuses any other (confine.rs).
     pub fn allow_executables(&mut self, files: Vec<std::path::PathBuf>) {
         self.programs.executables = files;
+        self.programs.code = None;
         self.programs.confinement = None;
     }
 
