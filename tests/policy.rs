@@ -190,7 +190,7 @@ fn policy_and_inspect_name_the_interpreters_that_open_a_route_past_the_allowlist
     ]);
     inspected
         .assert_code(0)
-        .assert_stdout("nor map another program as code")
+        .assert_stdout("nor can they map another program as code")
         .assert_stdout("note         python3 interprets code it is given");
     assert!(
         !inspected.stdout.contains("note         env "),

@@ -203,8 +203,8 @@ fn layers() -> Vec<Enforcement> {
 /// The allowlist as `runner inspect` states it: a guarantee where the kernel enforces it.
 pub fn allowlist_statement() -> &'static str {
     if crate::lab::programs::confine::landlock_abi().is_some() {
-        "its programs can execute nothing else, nor map another program as code: the kernel \
-         enforces it (Landlock, and noexec but for their own code)"
+        "its programs can execute nothing else: the kernel enforces it (Landlock), and nor can \
+         they map another program as code (the box is noexec but for their own code)"
     } else {
         "its programs are started only by name, but this kernel has no Landlock: a program it \
          runs could start another program it declared by path; nothing else is executable in \

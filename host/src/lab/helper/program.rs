@@ -132,7 +132,14 @@ pub(super) unsafe fn become_program(
             give_up(errors)
         }
     }
-    // The OOM killer's usual score, not the helper's exemption (helper/mod.rs).
+    // The OOM killer's usual score, not the helper's exemption (helper/mod.rs). This process
+    // is not dumpable yet (the init's memory, whose copy it has, must not be read), and the
+    // kernels of most distributions (Debian 12's 6.1, found by scripts/test-vm.sh) give the
+    // /proc files of a process that is not dumpable, whose memory was made outside the run's
+    // user namespace, to the host's root: the open failed with EACCES, every program kept
+    // -1000, and a program past `program-memory` could not be OOM-killed (the run hung to its
+    // time limit). Dumpable for the three calls it takes, then not again until its exec.
+    libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
     let adj = libc::open(
         c"/proc/self/oom_score_adj".as_ptr(),
         libc::O_WRONLY | libc::O_CLOEXEC,
@@ -141,6 +148,7 @@ pub(super) unsafe fn become_program(
         libc::write(adj, b"0".as_ptr().cast(), 1);
         libc::close(adj);
     }
+    libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     let mut none: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut none);
     // The runner ignores SIGPIPE (as every Rust program does), and an exec keeps what is
