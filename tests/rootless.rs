@@ -3,6 +3,7 @@
 //! sentence of a machine that forbids unprivileged user namespaces. scripts/test.sh makes the
 //! two users: nslab-test, with subordinate ids, and nslab-alone, a system user without.
 
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
@@ -40,6 +41,13 @@ fn uid_of(user: &str) -> u32 {
         .trim()
         .parse()
         .unwrap_or_else(|_| panic!("user {user} does not exist: scripts/test.sh creates it"))
+}
+
+/// The cgroup v2 subtree delegated to the test user, where the kernel leg has made one
+/// (scripts/vm-inside.sh): each of their runs then gets a cgroup of its own below it, as a
+/// systemd scope with `Delegate=yes` would be.
+fn delegated_cgroup() -> Option<PathBuf> {
+    std::env::var_os("NSLAB_TEST_DELEGATED_CGROUP").map(PathBuf::from)
 }
 
 /// An ordinary user's home and runtime directory for one test, removed afterwards.
@@ -106,7 +114,37 @@ impl AsUser {
 
     fn command_line(&self, program: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new("runuser");
-        cmd.args(["-u", self.user, "--", "env", "-i"])
+        cmd.args(["-u", self.user, "--"]);
+        let theirs = |d: &PathBuf| {
+            std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(d).unwrap()) == uid_of(self.user)
+        };
+        if let Some(delegated) = delegated_cgroup().filter(theirs) {
+            // As systemd-run --user --scope -p Delegate=yes would: a cgroup of the user's own,
+            // made by the user below the one delegated to them, with the runner alone in it.
+            let init = delegated.join("init");
+            let procs =
+                std::ffi::CString::new(init.join("cgroup.procs").into_os_string().into_vec())
+                    .unwrap();
+            // SAFETY: open, write and close of a cgroup file between fork and exec: no
+            // allocation, no lock.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                    if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(fd);
+                    Ok(())
+                });
+            }
+            cmd.args([
+                "sh",
+                "-c",
+                r#"mkdir "$0/scope-$$" && echo $$ >"$0/scope-$$/cgroup.procs" && exec "$@""#,
+            ])
+            .arg(&delegated);
+        }
+        cmd.args(["env", "-i"])
             .arg("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
             .arg(format!("HOME={}", self.dir.join("home").display()))
             .arg(format!("XDG_RUNTIME_DIR={}", self.runtime.display()))
@@ -572,4 +610,38 @@ fn the_elf_loader_runs_no_undeclared_program_for_an_ordinary_user() {
         .lines()
         .any(|l| l.trim_start().starts_with("| uid="));
     assert!(!printed, "{}", run.all());
+}
+
+/// An ordinary user's programs are held to `program-memory` together: by the memory cgroup
+/// where the system delegates one to the user (cgroup v2, the kernel leg), the program then
+/// OOM-killed; by `RLIMIT_AS` per program where none is (this machine), the allocation then
+/// refused. Either way the 200 MiB are never had.
+#[test]
+fn an_ordinary_users_programs_are_held_to_program_memory() {
+    let me = AsUser::new(USER, "rootless-memory");
+    let policy = me.runner(&["policy"]);
+    let scenario = AsUser::scenario("attacks");
+    let run = me.run_clean(&[
+        "run",
+        "--program-memory",
+        "64MiB",
+        "--allow-exec",
+        ATTACKS_ALLOW,
+        &scenario,
+        "--",
+        "shell",
+        r#"perl -e '$x = "x" x (200 * 1024 * 1024); print length($x), "\n"'; echo "status $?""#,
+    ]);
+    assert!(!run.stdout.contains("209715200"), "{}", run.all());
+    if delegated_cgroup().is_some() {
+        policy.assert_stdout("(the cgroup delegated to you)");
+        run.assert_stdout("   | status 137");
+        assert!(
+            !run.stderr.contains("program-memory is enforced"),
+            "{}",
+            run.all()
+        );
+    } else {
+        run.assert_stdout("   | status ");
+    }
 }

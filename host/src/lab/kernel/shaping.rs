@@ -235,6 +235,13 @@ pub async fn set(ns: &Namespace, index: u32, s: &Shaping, what: &str) -> LabResu
             "{what}: this kernel has no netem (the qdisc kind is unknown to it), which delay, jitter and loss need; \
              rate alone works (tbf)"
         ))),
+        // As a kernel without the module (or one that cannot load it: no /lib/modules for
+        // this kernel) answers: ENOENT, "No such file or directory".
+        Err(LabError::NotFound(_)) => Err(LabError::Os(format!(
+            "{what}: this kernel has no tbf (the qdisc kind is unknown to it, and could not be \
+             loaded: sch_tbf), which a rate alone needs; load it (modprobe sch_tbf) or shape with \
+             a delay too (netem has a rate of its own)"
+        ))),
         other => other,
     }
 }

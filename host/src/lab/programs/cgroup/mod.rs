@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 
 /// The hidden subcommand that runs [`janitor`].
+mod delegated;
 mod ending;
 
 pub use ending::{janitor, kill_all, sweep, sweep_all};
@@ -41,8 +42,12 @@ pub enum Hierarchy {
         pids: Option<PathBuf>,
         cpu: Option<PathBuf>,
     },
+    /// `parent`: where a run's cgroup goes: `ROOT/nslab` for root; for an ordinary user, the
+    /// cgroup the system delegated to them, which the runner is in (`delegated`).
     V2 {
         root: PathBuf,
+        parent: PathBuf,
+        delegated: bool,
     },
 }
 
@@ -50,7 +55,7 @@ impl Hierarchy {
     fn parent(&self) -> PathBuf {
         match self {
             Hierarchy::V1 { parent, .. } => parent.clone(),
-            Hierarchy::V2 { root } => root.join("nslab"),
+            Hierarchy::V2 { parent, .. } => parent.clone(),
         }
     }
 
@@ -69,8 +74,11 @@ impl Hierarchy {
     pub fn has_pids(&self) -> bool {
         match self {
             Hierarchy::V1 { pids, .. } => pids.is_some(),
-            Hierarchy::V2 { root } => std::fs::read_to_string(root.join("cgroup.controllers"))
-                .is_ok_and(|c| c.split_whitespace().any(|c| c == "pids")),
+            Hierarchy::V2 { parent, .. } => {
+                let at = parent.ancestors().find(|p| p.exists()).unwrap_or(parent);
+                std::fs::read_to_string(at.join("cgroup.controllers"))
+                    .is_ok_and(|c| c.split_whitespace().any(|c| c == "pids"))
+            }
         }
     }
 
@@ -79,9 +87,16 @@ impl Hierarchy {
             Hierarchy::V1 { parent, .. } => {
                 format!("cgroup v1 memory controller, under {}", parent.display())
             }
-            Hierarchy::V2 { root } => format!(
-                "cgroup v2 memory controller, under {}/nslab",
-                root.display()
+            Hierarchy::V2 {
+                parent, delegated, ..
+            } => format!(
+                "cgroup v2 memory controller, under {}{}",
+                parent.display(),
+                if *delegated {
+                    " (the cgroup delegated to you)"
+                } else {
+                    ""
+                }
             ),
         }
     }
@@ -97,7 +112,11 @@ pub fn detect() -> Result<Hierarchy, String> {
          cgroup v2 with `memory` in cgroup.controllers)"
             .to_string()
     })?;
-    if let Hierarchy::V2 { root } = &found {
+    let found = match found {
+        Hierarchy::V2 { root, .. } => v2_parent(root, &own),
+        v1 => v1,
+    };
+    if let Hierarchy::V2 { root, .. } = &found {
         let controllers =
             std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
         if !controllers.split_whitespace().any(|c| c == "memory") {
@@ -119,6 +138,47 @@ pub fn detect() -> Result<Hierarchy, String> {
         ));
     }
     Ok(found)
+}
+
+/// Where a v2 run's cgroups go: `ROOT/nslab` where the runner may make it (root); else the
+/// cgroup the runner is in, when it is delegated to the runner's user (systemd's
+/// `Delegate=yes`: `systemd-run --user --scope -p Delegate=yes runner ...`, or a user@ service).
+fn v2_parent(root: PathBuf, own: &str) -> Hierarchy {
+    let shared = root.join("nslab");
+    let may_make = shared
+        .ancestors()
+        .find(|p| p.exists())
+        .is_some_and(|p| nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok());
+    let mine = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| root.join(p.trim().trim_start_matches('/')))
+        // A runner that made its run's cgroups already is in its own leaf of the top.
+        .map(|p| match p.file_name().and_then(|n| n.to_str()) {
+            Some(n) if n.starts_with(delegated::LEAF) => {
+                p.parent().map_or(p.clone(), Path::to_path_buf)
+            }
+            _ => p,
+        });
+    let delegated = |dir: &Path| {
+        ["", "cgroup.procs", "cgroup.subtree_control"]
+            .iter()
+            .all(|f| nix::unistd::access(&dir.join(f), nix::unistd::AccessFlags::W_OK).is_ok())
+    };
+    match mine {
+        Some(dir) if !may_make && dir != root && delegated(&dir) && delegated::only_ours(&dir) => {
+            Hierarchy::V2 {
+                root,
+                parent: dir,
+                delegated: true,
+            }
+        }
+        _ => Hierarchy::V2 {
+            root,
+            parent: shared,
+            delegated: false,
+        },
+    }
 }
 
 /// The hierarchy to use, from mountinfo text and /proc/self/cgroup text. v1's memory hierarchy
@@ -166,6 +226,8 @@ fn parse(mountinfo: &str, own: &str) -> Option<Hierarchy> {
             "cgroup2" if v2.is_none() => {
                 v2 = Some(Hierarchy::V2 {
                     root: PathBuf::from(point),
+                    parent: Path::new(point).join("nslab"),
+                    delegated: false,
                 })
             }
             _ => {}
@@ -284,21 +346,35 @@ impl RunCgroup {
                     }
                     Ok((programs_dir, programs, helper))
                 }
-                Hierarchy::V2 { root } => {
-                    let parent = h.parent();
-                    std::fs::create_dir_all(&parent).map_err(|e| fail("create", e))?;
+                Hierarchy::V2 {
+                    root,
+                    parent,
+                    delegated,
+                } => {
+                    // The way down: from the root for root's runs; an ordinary user may
+                    // enable controllers only in the cgroup delegated to them, which must
+                    // first hold no process (v2 keeps processes in leaves): the runner moves
+                    // into a leaf of its own there (delegated.rs).
+                    let way: Vec<&Path> = if *delegated {
+                        delegated::leave(parent)
+                            .map_err(|e| fail("leave the delegated cgroup's top", e))?;
+                        vec![parent.as_path()]
+                    } else {
+                        std::fs::create_dir_all(parent).map_err(|e| fail("create", e))?;
+                        vec![root.as_path(), parent.as_path()]
+                    };
                     let mut wanted = vec!["+memory"];
                     if h.has_pids() {
                         wanted.push("+pids");
                     }
-                    for dir in [root.as_path(), parent.as_path()] {
+                    for dir in &way {
                         write(&dir.join("cgroup.subtree_control"), &wanted.join(" "))
                             .map_err(|e| fail("enable the memory and pids controllers", e))?;
                     }
                     // The cpu controller where it can be had: the kernel refuses it while a
                     // realtime process runs outside the root cgroup, and the programs then
                     // share the machine as they would without a run.
-                    let cpu = [root.as_path(), parent.as_path()]
+                    let cpu = way
                         .iter()
                         .all(|dir| write(&dir.join("cgroup.subtree_control"), "+cpu").is_ok());
                     let top = mkdir(parent.join(&name))?;
@@ -510,9 +586,55 @@ mod tests {
         assert_eq!(
             parse(mi, "0::/user.slice\n"),
             Some(Hierarchy::V2 {
-                root: "/sys/fs/cgroup".into()
+                root: "/sys/fs/cgroup".into(),
+                parent: "/sys/fs/cgroup/nslab".into(),
+                delegated: false,
             })
         );
         assert_eq!(parse("", ""), None);
+    }
+
+    #[test]
+    fn an_ordinary_user_in_a_delegated_cgroup_of_their_own_makes_runs_there() {
+        // A directory this test may write stands for the delegated cgroup, the test's own
+        // process its only one; a root that may not be written, for /sys/fs/cgroup.
+        if nix::unistd::geteuid().is_root() {
+            // Root may make ROOT/nslab anywhere: the shared place wins, as it should.
+            let h = v2_parent("/nonexistent-nslab-cgroup".into(), "0::/x\n");
+            assert!(
+                matches!(
+                    h,
+                    Hierarchy::V2 {
+                        delegated: false,
+                        ..
+                    }
+                ),
+                "{h:?}"
+            );
+            return;
+        }
+        let top = std::env::temp_dir().join(format!("nslab-unit-cg-{}", std::process::id()));
+        std::fs::create_dir_all(&top).unwrap();
+        for f in ["cgroup.procs", "cgroup.subtree_control"] {
+            std::fs::write(top.join(f), "").unwrap();
+        }
+        std::fs::write(
+            top.join("cgroup.procs"),
+            format!("{}\n", std::process::id()),
+        )
+        .unwrap();
+        let own = format!("0::/{}\n", top.file_name().unwrap().to_string_lossy());
+        let h = v2_parent(top.parent().unwrap().to_path_buf(), &own);
+        std::fs::remove_dir_all(&top).unwrap();
+        assert!(
+            matches!(
+                h,
+                Hierarchy::V2 {
+                    delegated: true,
+                    ..
+                }
+            ),
+            "{h:?}"
+        );
     }
 }
