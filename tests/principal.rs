@@ -187,7 +187,8 @@ fn programs_cannot_make_namespaces_of_their_own() {
 
 /// Kernel memory a program causes beyond its own pages: socket buffers, here 120 loopback TCP
 /// connections whose reader never reads (cgroup v1 charges them only once the run's cgroup
-/// sets a TCP limit; v2 always does). Before, 447 MiB were buffered with 64 MiB for the run.
+/// sets a TCP limit; v2 always does). Before, 447 MiB were buffered with 64 MiB for the run;
+/// the memory the host has left (MemAvailable) is what must hold, on either.
 #[test]
 fn socket_buffers_a_program_fills_count_against_program_memory() {
     let _labs = lab_lock();
@@ -201,8 +202,15 @@ fn socket_buffers_a_program_fills_count_against_program_memory() {
     ));
     let fell_mib = (base + lowest.finish()) / 1024;
     run.assert_code(0);
-    let buffered = number_after(&run, "| buffered ");
-    assert!(buffered < 100, "{buffered} MiB buffered\n{}", run.all());
+    // Held either way: v1 refuses the writes past the TCP limit (the program says how much it
+    // buffered); v2 charges the buffers to memory.max, whose OOM killer ends the program
+    // (found by the kernel leg, scripts/test-vm.sh, once programs could be OOM-killed there).
+    if run.stdout.contains(": exit 137") {
+        assert!(!run.stdout.contains("| buffered "), "{}", run.all());
+    } else {
+        let buffered = number_after(&run, "| buffered ");
+        assert!(buffered < 100, "{buffered} MiB buffered\n{}", run.all());
+    }
     assert!(
         fell_mib < 250,
         "MemAvailable fell by {fell_mib} MiB\n{}",
