@@ -2,7 +2,7 @@
 # A lab rebuilt over and over (issue 35): ROUNDS times, make a namespace, a veth pair from it to
 # a namespace kept throughout, give the new end an address, and delete the namespace. The
 # runner (guests/churn) against the same loop typed by hand with `ip`, four process starts a
-# round (ip netns add; ip link add ... peer ... netns keep; ip addr add; ip netns del), run
+# round (ip netns add; ip link add ... peer wN netns keep; ip addr add; ip netns del), run
 # alternately, several times, in one go. Prints the median time of a round for each and the
 # runner's ratio to by hand.
 #   bench/churn.sh [-r RUNS] [ROUNDS]   (default: -r 3, 3000 rounds for the runner, a tenth of
@@ -40,15 +40,17 @@ trap cleanup EXIT
 now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 # Milliseconds a round: elapsed seconds over rounds.
-per_round() { awk -v s="$1" -v n="$2" 'BEGIN {printf "%.3f", s * 1000 / n}'; }
+per_round() { awk -v s="$1" -v n="$2" 'BEGIN {printf "%.3f\n", s * 1000 / n}'; }
 
 by_hand() {
     ip netns add "$keep"
     local start end
     start=$(now)
-    for _ in $(seq "$by_hand_rounds"); do
+    for i in $(seq "$by_hand_rounds"); do
         ip netns add "$c"
-        ip -n "$c" link add v type veth peer w netns "$keep"
+        # A peer name a round of its own: `ip netns del` returns before the kernel has freed
+        # the namespace, and the last round's peer may still be in keep.
+        ip -n "$c" link add v type veth peer "w$i" netns "$keep"
         ip -n "$c" addr add 10.1.0.1/24 dev v
         ip netns del "$c"
     done
