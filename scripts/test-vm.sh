@@ -52,7 +52,8 @@ fi
 [[ -n $pkg ]] || skip "no Debian kernel package (linux-image-amd64) is known to apt here"
 root=$vm/$pkg
 if [[ ! -f $root/.unpacked ]]; then
-    rm -rf "$root" "$vm/dl"
+    # One kernel at a time: an older package's unpacked tree goes.
+    rm -rf "$vm"/linux-image-* "$vm"/initrd-* "$vm/dl"
     mkdir -p "$vm/dl"
     (cd "$vm/dl" && apt-get download -q "$pkg" >/dev/null 2>&1) || skip "cannot download $pkg"
     dpkg-deb -x "$vm"/dl/"$pkg"_*.deb "$root"
@@ -117,7 +118,7 @@ started=$(date +%s)
 timeout --kill-after=10 "${NSLAB_VM_TIMEOUT:-1500}" qemu-system-x86_64 \
     -accel tcg -cpu max -smp 2 -m 3G -nographic -no-reboot \
     -kernel "$kernel" -initrd "$initrd" \
-    -append "console=ttyS0 panic=-1 quiet loglevel=3 nslab.top=$top" \
+    -append "console=ttyS0 panic=-1 quiet loglevel=3 nslab.top=$top nslab.kroot=$root" \
     -virtfs "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap" \
     -virtfs "local,path=$out,mount_tag=out,security_model=none" \
     -nic none >"$out/console.log" 2>&1 || true

@@ -37,7 +37,7 @@ export NSLAB_TEST_DELEGATED_CGROUP=$delegated
 ip link set lo up
 # Modules load on demand as on a distribution: the kernel asks modprobe, pointed at the
 # unpacked package (its lib/modules/VERSION).
-kroot=$(ls -d "$top"/target/vm/linux-image-*/ | head -1)
+kroot=$(sed -n 's/.*nslab.kroot=\([^ ]*\).*/\1/p' /proc/cmdline)
 printf '#!/bin/sh\nexec /usr/sbin/modprobe -d %s "$@"\n' "$kroot" >/run/modprobe
 chmod 755 /run/modprobe
 

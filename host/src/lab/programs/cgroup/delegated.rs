@@ -8,10 +8,51 @@
 //! A leaf outlives its runner (nothing can remove the cgroup it is in): the next run there
 //! removes the empty ones, as it removes dead runs' cgroups.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use super::Hierarchy;
 
 /// How a runner's own leaf is named, with its pid.
 pub const LEAF: &str = "runner-";
+
+/// Where a v2 run's cgroups go: `ROOT/nslab` where the runner may make it (root); else the
+/// cgroup the runner is in, when it is delegated to the runner's user (systemd's
+/// `Delegate=yes`: `systemd-run --user --scope -p Delegate=yes runner ...`, or a user@ service).
+pub fn v2_parent(root: PathBuf, own: &str) -> Hierarchy {
+    let shared = root.join("nslab");
+    let may_make = shared
+        .ancestors()
+        .find(|p| p.exists())
+        .is_some_and(|p| nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok());
+    let mine = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| root.join(p.trim().trim_start_matches('/')))
+        // A runner that made its run's cgroups already is in its own leaf of the top.
+        .map(|p| match p.file_name().and_then(|n| n.to_str()) {
+            Some(n) if n.starts_with(LEAF) => p.parent().map_or(p.clone(), Path::to_path_buf),
+            _ => p,
+        });
+    let delegated = |dir: &Path| {
+        ["", "cgroup.procs", "cgroup.subtree_control"]
+            .iter()
+            .all(|f| nix::unistd::access(&dir.join(f), nix::unistd::AccessFlags::W_OK).is_ok())
+    };
+    match mine {
+        Some(dir) if !may_make && dir != root && delegated(&dir) && only_ours(&dir) => {
+            Hierarchy::V2 {
+                root,
+                parent: dir,
+                delegated: true,
+            }
+        }
+        _ => Hierarchy::V2 {
+            root,
+            parent: shared,
+            delegated: false,
+        },
+    }
+}
 
 /// Whether every process in `dir` is this process or one it started: the cgroup can then be
 /// emptied into a leaf without moving anyone else's processes.

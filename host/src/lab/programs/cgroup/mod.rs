@@ -113,7 +113,7 @@ pub fn detect() -> Result<Hierarchy, String> {
             .to_string()
     })?;
     let found = match found {
-        Hierarchy::V2 { root, .. } => v2_parent(root, &own),
+        Hierarchy::V2 { root, .. } => delegated::v2_parent(root, &own),
         v1 => v1,
     };
     if let Hierarchy::V2 { root, .. } = &found {
@@ -138,47 +138,6 @@ pub fn detect() -> Result<Hierarchy, String> {
         ));
     }
     Ok(found)
-}
-
-/// Where a v2 run's cgroups go: `ROOT/nslab` where the runner may make it (root); else the
-/// cgroup the runner is in, when it is delegated to the runner's user (systemd's
-/// `Delegate=yes`: `systemd-run --user --scope -p Delegate=yes runner ...`, or a user@ service).
-fn v2_parent(root: PathBuf, own: &str) -> Hierarchy {
-    let shared = root.join("nslab");
-    let may_make = shared
-        .ancestors()
-        .find(|p| p.exists())
-        .is_some_and(|p| nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok());
-    let mine = own
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .map(|p| root.join(p.trim().trim_start_matches('/')))
-        // A runner that made its run's cgroups already is in its own leaf of the top.
-        .map(|p| match p.file_name().and_then(|n| n.to_str()) {
-            Some(n) if n.starts_with(delegated::LEAF) => {
-                p.parent().map_or(p.clone(), Path::to_path_buf)
-            }
-            _ => p,
-        });
-    let delegated = |dir: &Path| {
-        ["", "cgroup.procs", "cgroup.subtree_control"]
-            .iter()
-            .all(|f| nix::unistd::access(&dir.join(f), nix::unistd::AccessFlags::W_OK).is_ok())
-    };
-    match mine {
-        Some(dir) if !may_make && dir != root && delegated(&dir) && delegated::only_ours(&dir) => {
-            Hierarchy::V2 {
-                root,
-                parent: dir,
-                delegated: true,
-            }
-        }
-        _ => Hierarchy::V2 {
-            root,
-            parent: shared,
-            delegated: false,
-        },
-    }
 }
 
 /// The hierarchy to use, from mountinfo text and /proc/self/cgroup text. v1's memory hierarchy
@@ -600,7 +559,7 @@ mod tests {
         // process its only one; a root that may not be written, for /sys/fs/cgroup.
         if nix::unistd::geteuid().is_root() {
             // Root may make ROOT/nslab anywhere: the shared place wins, as it should.
-            let h = v2_parent("/nonexistent-nslab-cgroup".into(), "0::/x\n");
+            let h = delegated::v2_parent("/nonexistent-nslab-cgroup".into(), "0::/x\n");
             assert!(
                 matches!(
                     h,
@@ -624,7 +583,7 @@ mod tests {
         )
         .unwrap();
         let own = format!("0::/{}\n", top.file_name().unwrap().to_string_lossy());
-        let h = v2_parent(top.parent().unwrap().to_path_buf(), &own);
+        let h = delegated::v2_parent(top.parent().unwrap().to_path_buf(), &own);
         std::fs::remove_dir_all(&top).unwrap();
         assert!(
             matches!(
