@@ -96,8 +96,8 @@ pub struct Lab<K: Kernel = Netlink> {
     links: BTreeMap<LinkId, LinkEntry>,
     programs: programs::Programs,
     next_id: u32,
-    /// Links created by this run (veth ends, bridges), for the policy's count.
-    /// The scenario's links that exist now (loopback aside).
+    /// The scenario's links that exist now (veth ends, bridges; loopback aside), for the
+    /// policy's count.
     links_live: usize,
     /// Veth peers retired so far (their names: `~1`, `~2`, ...).
     retired: u64,
@@ -317,18 +317,22 @@ impl<K: Kernel> Lab<K> {
             }
         }
         // Its links, and the peers of its veths wherever they are, are gone with it.
-        let gone: Vec<LinkId> = self
+        let gone: std::collections::BTreeSet<LinkId> = self
             .links
             .iter()
             .filter(|(_, l)| l.ns == id)
             .flat_map(|(lid, l)| [Some(*lid), l.peer].into_iter().flatten())
             .collect();
-        self.links.retain(|lid, _| !gone.contains(lid));
-        self.links_live = self
-            .links
-            .values()
-            .filter(|l| l.kind != LinkKind::Loopback)
+        let counted = gone
+            .iter()
+            .filter(|lid| {
+                self.links
+                    .get(lid)
+                    .is_some_and(|l| l.kind != LinkKind::Loopback)
+            })
             .count();
+        self.links.retain(|lid, _| !gone.contains(lid));
+        self.links_live -= counted;
         self.tell_size();
         self.forwarding.remove(&id);
         self.did(&format!("netns delete {}", ns.name));

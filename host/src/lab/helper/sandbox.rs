@@ -3,13 +3,14 @@
 //!
 //! - `/usr`, `/etc` and the `/bin`, `/sbin`, `/lib*` entries of the host, read-only and
 //!   `noexec` (bound, or the same symlinks on a merged-/usr system); nothing else of the host:
-//!   no `/root`, `/home`, host `/run`, `/var/lib`, `/tmp`.
+//!   no `/root`, `/home`, host `/run`, `/var/lib`, `/tmp`. A file the scenario gives the
+//!   namespace there (`/etc/bird/bird.conf`) is the box's own, mounted in place in this box only
+//!   (lab/helper/).
 //! - **Only the run's code executable**: the allowed programs, their loader, the shared objects
 //!   they need and the directories they load modules from (programs/code.rs) are bound again,
 //!   each at its own path, read-only but executable. Every other mount of the box is `noexec`,
 //!   which the kernel applies to the loader's `mmap(PROT_EXEC)` too: `ld-linux-x86-64.so.2
-//!   /usr/bin/id` cannot map `id`, and nothing a program writes can be mapped as code. A file the scenario gives the namespace there
-//!   (`/etc/bird/bird.conf`) is the box's own, mounted in place in this box only (lab/helper/).
+//!   /usr/bin/id` cannot map `id`, and nothing a program writes can be mapped as code.
 //! - `/tmp`, `/run` (and `/var/run`), `/var` (with `/var/tmp`), `/dev/shm`: writable, private to
 //!   this lab namespace, all on one tmpfs of at most `scratch-bytes`, shared by the namespace's
 //!   programs.

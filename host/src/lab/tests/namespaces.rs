@@ -150,8 +150,10 @@ async fn deleting_a_namespace_retires_its_peers_elsewhere_then_closes_it() {
         !log.iter().any(|l| l.starts_with("delete links")),
         "{log:?}"
     );
-    // The veth's other end went with it, in the kernel.
+    // The veth's other end went with it, in the kernel; a pair with both ends in a is counted
+    // once per end, not twice.
     assert_eq!(t.fake.links_of("b"), ["lo"]);
+    assert_eq!(t.lab.links_held(), 0);
 }
 
 #[tokio::test]
