@@ -121,7 +121,7 @@ timeout --kill-after=10 "${NSLAB_VM_TIMEOUT:-1500}" qemu-system-x86_64 \
     -append "console=ttyS0 panic=-1 quiet loglevel=3 nslab.top=$top nslab.kroot=$root" \
     -virtfs "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap" \
     -virtfs "local,path=$out,mount_tag=out,security_model=none" \
-    -nic none >"$out/console.log" 2>&1 || true
+    -nic none </dev/null >"$out/console.log" 2>&1 || true
 took=$(($(date +%s) - started))
 
 if [[ ! -f $out/summary ]]; then
