@@ -45,7 +45,7 @@ impl Lab<Netlink> {
             self.run_cgroup()?;
             self.programs.work_out_code();
             let limits = self.programs.limits();
-            let code = self.programs.code();
+            let code = self.programs.mounted();
             let ns = self.ns(ns_id)?;
             let (boxfs, uts, link_events) = self.kernel.factory.helper()?.new_box(
                 &ns.name,

@@ -38,10 +38,9 @@ pub struct Confinement {
 }
 
 impl Confinement {
-    /// Confine programs to executing `programs` (files, as resolved by the lab) and what the
-    /// kernel needs to start them.
-    pub fn new(programs: &[PathBuf]) -> Result<Confinement, String> {
-        let executables = executables(programs);
+    /// Confine programs to executing `executables`: the run's programs and the ELF loaders
+    /// they name, as [`executables`] resolves them.
+    pub fn new(executables: Vec<PathBuf>) -> Result<Confinement, String> {
         Ok(Confinement {
             ruleset: execute_ruleset(&executables)?,
             executables,

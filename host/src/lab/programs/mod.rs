@@ -78,8 +78,9 @@ pub(super) struct Programs {
     /// The files the run's programs may execute, as the run allowed them (before its first
     /// program), and what confines them to those, made at the first program (confine.rs).
     executables: Vec<std::path::PathBuf>,
-    /// What the boxes mount executable (code.rs), worked out at the first box.
-    code: Option<Vec<std::path::PathBuf>>,
+    /// Those files as the kernel executes them (each program and its ELF loader), and what
+    /// the boxes mount executable (code.rs): worked out once, at the first box.
+    code: Option<Code>,
     confinement: Option<confine::Confinement>,
     /// The starts of background programs not told yet (starts.rs).
     starts: Arc<starts::StartLog>,
@@ -106,17 +107,21 @@ impl Programs {
         &self.limits
     }
 
-    /// Work out, once, what the run's boxes mount executable.
-    pub(super) fn work_out_code(&mut self) {
-        if self.code.is_none() {
+    /// Work out, once, what the run's programs execute and what its boxes mount executable.
+    pub(super) fn work_out_code(&mut self) -> &Code {
+        self.code.get_or_insert_with(|| {
             let executables = confine::executables(&self.executables);
-            self.code = Some(code::closure(&executables).paths());
-        }
+            let mounted = code::closure(&executables).paths();
+            Code {
+                executables,
+                mounted,
+            }
+        })
     }
 
-    /// What the run's boxes mount executable (empty before [`Programs::work_out_code`]).
-    pub(super) fn code(&self) -> &[std::path::PathBuf] {
-        self.code.as_deref().unwrap_or(&[])
+    /// What the boxes mount executable (empty before [`Programs::work_out_code`]).
+    pub(super) fn mounted(&self) -> &[std::path::PathBuf] {
+        self.code.as_ref().map_or(&[], |c| &c.mounted)
     }
 
     /// Tell the starts of background programs not told yet: before anything else the run says.
@@ -152,6 +157,14 @@ impl Programs {
             c.kill_programs();
         }
     }
+}
+
+/// The run's programs as files: what they execute and what the boxes mount executable.
+pub(super) struct Code {
+    /// Each allowed program and its ELF loader, for the Landlock ruleset (confine.rs).
+    pub executables: Vec<std::path::PathBuf>,
+    /// What the boxes mount executable (code.rs).
+    pub mounted: Vec<std::path::PathBuf>,
 }
 
 /// One running program, counted for `max-processes` for as long as this lives.
@@ -248,8 +261,8 @@ impl Lab<Netlink> {
             self.programs.watchers.insert(ns_id, watcher);
         }
         if self.programs.confinement.is_none() {
-            let confinement =
-                confine::Confinement::new(&self.programs.executables).map_err(LabError::Os)?;
+            let executables = self.programs.work_out_code().executables.clone();
+            let confinement = confine::Confinement::new(executables).map_err(LabError::Os)?;
             let cgroups = match &self.programs.memory {
                 MemoryBound::Cgroup(c) => c.program_procs(),
                 _ => Vec::new(),
