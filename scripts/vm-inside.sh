@@ -83,7 +83,8 @@ harness=$top/$(cat "$out/harness")
 mapfile -t filters <"$out/filters"
 if [[ ${#filters[@]} -eq 0 || -z ${filters[0]} ]]; then
     # The tests whose outcome depends on the kernel: cgroup v2 (the run as a principal, its
-    # limits, its end however it ends, the cpu weight), netem, Landlock's ABI, rootless runs.
+    # limits, its end however it ends, the cpu weight), netem, Landlock's ABI, rootless runs,
+    # and stepping into a run (the operator's programs in the run's cgroups, a copy of the box).
     filters=(
         principal::
         lifecycle::sigkill_at_any_moment
@@ -96,6 +97,10 @@ if [[ ${#filters[@]} -eq 0 || -z ${filters[0]} ]]; then
         boxing::the_kernel_holds
         rootless::
         policy::a_lab_rebuilt
+        stepping_in::exec_runs_where
+        stepping_in::capture_writes
+        stepping_in::what_the_operator_started
+        stepping_in::exec_into_a_kept_run
     )
 fi
 cd "$top/host" || exit 1

@@ -25,6 +25,7 @@ mod rootless;
 mod scale;
 mod security;
 mod seed;
+mod stepping_in;
 mod structure;
 
 #[test]

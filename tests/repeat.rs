@@ -62,6 +62,8 @@ fn a_hundred_runs_in_one_process_leak_nothing() {
             helper: RUNNER.into(),
             cache: None,
             outputs: Default::default(),
+            hold: Default::default(),
+            hold_timeout: None,
         };
         assert_eq!(rt.block_on(run(cfg)), Outcome::Passed);
     };

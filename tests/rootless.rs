@@ -645,3 +645,151 @@ fn an_ordinary_users_programs_are_held_to_program_memory() {
         run.assert_stdout("   | status ");
     }
 }
+
+/// Releases a held run of the user's when dropped (`runner release`, as the user), so that a
+/// failing test leaves nothing; a run already ended refuses, which is fine.
+struct Releasing<'a>(&'a AsUser, String);
+
+impl Drop for Releasing<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.runner(&["release", &self.1]);
+    }
+}
+
+/// The inode of the pipe `readlink /proc/self/fd/0` names ("pipe:[N]").
+fn pipe_inode(text: &str) -> Option<u64> {
+    text.split("pipe:[").nth(1)?.split(']').next()?.parse().ok()
+}
+
+/// `runner exec ... -- readlink /proc/self/fd/0` with a pipe of the test's as stdin: the
+/// inode of the pipe the command got, and of the test's.
+fn stdin_seen(mut cmd: Command) -> (Option<u64>, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let (read, write) = nix::unistd::pipe().unwrap();
+    let ours = std::fs::File::from(read.try_clone().unwrap())
+        .metadata()
+        .unwrap()
+        .ino();
+    let out = cmd.stdin(std::fs::File::from(read)).output().unwrap();
+    drop(write);
+    (pipe_inode(&String::from_utf8_lossy(&out.stdout)), ours)
+}
+
+#[test]
+fn an_ordinary_users_held_run_is_entered_by_them_and_root_but_not_by_another_user() {
+    let me = AsUser::in_session(USER, "rootless-hold");
+    let other = AsUser::new(ALONE, "rootless-hold-other");
+    let _labs = lab_lock();
+    let before = host_state();
+    let mut bg = me.background(&["run", "--hold", &AsUser::scenario("seed")]);
+    bg.wait_for("held: run ");
+    let id = run_id(bg.seen.iter().find(|l| l.contains("held: run ")).unwrap());
+    // Should the test fail while the run holds, the run is released all the same.
+    let _release = Releasing(&me, id.clone());
+    me.runner(&["exec", &id, "ns01", "--", "ip", "-br", "address"])
+        .assert_code(0)
+        .assert_stdout("192.168.0.1/24");
+    me.runner(&["exec", "last", "ns02", "--", "hostname"])
+        .assert_code(0)
+        .assert_stdout("ns02");
+    // A capture needs no tcpdump, and no privilege the user lacks.
+    let pcap = me.dir.join("home/c.pcap");
+    let mut capture = me
+        .command_line(
+            shared().join("runner").to_str().unwrap(),
+            &[
+                "capture",
+                &id,
+                "ns01",
+                "ns01-veth0",
+                "-c",
+                "4",
+                "-w",
+                pcap.to_str().unwrap(),
+            ],
+        )
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(within(std::time::Duration::from_secs(10), || {
+        std::fs::metadata(&pcap).is_ok_and(|m| m.len() >= 24)
+    }));
+    me.runner(&[
+        "exec",
+        &id,
+        "ns01",
+        "--",
+        "ping",
+        "-c",
+        "2",
+        "-i",
+        "0.2",
+        "192.168.0.2",
+    ])
+    .assert_code(0);
+    let done = within(std::time::Duration::from_secs(10), || {
+        capture.try_wait().unwrap().is_some()
+    });
+    if !done {
+        let _ = capture.kill();
+    }
+    assert!(
+        done && capture.wait().unwrap().success(),
+        "the capture did not end"
+    );
+    let bytes = std::fs::read(&pcap).unwrap();
+    let mut reader = pcap_file::pcap::PcapReader::new(&bytes[..]).unwrap();
+    let mut frames = 0;
+    while let Some(p) = reader.next_packet() {
+        p.unwrap();
+        frames += 1;
+    }
+    assert_eq!(frames, 4);
+    // A shell on a terminal, as the user.
+    let mut shell = expectrl::Session::spawn(me.command_line(
+        shared().join("runner").to_str().unwrap(),
+        &["shell", &id, "ns01"],
+    ))
+    .unwrap();
+    shell.set_expect_timeout(Some(std::time::Duration::from_secs(15)));
+    shell.expect(format!("[{id} ns01]")).unwrap();
+    shell.send_line("hostname; id -u").unwrap();
+    shell.expect("ns01").unwrap();
+    shell.send_line("exit").unwrap();
+    assert!(matches!(
+        shell.get_process().wait().unwrap(),
+        expectrl::WaitStatus::Exited(_, 0)
+    ));
+    // Another user is refused by name, before anything is opened.
+    other
+        .runner(&["exec", &id, "ns01", "--", "true"])
+        .assert_code(2)
+        .assert_stderr("only a run's own user and root may step into it");
+    // Root may step in, and hands the user's run nothing of its own: the command gets a
+    // pipe of the runner's, not root's stdin (the user's own exec gets the user's).
+    runner(["exec", &id, "ns01", "--", "hostname"])
+        .assert_code(0)
+        .assert_stdout("ns01");
+    let mut as_root = Command::new(RUNNER);
+    as_root.args(["exec", &id, "ns01", "--", "readlink", "/proc/self/fd/0"]);
+    let (seen, ours) = stdin_seen(as_root);
+    assert!(
+        seen.is_some() && seen != Some(ours),
+        "root's own stdin was handed over: {seen:?}"
+    );
+    let as_user = me.command_line(
+        shared().join("runner").to_str().unwrap(),
+        &["exec", &id, "ns01", "--", "readlink", "/proc/self/fd/0"],
+    );
+    let (seen, ours) = stdin_seen(as_user);
+    assert_eq!(
+        seen,
+        Some(ours),
+        "the run's own user gets their stdin as it is"
+    );
+    me.runner(&["release", &id]).assert_code(0);
+    let run = bg.finish();
+    run.assert_code(0).assert_stdout("(release)");
+    assert_eq!(host_state(), before);
+    me.assert_nothing_left(&run);
+}

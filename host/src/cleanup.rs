@@ -25,9 +25,8 @@ pub fn cleanup(rec: &RunRecord) -> Result<Cleaned, String> {
         ));
     }
     let mut done = Cleaned::default();
-    if rec.status() == RunStatus::Dead {
-        end_leftovers(rec, &mut done);
-    }
+    // A dead run's leftovers, or what the operator started in a kept lab (`runner exec`).
+    end_leftovers(rec, &mut done);
     if let Some((pid, start)) = rec.keeper {
         stop_keeper(rec, pid, start, &mut done);
     }
@@ -104,10 +103,12 @@ fn end_leftovers(rec: &RunRecord, done: &mut Cleaned) {
         ));
     }
     let (ended, problems) = crate::leftovers::end(rec, &all);
+    let why = match rec.status() {
+        RunStatus::Kept => "started in the kept lab",
+        _ => "which the killed runner left holding its lab",
+    };
     for left in ended {
-        done.removed.push(format!(
-            "{left}, which the killed runner left holding its lab"
-        ));
+        done.removed.push(format!("{left}, {why}"));
     }
     done.problems.extend(problems);
 }

@@ -68,8 +68,8 @@ fn runs_as(rec: &RunRecord, uid: u32) -> bool {
         .any(|&(first, count)| uid >= first && uid - first < count)
 }
 
-/// The processes that still hold dead run `rec`'s lab; `all` are every record (for the
-/// namespaces runs still going or kept have now). Empty for a run that is not dead.
+/// The processes that still hold dead or kept run `rec`'s lab; `all` are every record (for the
+/// namespaces runs still going or kept have now). Empty for a run still going.
 pub fn of(rec: &RunRecord, all: &[RunRecord]) -> Vec<Leftover> {
     let Some(lab) = Trusted::of(rec, all) else {
         return Vec::new();
@@ -94,7 +94,9 @@ struct Trusted {
 
 impl Trusted {
     fn of(rec: &RunRecord, all: &[RunRecord]) -> Option<Trusted> {
-        if rec.status() != RunStatus::Dead {
+        // A kept run's processes are what the operator started in it (`runner exec`), which
+        // `cleanup` ends with the lab; a run going on ends its own.
+        if rec.status() == RunStatus::Running {
             return None;
         }
         let live: Vec<&RunRecord> = all

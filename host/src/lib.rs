@@ -8,6 +8,7 @@ pub mod cleanup;
 pub mod console;
 pub mod enforcement;
 pub mod engine;
+pub mod enter;
 pub mod error;
 pub mod guest_limits;
 pub mod iface;

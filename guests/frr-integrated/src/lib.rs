@@ -12,6 +12,10 @@
 //! ```
 //!
 //! `runner run --allow-exec /usr/lib/frr/zebra,/usr/lib/frr/ospfd,vtysh,install,ping frr_integrated.wasm`
+//!
+//! `-- broken` gives router3 a hello interval on eth1 that router1 does not share, as a typo
+//! in a configuration would: router1 and router3 never become neighbours, and the checks of
+//! the ring fail (docs/debugging.md steps into that lab to find out why).
 
 use std::time::Duration;
 
@@ -108,7 +112,8 @@ impl Guest for FrrIntegrated {
         )
     }
 
-    fn run(_args: Vec<String>) -> Result<(), String> {
+    fn run(args: Vec<String>) -> Result<(), String> {
+        let broken = args.iter().any(|a| a == "broken");
         step("Three routers in a ring and a PC on each, wired as containerlab names them");
         let routers: Vec<Netns> = (1..=3)
             .map(|n| Netns::create(&format!("router{n}")))
@@ -131,7 +136,16 @@ impl Guest for FrrIntegrated {
 
         step("Give each router its frr.conf and start FRR on it");
         let mut running = Vec::new();
-        for (r, config) in routers.iter().zip(CONFIGS) {
+        for (n, (r, config)) in routers.iter().zip(CONFIGS).enumerate() {
+            let config = match (broken, n) {
+                // router3's eth1, the first interface of its file, faces router1.
+                (true, 2) => config.replacen(
+                    " ip ospf hello-interval 1\n ip ospf dead-interval 3",
+                    " ip ospf hello-interval 5\n ip ospf dead-interval 20",
+                    1,
+                ),
+                _ => config.to_string(),
+            };
             r.write_file("/etc/frr/frr.conf", config.as_bytes(), 0o640)?;
             r.write_file("/etc/frr/vtysh.conf", VTYSH_CONF.as_bytes(), 0o640)?;
             running.extend(start_frr(r)?);
@@ -185,6 +199,11 @@ impl Guest for FrrIntegrated {
             &ttl,
         );
 
+        if broken {
+            // The ring is not whole: cutting a link of it would show nothing more. The lab
+            // stays as it is, daemons running, for a look inside (`--hold-on-fail`).
+            return Ok(());
+        }
         step("Cut the router1-router3 link (set-down on both ends, found by name)");
         routers[0].link("eth2")?.set_down()?;
         routers[2].link("eth1")?.set_down()?;

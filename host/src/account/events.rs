@@ -135,6 +135,17 @@ pub enum Event {
     Attachment { name: String, bytes: u64 },
     /// What the lab was when the scenario ended, before teardown.
     Topology(Topology),
+    /// The scenario has ended and the lab stays up for the operator (`runner run --hold`,
+    /// `--hold-on-fail`): the outputs are written, and the run waits to be released.
+    Held {
+        run: String,
+        /// The namespaces one may step into (`runner shell RUN NS`).
+        namespaces: Vec<String>,
+        /// `--hold-timeout`, if any.
+        timeout_seconds: Option<f64>,
+    },
+    /// The hold ended: by `SIGINT`, `SIGTERM`, `release` (`runner release`) or `timeout`.
+    Released { by: String },
     /// The lab was removed (or kept).
     Teardown {
         kept: bool,

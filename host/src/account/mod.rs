@@ -257,6 +257,8 @@ impl RunAccount {
             Event::Error { text } => self.errors.push(text),
             Event::Attachment { name, bytes } => self.attachments.push((name, bytes)),
             Event::Topology(t) => self.topology = t,
+            // The hold changes nothing the account shows: the verdict is the scenario's.
+            Event::Held { .. } | Event::Released { .. } => {}
             Event::Teardown {
                 kept,
                 removed,

@@ -37,10 +37,14 @@ pub fn main(_: LsArgs) -> ExitCode {
     println!("{:<9} {:<8} {:<7} SCENARIO", "RUN", "STATE", "AGE");
     for r in &runs {
         let status = r.status();
+        let state = match status {
+            RunStatus::Running if r.held => "held",
+            s => s.as_str(),
+        };
         println!(
             "{:<9} {:<8} {:<7} {}",
             r.id,
-            status.as_str(),
+            state,
             age(now_unix().saturating_sub(r.started_unix)),
             printable(&r.scenario)
         );
@@ -58,6 +62,13 @@ pub fn main(_: LsArgs) -> ExitCode {
                 printable(&ns.name),
                 printable(&pinned),
                 ns.inode
+            );
+        }
+        if status == RunStatus::Running && r.held {
+            let first = r.namespaces.first().map_or("NS", |n| n.name.as_str());
+            println!(
+                "          (held: runner shell {} {first}; runner release {} ends it)",
+                r.id, r.id
             );
         }
         if status != RunStatus::Dead {

@@ -3,6 +3,7 @@
 mod cache;
 mod cleanup;
 mod completions;
+mod enter;
 mod inspect;
 mod ls;
 mod new;
@@ -43,6 +44,10 @@ enum Command {
     Inspect(inspect::InspectArgs),
     Policy(policy::PolicyCmd),
     Ls(ls::LsArgs),
+    Shell(enter::ShellArgs),
+    Exec(enter::ExecArgs),
+    Capture(enter::CaptureArgs),
+    Release(enter::ReleaseArgs),
     Cleanup(cleanup::CleanupArgs),
     Cache(cache::CacheArgs),
     Report(report::ReportCmd),
@@ -90,6 +95,10 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Inspect(args) => inspect::main(args),
         Command::Policy(args) => policy::main(args),
         Command::Ls(args) => ls::main(args),
+        Command::Shell(args) => enter::shell(args),
+        Command::Exec(args) => enter::exec(args),
+        Command::Capture(args) => enter::capture(args),
+        Command::Release(args) => enter::release(args),
         Command::Cleanup(args) => cleanup::main(args),
         Command::Cache(args) => cache::main(args),
         Command::Report(args) => report::main(args),

@@ -57,6 +57,21 @@ pub struct RunArgs {
     #[arg(long)]
     keep: bool,
 
+    /// When the scenario has returned and every output is written, keep the lab up and wait
+    /// (Ctrl-C, SIGTERM or `runner release RUN` ends it): step in with `runner shell`,
+    /// `runner exec` and `runner capture`. The exit status is the scenario's.
+    #[arg(long, conflicts_with = "hold_on_fail")]
+    hold: bool,
+
+    /// As --hold, only when a check failed or the scenario returned an error, crashed or
+    /// was stopped by a limit or its deadline.
+    #[arg(long)]
+    hold_on_fail: bool,
+
+    /// End a hold by itself after this long (for example 10m, 1h30m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    hold_timeout: Option<std::time::Duration>,
+
     /// Compile the scenario anew instead of using the runner's compile cache.
     #[arg(long)]
     no_cache: bool,
@@ -103,6 +118,12 @@ pub fn main(a: RunArgs) -> ExitCode {
         console: Console::new(verbosity).with_journal(Arc::new(journal)),
         outputs,
         keep: a.keep,
+        hold: match (a.hold, a.hold_on_fail) {
+            (true, _) => run::HoldWhen::Always,
+            (_, true) => run::HoldWhen::OnFail,
+            _ => run::HoldWhen::Never,
+        },
+        hold_timeout: a.hold_timeout,
         helper,
         cache: (!a.no_cache).then(nslab_host::cache::default_dir),
     };

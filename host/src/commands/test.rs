@@ -142,6 +142,8 @@ pub fn main(a: TestArgs) -> ExitCode {
                     report: a.report.as_ref().map(|d| d.join(&p.name)),
                     ..Outputs::default()
                 },
+                hold: Default::default(),
+                hold_timeout: None,
             };
             let slots = slots.clone();
             set.spawn(async move {

@@ -45,6 +45,14 @@ impl<K: Kernel> Lab<K> {
         true
     }
 
+    /// Say on the record whether the run holds its lab for the operator (`runner ls`).
+    pub fn record_held(&mut self, held: bool) {
+        self.record.held = held;
+        if self.record_saved == Some(true) {
+            let _ = self.save_record();
+        }
+    }
+
     fn sync_record(&mut self) {
         self.record.namespaces = self
             .namespaces
@@ -82,6 +90,8 @@ impl<K: Kernel> Lab<K> {
     /// the record says where, and the lab lets go of them. If any step fails, every step before
     /// it is undone and the record is as before; the caller then tears the lab down as usual.
     pub fn keep(&mut self) -> LabResult<Kept> {
+        // Nothing of the run's may step in now but through what keeps it.
+        self.doors.close();
         let (holder, namespaces) = match self.mode {
             Mode::Root => (Holder::Pins, self.keep_by_pins()?),
             Mode::Rootless { .. } => self.keep_by_keeper()?,

@@ -16,6 +16,7 @@
 //!   Landlock and seccomp, the link watch
 //! - `keep/`     the run's record on disk, pins under /run/netns, the keeper process
 
+pub mod doors;
 pub mod events;
 mod files;
 pub mod helper;
@@ -111,6 +112,8 @@ pub struct Lab<K: Kernel = Netlink> {
     record: RunRecord,
     /// Whether the record is on disk (it is written at the first namespace): None before then.
     record_saved: Option<bool>,
+    /// What the operator steps in by (doors.rs).
+    doors: Arc<doors::Doors>,
 }
 
 /// The bound on the processes and threads of everything in the run's user namespace together
@@ -158,6 +161,7 @@ impl<K: Kernel> Lab<K> {
             mode: config.mode,
             record: config.record,
             record_saved: None,
+            doors: Arc::default(),
         }
     }
 
@@ -262,6 +266,7 @@ impl<K: Kernel> Lab<K> {
                 held,
             },
         );
+        self.doors.made(name);
         // On record before it is shown: whatever the user has seen, `runner ls` can find.
         self.log_namespace(NsChange::Made {
             name: name.to_string(),
@@ -294,6 +299,7 @@ impl<K: Kernel> Lab<K> {
             .namespaces
             .remove(&id)
             .ok_or_else(|| LabError::NotFound("that namespace was already deleted".to_string()))?;
+        self.doors.deleted(&ns.name);
         let stopped = self.kill_processes(Some(id)).await;
         self.programs.unwatch(id);
         let mut problems = stopped.left;
@@ -414,6 +420,7 @@ impl<K: Kernel> Lab<K> {
     /// namespaces (bench/run.sh). A step that fails is recorded and the rest goes on.
     pub async fn teardown(&mut self) -> Teardown {
         let mut report = Teardown::default();
+        self.doors.close();
         let stopped = self.kill_processes(None).await;
         report.removed.extend(stopped.killed);
         report.problems.extend(stopped.left);

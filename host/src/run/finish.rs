@@ -10,6 +10,12 @@ use crate::lab::Lab;
 /// Keep the lab if asked and possible, else tear it down (a second Ctrl-C is answered, not
 /// obeyed); either way the account says what became of it.
 pub async fn finish(lab: &mut Lab, keep: bool, console: &Console, signals: &mut Signals) {
+    let kernel_requests = observe(lab, console).await;
+    end(lab, keep, console, signals, kernel_requests).await
+}
+
+/// The lab as the scenario left it, told to the account: the requests it cost the kernel.
+pub async fn observe(lab: &mut Lab, console: &Console) -> u64 {
     // The requests the lab cost, before the kernel is read for the picture.
     let kernel_requests = lab.kernel_requests();
     // What the kernel has at the end, whoever set it, when an output or --json will show it.
@@ -21,6 +27,17 @@ pub async fn finish(lab: &mut Lab, keep: bool, console: &Console, signals: &mut 
     if let Some(j) = console.journal() {
         j.end_progress();
     }
+    kernel_requests
+}
+
+/// Keep or tear down the lab, once [`observe`]d.
+pub async fn end(
+    lab: &mut Lab,
+    keep: bool,
+    console: &Console,
+    signals: &mut Signals,
+    kernel_requests: u64,
+) {
     if keep {
         match lab.keep() {
             Ok(kept) => {

@@ -4,6 +4,7 @@
 //! finish.rs), verdict (verdict.rs); then the outputs (outputs.rs).
 
 mod finish;
+mod hold;
 mod outputs;
 mod signals;
 mod verdict;
@@ -23,6 +24,7 @@ use crate::policy::Policy;
 use crate::privilege;
 use crate::records::{self, RunRecord};
 pub use finish::print_kept;
+pub use hold::HoldWhen;
 use outputs::write_outputs;
 pub use outputs::{Opened, Outputs};
 use signals::{signal_name, Signals};
@@ -43,6 +45,10 @@ pub struct RunConfig {
     pub cache: Option<PathBuf>,
     /// What is written when the run ends, from its account (account/).
     pub outputs: Outputs,
+    /// Whether the lab stays up for the operator once the scenario has returned (hold.rs).
+    pub hold: HoldWhen,
+    /// How long a hold lasts at most (`--hold-timeout`).
+    pub hold_timeout: Option<std::time::Duration>,
 }
 
 /// How a run ended, and so the runner's exit status.
@@ -101,7 +107,11 @@ pub async fn run(mut cfg: RunConfig) -> Outcome {
         cfg.console = cfg.console.clone().text_on_stderr();
     }
     let console = cfg.console.clone();
-    let (outcome, files) = run_scenario(cfg).await;
+    let (outcome, files) = run_scenario(cfg, &opened).await;
+    // A run that held wrote them before it held.
+    let Some(files) = files else {
+        return outcome;
+    };
     match write_outputs(&outputs, &opened, &console, &files) {
         Ok(()) => outcome,
         Err(why) => {
@@ -111,20 +121,32 @@ pub async fn run(mut cfg: RunConfig) -> Outcome {
     }
 }
 
-/// The run itself; also the files the scenario saved into its report.
-async fn run_scenario(cfg: RunConfig) -> (Outcome, Vec<(String, Vec<u8>)>) {
+/// The run itself; also the files the scenario saved into its report, unless the outputs are
+/// written already (a run that held).
+async fn run_scenario(
+    cfg: RunConfig,
+    opened: &Opened,
+) -> (Outcome, Option<Vec<(String, Vec<u8>)>>) {
     let started = Instant::now();
     let console = cfg.console.clone();
     let mut run = match prepare(&cfg).await {
         Ok(run) => run,
         Err((id, sha256, why)) => {
             start_event(&cfg, &id, &sha256);
-            return (not_run(&console, &why, started), vec![]);
+            return (not_run(&console, &why, started), Some(vec![]));
         }
     };
     let ticker = epoch_ticker(&run.engine);
     let ended = drive(&cfg, &mut run).await;
     ticker.abort();
+    let failed_checks = console.journal().map_or(0, |j| j.account().failed());
+    if hold::holds(cfg.hold, &ended, failed_checks) {
+        return (
+            hold::hold(&cfg, &mut run, ended, started, opened).await,
+            None,
+        );
+    }
+    run.control.stop();
     let keep = cfg.keep && !matches!(ended, Err(Ended::Signal(_)));
     finish::finish(lab_of(&mut run.store), keep, &console, &mut run.signals).await;
     // The verdict counts from the run's account, the model every output reads.
@@ -132,7 +154,7 @@ async fn run_scenario(cfg: RunConfig) -> (Outcome, Vec<(String, Vec<u8>)>) {
     let outcome = verdict(&run.title, &account, ended, started, &console);
     (
         outcome,
-        std::mem::take(&mut run.store.data_mut().report.files),
+        Some(std::mem::take(&mut run.store.data_mut().report.files)),
     )
 }
 
@@ -163,6 +185,8 @@ struct Prepared {
     stderr: crate::guest_limits::GuestOutput,
     /// The scenario's name once it has said it, its file's until then.
     title: String,
+    /// The run's control socket, for the operator to step in (hold.rs, host/src/enter/).
+    control: hold::Control,
 }
 
 /// Load the component, check privilege, watch for signals, and make the lab and the store:
@@ -218,6 +242,7 @@ async fn prepare(cfg: &RunConfig) -> Result<Prepared, (String, String, String)> 
         lab.prepare()
             .map_err(|e| (id.clone(), sha256.clone(), e.to_string()))?;
     }
+    let control = hold::Control::start(&lab, console);
     let (mut store, stdout, stderr) = new_store(
         &engine,
         &cfg.file,
@@ -237,6 +262,7 @@ async fn prepare(cfg: &RunConfig) -> Result<Prepared, (String, String, String)> 
         stdout,
         stderr,
         title: cfg.file.display().to_string(),
+        control,
     })
 }
 

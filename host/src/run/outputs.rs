@@ -116,11 +116,27 @@ pub fn write_outputs(
     let lines = console.journal().map(|j| j.lines()).unwrap_or_default();
     // The journal's own account: folded from these very events as they came.
     let account = console.journal().map(|j| j.account()).unwrap_or_default();
+    write_from(outputs, opened, console, files, &lines, &account)
+}
+
+/// [`write_outputs`] from these events and their account (a held run's, with its verdict
+/// before the journal has it: run/hold.rs).
+pub fn write_from(
+    outputs: &Outputs,
+    opened: &Opened,
+    console: &Console,
+    files: &[(String, Vec<u8>)],
+    lines: &[crate::account::Line],
+    account: &crate::account::RunAccount,
+) -> Result<(), String> {
+    if !outputs.any() {
+        return Ok(());
+    }
     let failed = |what: &str, path: &std::path::Path, e: String| {
         format!("cannot write {what} {}: {e}", path.display())
     };
     if let Some(file) = &opened.junit {
-        file.write(crate::account::junit::xml(&[(&account, None)]).as_bytes())
+        file.write(crate::account::junit::xml(&[(account, None)]).as_bytes())
             .map_err(|e| failed("the JUnit file", file.path(), e))?;
     }
     if let (Some(file), Some(path)) = (&opened.graph, &outputs.graph) {
@@ -130,7 +146,7 @@ pub fn write_outputs(
             .map_err(|e| failed("the picture", file.path(), e))?;
     }
     if let Some(dir) = &outputs.report {
-        crate::account::write_report(dir, &account, &lines, files)
+        crate::account::write_report(dir, account, lines, files)
             .map_err(|e| failed("the report into", dir, e))?;
         console.line(
             Verbosity::Quiet,

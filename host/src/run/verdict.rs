@@ -28,6 +28,21 @@ pub fn verdict(
     started: Instant,
     console: &Console,
 ) -> Outcome {
+    let (outcome, event) = judge(title, account, ended, started, console, false);
+    console.event(|| event);
+    outcome
+}
+
+/// The verdict, said on the terminal, and its event, which the caller gives the account: a
+/// run that holds (`held`) gives it only once the hold ends, so that it stays the last event.
+pub fn judge(
+    title: &str,
+    account: &RunAccount,
+    ended: Result<(), Ended>,
+    started: Instant,
+    console: &Console,
+    held: bool,
+) -> (Outcome, Event) {
     let secs = started.elapsed().as_secs_f64();
     let plural =
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
@@ -41,7 +56,7 @@ pub fn verdict(
         Err(Ended::Refused(why)) => {
             // Nothing was created and nothing ran: an error, not a verdict.
             console.error(&why);
-            console.event(|| Event::Verdict {
+            let event = Event::Verdict {
                 verdict: Verdict::CouldNotRun,
                 ended: Ending::Refused,
                 exit: Outcome::CouldNotRun.exit_code(),
@@ -50,8 +65,8 @@ pub fn verdict(
                 passed: 0,
                 failed: 0,
                 seconds: secs,
-            });
-            return Outcome::CouldNotRun;
+            };
+            return (Outcome::CouldNotRun, event);
         }
         Ok(()) if account.failed() == 0 => (
             Outcome::Passed,
@@ -76,9 +91,10 @@ pub fn verdict(
         Err(Ended::Deadline(limit)) => (
             Outcome::Failed,
             format!(
-                "FAIL {title}: the run passed its deadline of {} and was stopped; its lab was removed \
+                "FAIL {title}: the run passed its deadline of {} and was stopped; its lab {} \
                  (policy limit run-timeout; give more with --timeout) ({counts})",
-                humantime::format_duration(limit)
+                humantime::format_duration(limit),
+                if held { "is held" } else { "was removed" }
             ),
             Ending::Deadline,
         ),
@@ -92,7 +108,10 @@ pub fn verdict(
         ),
         Err(Ended::Trapped(trap)) => (
             Outcome::Failed,
-            format!("FAIL {title}: the scenario crashed: {} ({counts})", describe_trap(&trap)),
+            format!(
+                "FAIL {title}: the scenario crashed: {} ({counts})",
+                describe_trap(&trap)
+            ),
             Ending::Crashed,
         ),
     };
@@ -106,7 +125,7 @@ pub fn verdict(
         }
     }
     console.line(Verbosity::Quiet, &line);
-    console.event(|| Event::Verdict {
+    let event = Event::Verdict {
         verdict: match outcome {
             Outcome::Passed => Verdict::Passed,
             Outcome::Failed => Verdict::Failed,
@@ -120,8 +139,8 @@ pub fn verdict(
         passed: account.passed(),
         failed: account.failed(),
         seconds: crate::account::seconds(started.elapsed()),
-    });
-    outcome
+    };
+    (outcome, event)
 }
 
 /// One line for a trap: its code (e.g. "wasm trap: wasm `unreachable` instruction executed",

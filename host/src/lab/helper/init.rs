@@ -28,47 +28,7 @@ pub(super) struct InitArgs {
     pub helper: RawFd,
 }
 
-/// Raw system calls for the init, which shares the helper's memory: no errno, no libc state.
-/// A negative result is the errno, negated.
-mod sys {
-    #[cfg(target_arch = "x86_64")]
-    pub unsafe fn call(n: libc::c_long, a: [usize; 6]) -> isize {
-        let ret: isize;
-        std::arch::asm!(
-            "syscall",
-            inlateout("rax") n as isize => ret,
-            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
-            in("r10") a[3], in("r8") a[4], in("r9") a[5],
-            lateout("rcx") _, lateout("r11") _,
-            options(nostack),
-        );
-        ret
-    }
-
-    #[cfg(target_arch = "aarch64")]
-    pub unsafe fn call(n: libc::c_long, a: [usize; 6]) -> isize {
-        let ret: isize;
-        std::arch::asm!(
-            "svc 0",
-            in("x8") n as usize,
-            inlateout("x0") a[0] => ret,
-            in("x1") a[1], in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5],
-            options(nostack),
-        );
-        ret
-    }
-
-    /// Elsewhere, libc's wrapper: correct, but it writes the errno the helper shares.
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    pub unsafe fn call(n: libc::c_long, a: [usize; 6]) -> isize {
-        let r = libc::syscall(n, a[0], a[1], a[2], a[3], a[4], a[5]) as isize;
-        if r < 0 {
-            -(*libc::__errno_location() as isize)
-        } else {
-            r
-        }
-    }
-}
+use super::rawsys as sys;
 
 /// A raw system call with up to six arguments.
 macro_rules! sys {
@@ -154,6 +114,12 @@ pub(super) extern "C" fn init_main(arg: *mut libc::c_void) -> libc::c_int {
         check(sys!(libc::SYS_setns, a.fds.utsns, libc::CLONE_NEWUTS));
         // A mount namespace of its own, for its /proc.
         check(sys!(libc::SYS_unshare, libc::CLONE_NEWNS));
+        // The operator's program (`runner exec`) may execute what the host's system
+        // directories hold: the box's `noexec` on them, which keeps the scenario's programs to
+        // their allowlist (sandbox.rs), is lifted in this copy of the box alone.
+        if !matches!(a.exec.by, super::protocol::StartedBy::Scenario) {
+            super::sandbox::executable_system_dirs();
+        }
         check(sys!(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1));
         // Not dumpable (this is the memory it shares with the helper): a program, which can
         // name it as PID 1, can neither ptrace it nor read its /proc files.

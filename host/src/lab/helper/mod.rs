@@ -16,22 +16,27 @@
 //! exits when the runner closes its end, or dies.
 //!
 //! Its rooms: `ids.rs` (the maps), `protocol.rs` (the typed requests and replies, one codec),
+//! `command.rs` (a program to start, and whether it is the scenario's or the operator's),
 //! `channel.rs` (the runner's socket, and the answers to starts it has not read yet),
-//! `server.rs` (the helper process), `boxfiles.rs` (file work inside a box), `sandbox.rs`
-//! (building a box), `spawn.rs` (starting a program under its init; `spawning.rs` is the
-//! runner's side of it), `init.rs` (that init), `program.rs` (the program until its exec);
-//! this file is the runner's side.
+//! `server.rs` (the helper process, and the operator's helper forked from it),
+//! `boxfiles.rs` (file work inside a box), `sandbox.rs` (building a box), `spawn.rs`
+//! (starting a program under its init; `spawning.rs` is the runner's side of it, and the
+//! `Starter` the operator's programs are started by), `init.rs` (that init), `program.rs` (the
+//! program until its exec), `rawsys.rs` (system calls that leave errno alone); this file is
+//! the runner's side.
 
 mod boxfiles;
 pub mod channel;
+mod command;
 pub mod ids;
 mod init;
 mod program;
 pub mod protocol;
+mod rawsys;
 pub mod sandbox;
 mod server;
 mod spawn;
-mod spawning;
+pub mod spawning;
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -45,7 +50,7 @@ use crate::error::{LabError, LabResult};
 use channel::{recv, send, Channel};
 use ids::{GroupDrop, IdBlock, IdMap, Mode};
 use protocol::{Reply, Request};
-pub use server::serve;
+pub use server::{packet_socket, serve};
 
 /// The hidden subcommand that runs [`serve`].
 pub const HELPER_ARG: &str = "__lab-helper";
@@ -70,6 +75,8 @@ impl From<LabError> for FileFailure {
 pub struct Helper {
     child: Child,
     channel: Arc<Channel>,
+    /// The operator's helper's socket, once made (spawning.rs).
+    operators: spawning::Operators,
     userns: OwnedFd,
     /// How its ids are mapped (for root, the run's host ids, held by their lock for as long as
     /// the helper lives).
@@ -150,6 +157,7 @@ impl Helper {
         match handshake() {
             Ok(userns) => Ok(Helper {
                 channel: Channel::new(ours, pid),
+                operators: Default::default(),
                 child,
                 userns,
                 ids,

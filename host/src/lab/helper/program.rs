@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 
-use super::protocol::{Command, Confinement};
+use super::protocol::{Command, Confinement, StartedBy};
 
 /// What every program of the run is confined by, as the helper keeps it.
 pub struct Rules {
@@ -25,6 +25,8 @@ pub struct Rules {
     /// alone, and the programs together weigh as one against the helper and the inits.
     pub cgroups: Vec<OwnedFd>,
     pub filters: Vec<Vec<libc::sock_filter>>,
+    /// The operator's helper's rules (server.rs): it starts only the operator's programs.
+    pub operators_only: bool,
 }
 
 impl Rules {
@@ -54,6 +56,21 @@ impl Rules {
             landlock,
             cgroups,
             filters,
+            operators_only: false,
+        }
+    }
+
+    /// The rules of the operator's helper, already in the programs' cgroups: no cgroup to join,
+    /// no Landlock ruleset (the allowlist binds the scenario's programs, which it never starts).
+    pub fn for_operators(&self) -> Rules {
+        Rules {
+            max_processes: self.max_processes,
+            address_space: self.address_space,
+            drop_groups: self.drop_groups,
+            landlock: None,
+            cgroups: Vec::new(),
+            filters: self.filters.clone(),
+            operators_only: true,
         }
     }
 }
@@ -69,6 +86,8 @@ pub(super) struct SpawnFds {
 
 /// Everything P needs, made before the clone: nothing is allocated after it.
 pub(super) struct Exec {
+    /// The scenario's program, or the operator's (protocol.rs).
+    pub by: StartedBy,
     pub program: CString,
     pub argv: Vec<*const libc::c_char>,
     pub envp: Vec<*const libc::c_char>,
@@ -95,6 +114,7 @@ impl Exec {
             .chain(std::iter::once(std::ptr::null()))
             .collect();
         Ok(Exec {
+            by: command.by,
             program,
             argv,
             envp,
@@ -190,6 +210,14 @@ pub(super) unsafe fn become_program(
             give_up(errors)
         }
     }
+    // The operator's shell (`runner shell`): a terminal of its own, made by `runner shell`
+    // for this program alone (never the operator's own), which it takes as its controlling
+    // one, so that Ctrl-C and the window size reach it.
+    if exec.by == (StartedBy::Operator { terminal: true })
+        && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0
+    {
+        give_up(errors)
+    }
     if libc::syscall(
         libc::SYS_close_range,
         3u32,
@@ -206,7 +234,12 @@ pub(super) unsafe fn become_program(
     // from the keyring calls anyway.
     // The allowlist as a kernel rule (Landlock), then the syscall filters, last of all so
     // that nothing before needs what they deny.
-    if let Some(ruleset) = &rules.landlock {
+    // The operator's programs are not the scenario's: its allowlist does not bind them.
+    let ruleset = match exec.by {
+        StartedBy::Scenario => rules.landlock.as_ref(),
+        StartedBy::Operator { .. } => None,
+    };
+    if let Some(ruleset) = ruleset {
         if libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) != 0 {
             give_up(errors)
         }

@@ -12,6 +12,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use nix::errno::Errno;
+
+pub use super::command::{Command, StartedBy};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
 /// The largest request: a box request names the programs allowed by path.
@@ -43,6 +45,13 @@ pub enum Request {
     OpenFile { path: String },
     /// Forwarding on or off in a network namespace (fd: it).
     SetForwarding { on: bool },
+    /// A packet socket on interface `ifname` of a network namespace (fd: it), for
+    /// `runner capture`; the reply passes it.
+    PacketSocket { ifname: String },
+    /// A helper for the operator's programs (server.rs, `start_operators`): a fork of this one
+    /// that starts only those, from inside the programs' cgroups; the reply passes the
+    /// runner's end of its socket and a pidfd of it.
+    Operators,
     /// What every program of the run is confined by, kept by the helper for its [`Request::Spawn`]s
     /// (fds: the Landlock ruleset if `landlock`, then the `cgroups` `cgroup.procs` programs
     /// join).
@@ -117,47 +126,6 @@ pub struct Confinement {
 /// leaf (v2).
 pub const MAX_CGROUPS: u8 = 2;
 
-/// A program as the helper executes it: its file and its arguments and environment, each a
-/// string without NUL (input.rs refuses those), environment entries as `KEY=VALUE`. It travels
-/// in a memfd, so that it may be as large as the kernel lets an exec be.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command {
-    pub program: PathBuf,
-    pub args: Vec<Vec<u8>>,
-    pub env: Vec<Vec<u8>>,
-}
-
-impl Command {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(&(self.args.len() as u32).to_ne_bytes());
-        out.extend_from_slice(self.program.as_os_str().as_bytes());
-        out.push(0);
-        for field in self.args.iter().chain(&self.env) {
-            out.extend_from_slice(field);
-            out.push(0);
-        }
-        out
-    }
-
-    pub fn decode(bytes: &[u8]) -> Option<Command> {
-        let argc = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-        let body = bytes[4..].strip_suffix(&[0])?;
-        let mut fields = body.split(|&b| b == 0);
-        let program = PathBuf::from(std::ffi::OsStr::from_bytes(fields.next()?));
-        let rest: Vec<Vec<u8>> = fields.map(<[u8]>::to_vec).collect();
-        if rest.len() < argc || program.as_os_str().is_empty() {
-            return None;
-        }
-        let (args, env) = rest.split_at(argc);
-        Some(Command {
-            program,
-            args: args.to_vec(),
-            env: env.to_vec(),
-        })
-    }
-}
-
 /// The helper's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
@@ -177,14 +145,15 @@ impl Request {
     /// How many descriptors the request passes.
     pub fn fds(&self) -> usize {
         match self {
-            Request::Mapped | Request::NewNetns => 0,
+            Request::Mapped | Request::NewNetns | Request::Operators => 0,
             Request::WriteFile { .. } => 2,
             Request::Confine(c) => usize::from(c.landlock) + usize::from(c.cgroups),
             Request::Spawn => SPAWN_FDS,
             Request::NewBox { .. }
             | Request::SetHostname { .. }
             | Request::OpenFile { .. }
-            | Request::SetForwarding { .. } => 1,
+            | Request::SetForwarding { .. }
+            | Request::PacketSocket { .. } => 1,
         }
     }
 
@@ -229,6 +198,10 @@ impl Request {
                 out.extend_from_slice(path.as_bytes());
             }
             Request::SetForwarding { on } => out.extend_from_slice(&[b'S', u8::from(*on)]),
+            Request::PacketSocket { ifname } => {
+                out.push(b'P');
+                out.extend_from_slice(ifname.as_bytes());
+            }
             Request::Confine(c) => {
                 out.push(b'C');
                 out.extend_from_slice(&c.max_processes.to_ne_bytes());
@@ -240,6 +213,7 @@ impl Request {
                 }
             }
             Request::Spawn => out.push(b'X'),
+            Request::Operators => out.push(b'Z'),
         }
         out
     }
@@ -289,6 +263,10 @@ impl Request {
             b'O' => Request::OpenFile { path: text(rest)? },
             b'S' if rest.len() == 1 && rest[0] <= 1 => Request::SetForwarding { on: rest[0] == 1 },
             b'X' if rest.is_empty() => Request::Spawn,
+            b'Z' if rest.is_empty() => Request::Operators,
+            b'P' => Request::PacketSocket {
+                ifname: text(rest).filter(|n| !n.is_empty() && n.len() < libc::IFNAMSIZ)?,
+            },
             b'C' => {
                 let u64_at = |at: usize| -> Option<u64> {
                     Some(u64::from_ne_bytes(rest.get(at..at + 8)?.try_into().ok()?))
@@ -447,7 +425,9 @@ mod tests {
             (any::<u32>(), text).prop_map(|(mode, path)| Request::WriteFile { mode, path }),
             text.prop_map(|path| Request::OpenFile { path }),
             any::<bool>().prop_map(|on| Request::SetForwarding { on }),
+            "[a-z0-9.~-]{1,15}".prop_map(|ifname| Request::PacketSocket { ifname }),
             Just(Request::Spawn),
+            Just(Request::Operators),
             (
                 any::<u64>(),
                 proptest::option::of(1..u64::MAX),
@@ -483,11 +463,13 @@ mod tests {
             "/[a-z/]{1,12}",
             proptest::collection::vec(field.clone(), 0..4),
             proptest::collection::vec(field, 0..4),
+            0..3u8,
         )
-            .prop_map(|(program, args, env)| Command {
+            .prop_map(|(program, args, env, by)| Command {
                 program: PathBuf::from(program),
                 args,
                 env,
+                by: StartedBy::decode(by).expect("0..3 are all encodings"),
             })
     }
 

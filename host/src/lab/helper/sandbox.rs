@@ -47,6 +47,54 @@ const SYSTEM_DIRS: &[&str] = &[
     "usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32",
 ];
 
+/// [`SYSTEM_DIRS`] as the box shows them, for an init, which may not allocate.
+const SYSTEM_DIR_PATHS: &[&std::ffi::CStr] = &[
+    c"/usr", c"/etc", c"/bin", c"/sbin", c"/lib", c"/lib32", c"/lib64", c"/libx32",
+];
+
+/// In the init of an operator's program, in its own copy of the box: the system directories
+/// executable again. Allocates nothing and leaves errno alone (the init shares the helper's
+/// memory). A directory the
+/// host lacks, or a link on a merged-/usr system (its mount is /usr's), is passed over; if a
+/// mount below one is the host's own `noexec`, which the kernel locks, that directory alone
+/// is made executable.
+pub fn executable_system_dirs() {
+    let attr = MountAttr {
+        attr_set: 0,
+        attr_clr: MOUNT_ATTR_NOEXEC,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    for path in SYSTEM_DIR_PATHS {
+        for flags in [
+            AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
+            libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
+        ] {
+            // SAFETY: mount_setattr(2) with a NUL-terminated path and a struct of the size we
+            // pass, as a raw system call: the init shares the helper's memory, errno included,
+            // and nothing may touch it.
+            let r = unsafe {
+                super::rawsys::call(
+                    libc::SYS_mount_setattr,
+                    [
+                        libc::AT_FDCWD as usize,
+                        path.as_ptr() as usize,
+                        flags as usize,
+                        &attr as *const MountAttr as usize,
+                        size_of::<MountAttr>(),
+                        0,
+                    ],
+                )
+            };
+            // Only a lock below it is worth the second try: a link or a missing directory
+            // (EINVAL, ENOENT) is not a mount at all.
+            if r != -(libc::EPERM as isize) {
+                break;
+            }
+        }
+    }
+}
+
 /// Where programs the operator allowed by path are found in the box.
 pub const PROGRAM_DIR: &str = "/nslab/bin";
 

@@ -71,6 +71,45 @@ fn enter_netns(netns: &OwnedFd) -> nix::Result<()> {
     nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET)
 }
 
+/// A packet socket bound to interface `ifname` of the namespace the helper is in: every frame
+/// it sends and receives, with its Ethernet header (`runner capture`). The helper holds
+/// CAP_NET_RAW over the lab's namespaces, which the runner of a rootless run does not.
+pub fn packet_socket(ifname: &str) -> nix::Result<OwnedFd> {
+    let name = std::ffi::CString::new(ifname).map_err(|_| nix::errno::Errno::EINVAL)?;
+    // SAFETY: if_nametoindex reads a NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        return Err(nix::errno::Errno::ENODEV);
+    }
+    let all = (libc::ETH_P_ALL as u16).to_be();
+    // Protocol 0 until it is bound: it receives nothing, so no frame of another interface
+    // gets in before the bind.
+    // SAFETY: plain socket(2); the fd is owned at once.
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    // SAFETY: socket(2) just returned this fd; nothing else owns it.
+    let socket = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: an all-zero sockaddr_ll is valid; the fields that matter are set below.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = all;
+    addr.sll_ifindex = index as i32;
+    // SAFETY: bind(2) with a sockaddr_ll of the size passed.
+    let r = unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if r != 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(socket)
+}
+
 /// Forwarding on or off in the namespace the helper is in.
 fn write_forwarding(on: bool) -> nix::Result<()> {
     let value = if on { "1" } else { "0" };
@@ -157,6 +196,93 @@ fn in_child(fd: RawFd, work: impl FnOnce() -> nix::Result<Vec<OwnedFd>>) -> nix:
     }
 }
 
+/// The operator's helper (`runner exec`, `runner shell`: host/src/enter/): a fork of this
+/// helper that joins the programs' cgroups once, so that an operator's program is in them from
+/// its fork on, without a migration of its own. On cgroup v1 each migration waits for an RCU
+/// grace period (the kernel's threadgroup lock), about a millisecond: more than all the rest
+/// of starting `true` in the lab. It answers spawn requests of the operator's programs only,
+/// on a socket of its own, and dies with this helper.
+fn start_operators(fd: RawFd, rules: &std::sync::Arc<super::spawn::Rules>) -> nix::Result<()> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    let (ours, theirs) = match socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    ) {
+        Ok(pair) => pair,
+        Err(e) => return fail(fd, e),
+    };
+    let helper = nix::unistd::getpid();
+    // SAFETY: the helper is single-threaded.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => fail(fd, e),
+        Ok(nix::unistd::ForkResult::Child) => {
+            // SAFETY: in the fork: nothing of the helper's is dropped (its inits are not this
+            // process's children), and it leaves by _exit.
+            unsafe {
+                if !crate::lab::process::set_pdeathsig() || nix::unistd::getppid() != helper {
+                    libc::_exit(libc::ESRCH)
+                }
+                for procs in &rules.cgroups {
+                    if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                        libc::_exit(libc::EIO)
+                    }
+                }
+                let own = super::spawn::Rules::for_operators(rules);
+                // Its own socket as fd 3, and none of the helper's: not the runner's socket,
+                // not the namespaces it holds.
+                if libc::dup2(theirs.as_raw_fd(), HELPER_FD) < 0 {
+                    libc::_exit(libc::EBADF)
+                }
+                libc::syscall(libc::SYS_close_range, HELPER_FD + 1, u32::MAX, 0);
+                let code = match serve_operators(std::sync::Arc::new(own)) {
+                    Ok(()) => 0,
+                    Err(e) => e as i32,
+                };
+                libc::_exit(code)
+            }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            drop(theirs);
+            match crate::lab::process::pidfd_open(child.as_raw() as u32) {
+                Ok(pidfd) => reply(fd, Reply::Done, &[ours.as_raw_fd(), pidfd.as_raw_fd()]),
+                Err(e) => fail(
+                    fd,
+                    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                ),
+            }
+        }
+    }
+}
+
+/// The operator's helper's loop: spawn requests, until the runner closes its end.
+fn serve_operators(rules: std::sync::Arc<super::spawn::Rules>) -> nix::Result<()> {
+    let fd = HELPER_FD;
+    let mut buf = vec![0u8; protocol::MAX_MESSAGE];
+    let mut inits = super::spawn::Inits::default();
+    loop {
+        let (n, fds) = protocol::receive(fd, &mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        inits.reap_ended();
+        match Request::decode(&buf[..n]) {
+            Some(Request::Spawn) if fds.len() == protocol::SPAWN_FDS => {
+                match super::spawn::spawn(&rules, &fds, &mut inits) {
+                    Ok(pidfd) => reply(fd, Reply::Spawned, &[pidfd.as_raw_fd()])?,
+                    Err(e) => {
+                        let code = protocol::StartError::Clone(e).encode().to_ne_bytes();
+                        let _ = nix::unistd::write(&fds[protocol::SPAWN_ERRORS_FD], &code);
+                        fail(fd, e)?
+                    }
+                }
+            }
+            _ => fail(fd, nix::errno::Errno::EINVAL)?,
+        }
+    }
+}
+
 /// The helper's main loop, started by `Helper::start`.
 pub fn serve() -> std::process::ExitCode {
     let fd = HELPER_FD;
@@ -236,6 +362,10 @@ fn answer(fd: RawFd, request: Request, fds: Vec<OwnedFd>, state: &mut State) -> 
                 }
             }
         }
+        Request::Operators => match &state.rules {
+            Some(rules) => start_operators(fd, rules),
+            None => fail(fd, nix::errno::Errno::EINVAL),
+        },
         Request::Mapped => reply(fd, Reply::Ready, &[]),
         Request::NewBox {
             scratch_bytes,
@@ -266,6 +396,12 @@ fn answer(fd: RawFd, request: Request, fds: Vec<OwnedFd>, state: &mut State) -> 
         Request::SetForwarding { on } => {
             match enter_netns(&fds[0]).and_then(|()| write_forwarding(on)) {
                 Ok(()) => reply(fd, Reply::Done, &[]),
+                Err(e) => fail(fd, e),
+            }
+        }
+        Request::PacketSocket { ifname } => {
+            match enter_netns(&fds[0]).and_then(|()| packet_socket(&ifname)) {
+                Ok(socket) => reply(fd, Reply::Done, &[socket.as_raw_fd()]),
                 Err(e) => fail(fd, e),
             }
         }

@@ -138,6 +138,10 @@ pub fn spawn(rules: &Arc<Rules>, fds: &[OwnedFd], inits: &mut Inits) -> Result<O
         return Err(Errno::EINVAL);
     };
     let exec = Exec::new(&read_command(command)?)?;
+    // The operator's helper has no Landlock ruleset to give: it refuses the scenario's programs.
+    if rules.operators_only && exec.by == super::protocol::StartedBy::Scenario {
+        return Err(Errno::EPERM);
+    }
     // The init cannot ask for its parent (getppid() says 0 across a PID namespace): it looks
     // at the helper's pidfd instead.
     let helper = inits.helper_pidfd()?;

@@ -52,6 +52,10 @@ pub struct RunRecord {
     /// The run's user namespace (its inode): every process of the run is in it.
     #[serde(default)]
     pub userns: Option<u64>,
+    /// The scenario has ended and the run holds its lab for the operator (`runner run
+    /// --hold`): `runner ls` shows it held.
+    #[serde(default)]
+    pub held: bool,
     /// Who owns the record's file: whose run it is (set when it is loaded).
     #[serde(skip)]
     pub owner: u32,
@@ -125,6 +129,7 @@ impl RunRecord {
             keeper: None,
             host_ids: Vec::new(),
             userns: None,
+            held: false,
             owner: nix::unistd::geteuid().as_raw(),
             dir,
         }
@@ -178,19 +183,8 @@ impl RunRecord {
     /// directory and file are made with exact modes (whatever the umask), never through a
     /// symlink someone planted, and only in a directory this user owns.
     pub fn save(&self) -> std::io::Result<()> {
-        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
         let dir = &self.dir;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)?;
-        let meta = std::fs::symlink_metadata(dir)?;
-        if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() {
-            return Err(std::io::Error::other(format!(
-                "{} is not a directory of this user's (a symlink, or made by someone else): remove it",
-                dir.display()
-            )));
-        }
+        own_dir(dir)?;
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         write_whole(
             &dir.join(format!("{}.json", self.id)),
@@ -209,6 +203,8 @@ impl RunRecord {
         }
         let path = self.dir.join(format!("{}.json", self.id));
         let _ = std::fs::remove_file(self.log_path());
+        // The control socket of a runner that was killed (host/src/enter/server.rs).
+        let _ = std::fs::remove_file(self.dir.join(format!("{}.sock", self.id)));
         match std::fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -252,6 +248,24 @@ impl RunRecord {
             RunStatus::Dead
         }
     }
+}
+
+/// Make the run directory `dir` if it is not there, and check that it is this user's own
+/// directory (not a symlink, not made by someone else): records and control sockets go there.
+pub fn own_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)?;
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a directory of this user's (a symlink, or made by someone else): remove it",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Write `parts` to `path` whole: into `tmp` (made anew, never through a symlink, with exactly

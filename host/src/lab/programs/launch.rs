@@ -53,6 +53,7 @@ pub fn start(
         program: path,
         args: req.args.iter().map(|a| a.as_bytes().to_vec()).collect(),
         env: environment(&req.env),
+        by: crate::lab::helper::protocol::StartedBy::Scenario,
     };
     let (stdin_read, stdin_write) = match req.stdin {
         Some(_) => {
@@ -186,7 +187,7 @@ pub fn start(
 
 /// A program's environment: PATH, then what the scenario passed (a key passed twice has its
 /// last value; a PATH passed replaces the system's).
-fn environment(passed: &[(String, String)]) -> Vec<Vec<u8>> {
+pub(super) fn environment(passed: &[(String, String)]) -> Vec<Vec<u8>> {
     let mut env: Vec<(&str, &str)> = vec![("PATH", SYSTEM_PATH)];
     for (key, value) in passed {
         match env.iter_mut().find(|(k, _)| k == key) {

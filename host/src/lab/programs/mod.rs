@@ -17,6 +17,7 @@ pub mod exec;
 pub mod find;
 mod handles;
 mod launch;
+pub mod operator;
 mod output;
 pub mod starts;
 mod watch;
@@ -241,7 +242,7 @@ impl Lab<Netlink> {
     /// filesystem box, the watch on the namespace's links; and, at the run's first program,
     /// the run's cgroups and what confines every program, handed to the helper that starts
     /// them (helper/spawn.rs).
-    fn boxing(&mut self, ns_id: NsId) -> LabResult<Boxing> {
+    pub(super) fn boxing(&mut self, ns_id: NsId) -> LabResult<Boxing> {
         self.run_cgroup()?;
         let mntns = self.boxfs(ns_id)?.as_raw_fd();
         if !self.programs.watchers.contains_key(&ns_id) {
@@ -290,11 +291,13 @@ impl Lab<Netlink> {
             .as_ref()
             .map(AsRawFd::as_raw_fd)
             .ok_or_else(|| LabError::NotFound("that namespace was deleted".to_string()))?;
-        Ok(Boxing {
+        let boxing = Boxing {
             netns: ns.held.raw_fd(),
             mntns,
             utsns,
-        })
+        };
+        self.door_opens(&ns.name, boxing)?;
+        Ok(boxing)
     }
 
     pub async fn exec(&mut self, ns_id: NsId, req: ExecRequest) -> LabResult<ExecOutput> {

@@ -1,0 +1,97 @@
+//! Pipes in place of the operator's own stdin, stdout and stderr, copied to and from them by
+//! the runner: for root stepping into another user's run. That run's runner and box are the
+//! user's, who could keep a descriptor passed to them; a copy of root's terminal would let
+//! them read what root types long after the command has ended. Through pipes, nothing of
+//! root's is ever theirs, and the copy stops when the command ends.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// The runner's ends: what it writes the command's input to, and reads its output from.
+pub struct Piped {
+    stdin: Option<OwnedFd>,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+/// Three pipes: the runner's ends, and the command's (stdin, stdout, stderr).
+pub fn pipes() -> std::io::Result<(Piped, [OwnedFd; 3])> {
+    let flags = nix::fcntl::OFlag::O_CLOEXEC;
+    let (in_read, in_write) = nix::unistd::pipe2(flags)?;
+    let (out_read, out_write) = nix::unistd::pipe2(flags)?;
+    let (err_read, err_write) = nix::unistd::pipe2(flags)?;
+    Ok((
+        Piped {
+            stdin: Some(in_write),
+            stdout: out_read,
+            stderr: err_read,
+        },
+        [in_read, out_write, err_write],
+    ))
+}
+
+fn copy(from: RawFd, to: RawFd, buf: &mut [u8]) -> bool {
+    // SAFETY: read into a live buffer of its length.
+    let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
+    if n <= 0 {
+        return false;
+    }
+    let mut left = &buf[..n as usize];
+    while !left.is_empty() {
+        // SAFETY: write from a live buffer of its length.
+        let w = unsafe { libc::write(to, left.as_ptr().cast(), left.len()) };
+        if w <= 0 {
+            return false;
+        }
+        left = &left[w as usize..];
+    }
+    true
+}
+
+/// Copy until the command's stdout and stderr have both closed, or `done` is readable (the
+/// command's end, or the run's) and they are drained. What arrives on `signals` (one byte a
+/// signal) is handed to `forward`.
+pub fn relay(mut piped: Piped, done: RawFd, signals: RawFd, forward: &mut dyn FnMut(i32)) {
+    let mut buf = vec![0u8; 64 << 10];
+    let (mut out_open, mut err_open, mut ended) = (true, true, false);
+    while out_open || err_open {
+        let fd = |open: bool, fd: RawFd| if open { fd } else { -1 };
+        let mut polls = [
+            super::pollin(fd(out_open, piped.stdout.as_raw_fd())),
+            super::pollin(fd(err_open, piped.stderr.as_raw_fd())),
+            super::pollin(fd(piped.stdin.is_some(), 0)),
+            super::pollin(fd(!ended, done)),
+            super::pollin(signals),
+        ];
+        // Once ended, what is left in the pipes is read, then no more is waited for.
+        let timeout = if ended { 100 } else { -1 };
+        // SAFETY: poll on fds this function owns or borrows, with the array's length.
+        let n = unsafe { libc::poll(polls.as_mut_ptr(), 5, timeout) };
+        if n == 0 && ended {
+            return;
+        }
+        if polls[0].revents != 0 {
+            out_open = copy(piped.stdout.as_raw_fd(), 1, &mut buf);
+        }
+        if polls[1].revents != 0 {
+            err_open = copy(piped.stderr.as_raw_fd(), 2, &mut buf);
+        }
+        if polls[2].revents != 0 {
+            if let Some(stdin) = &piped.stdin {
+                if !copy(0, stdin.as_raw_fd(), &mut buf) {
+                    // The operator's input ended, or the command stopped reading it.
+                    piped.stdin = None;
+                }
+            }
+        }
+        if polls[3].revents != 0 {
+            ended = true;
+        }
+        if polls[4].revents != 0 {
+            let mut sig = [0u8; 1];
+            // SAFETY: read one byte into a live buffer.
+            if unsafe { libc::read(signals, sig.as_mut_ptr().cast(), 1) } == 1 {
+                forward(i32::from(sig[0]));
+            }
+        }
+    }
+}
