@@ -101,6 +101,7 @@ if [[ ${#filters[@]} -eq 0 || -z ${filters[0]} ]]; then
         stepping_in::capture_writes
         stepping_in::what_the_operator_started
         stepping_in::exec_into_a_kept_run
+        stepping_in::the_operators_executable
     )
 fi
 cd "$top/host" || exit 1

@@ -511,3 +511,101 @@ fn a_shell_in_a_held_frr_lab_reaches_vtysh_and_the_files_the_scenario_gave() {
         .assert_code(1)
         .assert_stdout("FAIL frr-integrated: a check failed");
 }
+
+/// Whether `/usr/bin/true` executes in the mount namespace at `mntns`, entered by nsenter (the
+/// host's root, so only the box's mount flags can refuse it).
+fn executes_in(mntns: &str) -> bool {
+    Command::new("nsenter")
+        .arg(format!("--mount={mntns}"))
+        .arg("/usr/bin/true")
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn the_operators_executable_system_dirs_stay_in_its_own_copy_of_the_box() {
+    let _labs = lab_lock();
+    // A held run: the boxes the runner holds, which its scenario's programs join.
+    let held = Held::seed();
+    exec(&held.id, "ns01", &["true"]).assert_code(0);
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", held.bg.as_ref().unwrap().child.id()))
+        .unwrap()
+        .flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().starts_with("mnt:["))
+        })
+        .map(|fd| fd.path().display().to_string())
+        .collect::<Vec<_>>();
+    assert!(!fds.is_empty(), "the runner holds no box");
+    // The check itself can see an executable /usr: the host's own.
+    assert!(executes_in("/proc/self/ns/mnt"));
+    for box_fd in &fds {
+        assert!(
+            !executes_in(box_fd),
+            "{box_fd}: /usr is executable in the box itself"
+        );
+    }
+    // The operator's helper: in the run's cgroups, and holding nothing of the helper's.
+    let helpers: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| p.file_name().to_str()?.parse().ok())
+        .filter(|pid: &u32| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit(')')
+                        .next()?
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<u32>()
+                        .ok()
+                });
+            let parent =
+                ppid.map(|p| std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default());
+            let is_helper =
+                |c: &[u8]| c.split(|&b| b == 0).nth(1) == Some(b"__lab-helper".as_slice());
+            is_helper(&cmdline) && parent.is_some_and(|p| is_helper(&p))
+        })
+        .collect();
+    assert_eq!(helpers.len(), 1, "one operator's helper: {helpers:?}");
+    let links: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", helpers[0]))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| {
+            Some(
+                std::fs::read_link(fd.path())
+                    .ok()?
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        !links
+            .iter()
+            .any(|l| l.starts_with("net:[") || l.starts_with("mnt:[")),
+        "the operator's helper holds the lab's namespaces: {links:?}"
+    );
+    assert_eq!(
+        links.iter().filter(|l| l.starts_with("socket:[")).count(),
+        1,
+        "its own socket only: {links:?}"
+    );
+    let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", helpers[0])).unwrap();
+    assert!(cgroups.contains(&format!("nslab-{}", held.id)), "{cgroups}");
+    held.end(Some(libc::SIGINT)).assert_code(0);
+    // A kept run, entered directly: its pinned box stays as it was.
+    let run = runner(["run", "-q", "--keep", guest("seed").to_str().unwrap()]);
+    run.assert_code(0);
+    let id = run_id(&run.stdout);
+    let _cleanup = KeptRun(id.clone());
+    exec(&id, "ns01", &["true"]).assert_code(0);
+    let pin = format!("/run/nslab/boxes/nslab-{id}-ns01");
+    assert!(
+        !executes_in(&pin),
+        "{pin}: /usr is executable in the kept box itself"
+    );
+}

@@ -18,13 +18,16 @@ use crate::records::{RunRecord, RunStatus};
 /// Where a command goes: the run's control socket, or the kept lab itself.
 enum Target {
     Live(OwnedFd),
-    Kept(RunRecord),
+    Kept,
 }
 
 fn target(run: &str) -> Result<(RunRecord, Target), String> {
-    let rec = find::run(run)?;
-    if rec.status() == RunStatus::Kept {
-        return Ok((rec.clone(), Target::Kept(rec)));
+    let find::Found {
+        record: rec,
+        status,
+    } = find::run(run)?;
+    if status == RunStatus::Kept {
+        return Ok((rec, Target::Kept));
     }
     let path = super::socket_path(&rec.dir, &rec.id);
     let conn = socket(
@@ -163,7 +166,7 @@ pub fn exec(run: &str, ns: &str, argv: Vec<String>) -> Outcome {
                 })
             })
         }
-        Target::Kept(rec) => kept::run(&rec, ns, &argv, &env, None),
+        Target::Kept => kept::run(&rec, ns, &argv, &env, None),
     }
 }
 
@@ -224,7 +227,7 @@ pub fn shell(run: &str, ns: &str, command: Vec<String>) -> Outcome {
                 terminal::relay(&master, done);
             })
         }
-        Target::Kept(rec) => kept::run(&rec, ns, &argv, &env, Some((&master, &slave))),
+        Target::Kept => kept::run(&rec, ns, &argv, &env, Some((&master, &slave))),
     }
 }
 
@@ -259,7 +262,7 @@ pub fn capture(
                 _ => return failed(2, format!("run {} ended before it answered", rec.id)),
             }
         }
-        Target::Kept(rec) => {
+        Target::Kept => {
             let door = match kept::door(&rec, ns) {
                 Ok(d) => d,
                 Err(why) => return failed(2, why),

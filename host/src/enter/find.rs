@@ -7,15 +7,25 @@ use std::os::unix::fs::MetadataExt;
 
 use crate::records::{self, RunRecord, RunStatus};
 
+/// A run found, with its state as it was read (live or held, or kept): read once.
+pub struct Found {
+    pub record: RunRecord,
+    pub status: RunStatus,
+}
+
 /// The run RUN names, or a sentence saying why there is none.
-pub fn run(arg: &str) -> Result<RunRecord, String> {
+pub fn run(arg: &str) -> Result<Found, String> {
     let me = nix::unistd::geteuid().as_raw();
+    // One the caller may step into: going on, held or kept, and theirs (or root's to enter).
+    let enterable = |record: RunRecord| {
+        let status = record.status();
+        (status != RunStatus::Dead && (me == 0 || record.owner == me))
+            .then_some(Found { record, status })
+    };
     // A whole id: its record alone (the others are neither read nor checked).
     if records::is_run_id(arg) {
-        if let Ok(r) = records::load(arg) {
-            if r.status() != RunStatus::Dead && (me == 0 || r.owner == me) {
-                return Ok(r);
-            }
+        if let Some(found) = records::load(arg).ok().and_then(enterable) {
+            return Ok(found);
         }
     }
     let runs = records::load_all().map_err(|e| {
@@ -24,16 +34,12 @@ pub fn run(arg: &str) -> Result<RunRecord, String> {
             records::run_dir().display()
         )
     })?;
-    let enterable: Vec<RunRecord> = runs
-        .into_iter()
-        .filter(|r| r.status() != RunStatus::Dead)
-        .filter(|r| me == 0 || r.owner == me)
-        .collect();
+    let enterable: Vec<Found> = runs.into_iter().filter_map(enterable).collect();
     if arg == "last" {
         return enterable
             .into_iter()
-            .filter(|r| r.owner == me)
-            .max_by_key(|r| (r.started_unix, r.pid_start))
+            .filter(|f| f.record.owner == me)
+            .max_by_key(|f| (f.record.started_unix, f.record.pid_start))
             .ok_or_else(|| {
                 "you have no live, held or kept run (runner ls lists runs; a run is entered \
                  while it goes, while it holds with --hold or --hold-on-fail, or once kept \
@@ -48,9 +54,9 @@ pub fn run(arg: &str) -> Result<RunRecord, String> {
         ));
     }
     let arg = arg.to_ascii_lowercase();
-    let mut matching: Vec<RunRecord> = enterable
+    let mut matching: Vec<Found> = enterable
         .into_iter()
-        .filter(|r| r.id.starts_with(&arg))
+        .filter(|f| f.record.id.starts_with(&arg))
         .collect();
     match matching.len() {
         1 => Ok(matching.remove(0)),
@@ -69,7 +75,7 @@ pub fn run(arg: &str) -> Result<RunRecord, String> {
             matching.len(),
             matching
                 .iter()
-                .map(|r| r.id.as_str())
+                .map(|f| f.record.id.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
         )),

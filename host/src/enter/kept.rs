@@ -250,10 +250,10 @@ pub fn run(
         Ok(d) => d,
         Err(why) => return failed(2, why),
     };
-    let Some(program) = argv.first().and_then(|p| match p.contains('/') {
-        true => Some(PathBuf::from(p)),
-        false => crate::lab::programs::find::in_system_path(p),
-    }) else {
+    let Some(program) = argv
+        .first()
+        .and_then(|p| crate::lab::programs::operator::find(p))
+    else {
         return failed(
             127,
             format!("{}: command not found", argv.first().map_or("", |s| s)),

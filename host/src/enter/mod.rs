@@ -35,6 +35,52 @@ pub(crate) fn pollin(fd: std::os::fd::RawFd) -> libc::pollfd {
     }
 }
 
+/// What [`copy`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Copied {
+    /// Some bytes, read and written whole.
+    Some,
+    /// Nothing to read any more: the end of the stream (or its error).
+    ReadEnded,
+    /// The reader went away.
+    WriteFailed,
+}
+
+/// Write all of `bytes` to `fd`: false if it could not take them (its reader went away).
+pub(crate) fn write_all(fd: std::os::fd::RawFd, mut bytes: &[u8]) -> bool {
+    while !bytes.is_empty() {
+        // SAFETY: write from a live buffer of the length given.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n < 0 {
+            if nix::errno::Errno::last() == nix::errno::Errno::EINTR {
+                continue;
+            }
+            return false;
+        }
+        bytes = &bytes[n as usize..];
+    }
+    true
+}
+
+/// One read from `from` (which poll said is readable), written whole to `to`.
+pub(crate) fn copy(from: std::os::fd::RawFd, to: std::os::fd::RawFd, buf: &mut [u8]) -> Copied {
+    let n = loop {
+        // SAFETY: read into a live buffer of its length.
+        let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
+            continue;
+        }
+        break n;
+    };
+    if n <= 0 {
+        return Copied::ReadEnded;
+    }
+    match write_all(to, &buf[..n as usize]) {
+        true => Copied::Some,
+        false => Copied::WriteFailed,
+    }
+}
+
 /// Where run `id`'s control socket is, in the directory of its record.
 pub fn socket_path(records: &Path, id: &str) -> PathBuf {
     records.join(format!("{id}.sock"))

@@ -6,6 +6,8 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use super::{copy, Copied};
+
 /// The runner's ends: what it writes the command's input to, and reads its output from.
 pub struct Piped {
     stdin: Option<OwnedFd>,
@@ -27,24 +29,6 @@ pub fn pipes() -> std::io::Result<(Piped, [OwnedFd; 3])> {
         },
         [in_read, out_write, err_write],
     ))
-}
-
-fn copy(from: RawFd, to: RawFd, buf: &mut [u8]) -> bool {
-    // SAFETY: read into a live buffer of its length.
-    let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
-    if n <= 0 {
-        return false;
-    }
-    let mut left = &buf[..n as usize];
-    while !left.is_empty() {
-        // SAFETY: write from a live buffer of its length.
-        let w = unsafe { libc::write(to, left.as_ptr().cast(), left.len()) };
-        if w <= 0 {
-            return false;
-        }
-        left = &left[w as usize..];
-    }
-    true
 }
 
 /// Copy until the command's stdout and stderr have both closed, or `done` is readable (the
@@ -70,14 +54,14 @@ pub fn relay(mut piped: Piped, done: RawFd, signals: RawFd, forward: &mut dyn Fn
             return;
         }
         if polls[0].revents != 0 {
-            out_open = copy(piped.stdout.as_raw_fd(), 1, &mut buf);
+            out_open = copy(piped.stdout.as_raw_fd(), 1, &mut buf) == Copied::Some;
         }
         if polls[1].revents != 0 {
-            err_open = copy(piped.stderr.as_raw_fd(), 2, &mut buf);
+            err_open = copy(piped.stderr.as_raw_fd(), 2, &mut buf) == Copied::Some;
         }
         if polls[2].revents != 0 {
             if let Some(stdin) = &piped.stdin {
-                if !copy(0, stdin.as_raw_fd(), &mut buf) {
+                if copy(0, stdin.as_raw_fd(), &mut buf) != Copied::Some {
                     // The operator's input ended, or the command stopped reading it.
                     piped.stdin = None;
                 }

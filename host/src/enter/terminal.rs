@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use nix::pty::{openpty, Winsize};
 use nix::sys::termios::{self, SetArg, Termios};
 
+use super::{copy, write_all, Copied};
+
 /// A new pseudo-terminal: (the side the runner relays, the side the shell gets).
 pub fn open() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let size = window_size(std::io::stdin().as_raw_fd());
@@ -59,21 +61,6 @@ impl Drop for Raw {
     }
 }
 
-fn write_all(fd: RawFd, mut bytes: &[u8]) -> bool {
-    while !bytes.is_empty() {
-        // SAFETY: write from a live buffer of the length given.
-        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        if n < 0 {
-            if nix::errno::Errno::last() == nix::errno::Errno::EINTR {
-                continue;
-            }
-            return false;
-        }
-        bytes = &bytes[n as usize..];
-    }
-    true
-}
-
 /// Relay between the operator's terminal and `master` until `done` is readable (the shell has
 /// ended, or the run has); then what the shell printed last, for a moment. The window's size
 /// follows the operator's.
@@ -95,23 +82,19 @@ pub fn relay(master: &OwnedFd, done: RawFd) {
         if n < 0 && nix::errno::Errno::last() != nix::errno::Errno::EINTR {
             return;
         }
-        if polls[0].revents != 0 {
-            // SAFETY: read into a live buffer of its length.
-            let got = unsafe { libc::read(pty, buf.as_mut_ptr().cast(), buf.len()) };
-            // EIO: every holder of the shell's side has closed it.
-            if got <= 0 || !write_all(stdout, &buf[..got as usize]) {
-                return;
-            }
+        // EIO on the pty: every holder of the shell's side has closed it.
+        if polls[0].revents != 0 && copy(pty, stdout, &mut buf) != Copied::Some {
+            return;
         }
         if polls[1].revents != 0 {
-            // SAFETY: as above.
-            let got = unsafe { libc::read(stdin, buf.as_mut_ptr().cast(), buf.len()) };
-            if got <= 0 {
+            match copy(stdin, pty, &mut buf) {
+                Copied::Some => {}
                 // The operator's input ended (a pipe): the shell's does too.
-                stdin_open = false;
-                write_all(pty, &[4]);
-            } else if !write_all(pty, &buf[..got as usize]) {
-                return;
+                Copied::ReadEnded => {
+                    stdin_open = false;
+                    write_all(pty, &[4]);
+                }
+                Copied::WriteFailed => return,
             }
         }
         if polls[2].revents != 0 {

@@ -116,10 +116,6 @@ impl Doors {
         inner.rooms.clear();
         inner.starter = None;
     }
-
-    pub(super) fn is_open(&self, name: &str) -> bool {
-        self.lock().rooms.contains_key(name)
-    }
 }
 
 fn held(fd: BorrowedFd<'_>) -> LabResult<OwnedFd> {
@@ -145,11 +141,8 @@ impl Lab<Netlink> {
         self.boxing(id).map(|_| ())
     }
 
-    /// Called with each box made for programs: the namespace's door opens.
+    /// Called once a namespace's box is ready for its first program: its door opens.
     pub(super) fn door_opens(&self, name: &str, boxing: super::Boxing) -> LabResult<()> {
-        if self.doors.is_open(name) {
-            return Ok(());
-        }
         // SAFETY: the lab holds these fds open for as long as the namespace lives, and this
         // borrow ends before this function returns.
         let borrow = |fd| unsafe { BorrowedFd::borrow_raw(fd) };

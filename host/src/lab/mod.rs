@@ -190,6 +190,11 @@ impl<K: Kernel> Lab<K> {
         &self.record.id
     }
 
+    /// Where the run's record is written (and its control socket beside it: host/src/enter/).
+    pub fn record_dir(&self) -> &std::path::Path {
+        &self.record.dir
+    }
+
     fn next(&mut self) -> u32 {
         self.next_id += 1;
         self.next_id

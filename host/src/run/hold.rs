@@ -42,14 +42,15 @@ impl Control {
             to_hold,
             holding: Default::default(),
         };
-        let dir = crate::records::run_dir();
-        let server = match Server::start(&dir, lab.run_id(), lab.doors(), line.clone()) {
+        // Beside the run's record, where `runner exec` looks for it.
+        let dir = lab.record_dir();
+        let server = match Server::start(dir, lab.run_id(), lab.doors(), line.clone()) {
             Ok(s) => Some(s),
             Err(e) => {
                 console.warn(&format!(
                     "cannot answer at {}: {e}; runner exec, shell and capture cannot step into \
                      this run",
-                    crate::enter::socket_path(&dir, lab.run_id()).display()
+                    crate::enter::socket_path(dir, lab.run_id()).display()
                 ));
                 None
             }

@@ -245,7 +245,9 @@ impl Lab<Netlink> {
     pub(super) fn boxing(&mut self, ns_id: NsId) -> LabResult<Boxing> {
         self.run_cgroup()?;
         let mntns = self.boxfs(ns_id)?.as_raw_fd();
-        if !self.programs.watchers.contains_key(&ns_id) {
+        // The namespace's first program: its links are watched, and its door opens, from now.
+        let first = !self.programs.watchers.contains_key(&ns_id);
+        if first {
             // The socket made with the box: a namespace's watch ends only when the namespace
             // is deleted, so it is taken once.
             let socket = self
@@ -296,7 +298,9 @@ impl Lab<Netlink> {
             mntns,
             utsns,
         };
-        self.door_opens(&ns.name, boxing)?;
+        if first {
+            self.door_opens(&ns.name, boxing)?;
+        }
         Ok(boxing)
     }
 

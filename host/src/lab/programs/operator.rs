@@ -32,17 +32,18 @@ pub struct OperatorProgram {
     pub exit_status: OwnedFd,
 }
 
-/// Where `program` is: a path as given, or a bare name on the system PATH.
-fn find(program: &str) -> Option<PathBuf> {
+/// Where the operator's `program` is: a path as given, or a bare name on the system PATH
+/// (the box shows the host's system directories, so the host's lookup is the box's).
+pub fn find(program: &str) -> Option<PathBuf> {
     if program.contains('/') {
         return Some(PathBuf::from(program));
     }
     super::find::in_system_path(program)
 }
 
-/// Start `argv` in the door's namespace (the door is let go of once it has started) with `stdio` as its stdin, stdout and stderr, and
-/// `env` (PATH is the system's unless given). With `terminal`, stdin is a terminal the
-/// program takes as its controlling one.
+/// Start `argv` in the door's namespace (the door is let go of once it has started) with
+/// `stdio` as its stdin, stdout and stderr, and `env` (PATH is the system's unless given).
+/// With `terminal`, stdin is a terminal the program takes as its controlling one.
 pub fn start(
     entry: Entry,
     argv: &[String],
