@@ -28,7 +28,7 @@ byhand=../shared/bench/birdgrid/byhand.sh
 [[ -r $byhand ]] || { echo "bench/birdgrid.sh: $byhand is missing" >&2; exit 2; }
 scripts/setup.sh >/dev/null
 (cd guests && cargo build --quiet --release --target wasm32-wasip2 -p fabric)
-cargo build --quiet --release -p nslab-host
+cargo build --quiet --release -p runner
 runner=target/release/runner
 fabric=guests/target/wasm32-wasip2/release/fabric.wasm
 tmp=$(mktemp -d)

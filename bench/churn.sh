@@ -23,7 +23,7 @@ by_hand_rounds=$(((rounds + 9) / 10))
 
 scripts/setup.sh >/dev/null
 (cd guests && cargo build --quiet --release --target wasm32-wasip2 -p churn)
-cargo build --quiet --release -p nslab-host
+cargo build --quiet --release -p runner
 runner=target/release/runner
 churn=guests/target/wasm32-wasip2/release/churn.wasm
 

@@ -20,7 +20,7 @@ count=${1:-20}
 
 scripts/setup.sh >/dev/null
 (cd guests && cargo build --quiet --release --target wasm32-wasip2 -p seed)
-cargo build --quiet --release -p nslab-host
+cargo build --quiet --release -p runner
 runner=$PWD/target/release/runner
 seed=$PWD/guests/target/wasm32-wasip2/release/seed.wasm
 tmp=$(mktemp -d)

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 side=${1:-20}
 n=$((side * side))
 (cd guests && cargo build --quiet --release --target wasm32-wasip2 -p fabric)
-cargo build --quiet --release -p nslab-host
+cargo build --quiet --release -p runner
 runner=target/release/runner
 fabric=guests/target/wasm32-wasip2/release/fabric.wasm
 fields='KernelStack|PageTables|Slab|AnonPages|MemAvailable'

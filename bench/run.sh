@@ -22,7 +22,7 @@ sizes=("$@"); [[ ${#sizes[@]} -gt 0 ]] || sizes=(100 1000)
 scripts/setup.sh >/dev/null
 [[ -x /usr/bin/time ]] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
 (cd guests && cargo build --quiet --release --target wasm32-wasip2 -p chain -p seed)
-cargo build --quiet --release -p nslab-host -p nslab-lowerbound
+cargo build --quiet --release -p runner -p nslab-lowerbound
 runner=target/release/runner
 lowerbound=target/release/lowerbound
 chain=guests/target/wasm32-wasip2/release/chain.wasm

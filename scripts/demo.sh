@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 (cd guests && cargo build --quiet --release --target wasm32-wasip2 -p seed)
-cargo build --quiet --release -p nslab-host
+cargo build --quiet --release -p runner
 exec target/release/runner run guests/target/wasm32-wasip2/release/seed.wasm "$@"

@@ -99,8 +99,8 @@ EOF
 fi
 
 # The host's binaries, built here: the runner and the integration tests' harness.
-cargo build --quiet --release -p nslab-host --bin runner --test integration
-harness=$(cargo test --quiet --release -p nslab-host --test integration --no-run \
+cargo build --quiet --release -p runner --bin runner --test integration
+harness=$(cargo test --quiet --release -p runner --test integration --no-run \
     --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*integration-[0-9a-f]*\)".*/\1/p' | tail -1)
 [[ -x $harness ]] || { echo "scripts/test-vm.sh: cannot find the integration harness" >&2; exit 1; }

@@ -25,7 +25,12 @@ done
 rm -f target/tmp/skipped.txt
 # The rootless tests' copy of the runner, readable by the test users (tests/rootless.rs).
 trap 'rm -rf "${TMPDIR:-/tmp}/nslab-test-rootless-shared"' EXIT
-cargo test --release -p nslab-host
+# Each library crate on its own, with its own features (nslab-host without the command line's),
+# then the runner, whose integration tests run the real binary.
+for crate in nslab-lab nslab-report nslab-host; do
+    cargo test --release -p "$crate"
+done
+cargo test --release -p runner
 # The kernel leg: the kernel-dependent tests again on Debian's stock kernel (cgroup v2, netem
 # as modules, an older Landlock) under qemu; it says so where it cannot run.
 scripts/test-vm.sh

@@ -178,7 +178,7 @@ fn runner_new_refuses_a_bad_name_and_an_existing_folder() {
 fn runner_wit_writes_the_contract_as_the_runner_knows_it() {
     let folder = Folder::new("wit");
     runner(["wit".as_ref(), folder.0.as_os_str()]).assert_code(0);
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit");
     let mut names = 0;
     for entry in std::fs::read_dir(&repo).unwrap().flatten() {
         let written = std::fs::read(folder.0.join(entry.file_name())).unwrap();

@@ -179,7 +179,7 @@ fn the_program_under_test_runs_by_the_name_of_the_file_the_operator_named() {
     std::fs::create_dir_all(&dir).unwrap();
     let program = dir.join("udp-echo");
     let source =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/udp-echo.c");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/udp-echo.c");
     let built = std::process::Command::new("cc")
         .arg("-O2")
         .arg("-o")

@@ -30,7 +30,7 @@ mod structure;
 
 #[test]
 fn every_test_file_is_in_the_harness() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests");
     let harness = std::fs::read_to_string(dir.join("main.rs")).unwrap();
     for entry in std::fs::read_dir(&dir).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();

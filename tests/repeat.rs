@@ -5,9 +5,9 @@
 mod common;
 use common::*;
 
-use nslab_host::console::{Console, Verbosity};
 use nslab_host::policy::Policy;
-use nslab_host::run::{run, Outcome, RunConfig};
+use nslab_report::console::{Console, Verbosity};
+use nslab_runner::run::{run, Outcome, RunConfig};
 
 struct Usage {
     fds: usize,

@@ -36,7 +36,7 @@ pub fn js_guest(name: &str) -> PathBuf {
 
 fn built(dir: &str, name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../guests/target")
+        .join("../../guests/target")
         .join(dir)
         .join(format!("{name}.wasm"));
     assert!(

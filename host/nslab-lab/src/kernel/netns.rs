@@ -1,0 +1,162 @@
+//! Network namespaces, held by file descriptor only.
+//!
+//! Each is made by the run's helper process inside the run's user namespace (lab/helper/), and
+//! comes with a netlink socket that was created inside it (a socket stays bound to the namespace
+//! it was born in). Nothing is bind-mounted: when the fd and the socket close, or the runner
+//! dies, the kernel frees the namespace and every link in it.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rtnetlink::sys::{AsyncSocket, SocketAddr, TokioSocket};
+use tokio::task::JoinHandle;
+
+use crate::error::{LabError, LabResult};
+use crate::helper::Helper;
+use crate::Mode;
+
+/// One namespace of the run, with the netlink connection that lives inside it.
+pub struct Namespace {
+    pub name: String,
+    fd: OwnedFd,
+    pub inode: u64,
+    handle: rtnetlink::Handle,
+    /// Netlink requests made to any namespace of the run (see [`Namespace::netlink`]).
+    requests: Arc<AtomicU64>,
+    connection: JoinHandle<()>,
+    /// The filesystem box of its programs (lab/helper/sandbox.rs), made when the first one starts.
+    pub boxfs: Option<OwnedFd>,
+    /// The UTS namespace of its programs (their host name), made with the box.
+    pub uts: Option<OwnedFd>,
+    /// A netlink socket inside it subscribed to its link events, made with the box, until the
+    /// first program there starts the watch on it (programs/watch.rs).
+    pub link_events: Option<OwnedFd>,
+    /// The interface index the lab asks for next (link.rs); loopback is 1.
+    next_index: std::sync::atomic::AtomicU32,
+}
+
+impl Namespace {
+    /// The namespace's netlink handle, for one request: each use is counted, so that the
+    /// run's account says how many requests the lab cost (and a test keeps it in check).
+    pub fn netlink(&self) -> &rtnetlink::Handle {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        &self.handle
+    }
+
+    /// An interface index to ask the kernel for: likely free, so a create needs no lookup
+    /// afterwards; the kernel says EBUSY when it is not (a program made a link meanwhile).
+    pub fn take_index(&self) -> u32 {
+        self.next_index.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A link now has `index` here (it moved in, or the kernel chose it): ask past it.
+    pub fn saw_index(&self, index: u32) {
+        self.next_index.fetch_max(index + 1, Ordering::Relaxed);
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        // The connection task owns the netlink socket, and a socket keeps its namespace alive:
+        // stop it so that closing `fd` really frees the namespace.
+        self.connection.abort();
+    }
+}
+
+/// Makes the run's namespaces; starts the helper (and so the run's user namespace) on first use,
+/// so a run that creates nothing starts nothing.
+pub struct NsFactory {
+    /// The runner program, which serves as the helper (lab/helper/).
+    exe: std::path::PathBuf,
+    helper: Option<Helper>,
+    /// Netlink requests made so far, all namespaces together.
+    requests: Arc<AtomicU64>,
+    /// The bound on the processes of the run's user namespace (helper/mod.rs).
+    processes: u64,
+    /// Who builds the lab: it decides the run's ids.
+    mode: Mode,
+}
+
+impl NsFactory {
+    pub fn new(exe: std::path::PathBuf, processes: u64, mode: Mode) -> NsFactory {
+        NsFactory {
+            exe,
+            helper: None,
+            requests: Arc::default(),
+            processes,
+            mode,
+        }
+    }
+
+    /// The runner program, which also serves as the helper and the cgroup janitor.
+    pub fn exe(&self) -> &std::path::Path {
+        &self.exe
+    }
+
+    /// Netlink requests the lab has made so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The run's user namespace, once there is one.
+    pub fn userns_fd(&self) -> Option<RawFd> {
+        self.helper.as_ref().map(Helper::userns_fd)
+    }
+
+    /// The run's helper, which exists once a namespace does.
+    pub fn helper(&self) -> LabResult<&Helper> {
+        self.helper
+            .as_ref()
+            .ok_or_else(|| LabError::Os("the run has no lab helper yet".to_string()))
+    }
+
+    /// Start the helper, and so the run's user namespace, if it is not started yet: true if it
+    /// was started now.
+    pub fn start_helper(&mut self) -> LabResult<bool> {
+        if self.helper.is_some() {
+            return Ok(false);
+        }
+        self.helper = Some(Helper::start(&self.exe, self.processes, &self.mode)?);
+        Ok(true)
+    }
+
+    /// Create a namespace; its loopback is down, as after `ip netns add`.
+    pub fn create(&mut self, name: &str) -> LabResult<Namespace> {
+        let helper = self.helper()?;
+        let (fd, netlink_fd) = helper.new_netns(name)?;
+        let what = format!("create namespace {name}");
+        let inode = nix::sys::stat::fstat(&fd)
+            .map_err(|e| LabError::from_errno(e, &what))?
+            .st_ino;
+        // SAFETY: the fd is a netlink socket we own; TokioSocket takes it over.
+        let mut socket = unsafe { TokioSocket::from_raw_fd(netlink_fd.into_raw_fd()) };
+        socket
+            .socket_mut()
+            .bind_auto()
+            .and_then(|_| socket.socket_mut().connect(&SocketAddr::new(0, 0)))
+            .map_err(|e| LabError::from_io(&e, format!("{what}: connect its netlink socket")))?;
+        let (connection, handle, _) = rtnetlink::from_socket(socket);
+        Ok(Namespace {
+            name: name.to_string(),
+            fd,
+            inode,
+            handle,
+            requests: self.requests.clone(),
+            connection: tokio::spawn(connection),
+            boxfs: None,
+            uts: None,
+            link_events: None,
+            next_index: std::sync::atomic::AtomicU32::new(2),
+        })
+    }
+}

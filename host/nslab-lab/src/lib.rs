@@ -1,0 +1,480 @@
+//! The lab: everything one run has created in the kernel, and the only code that touches it.
+//!
+//! Namespaces and links are kept in tables keyed by ids the guest never sees; the guest holds
+//! WIT resource handles that point at these ids, so it can only ever name what it created.
+//! Teardown removes everything, newest first, and keeps going when one step fails.
+//!
+//! The lab knows only the kernel. Its logic (this file, `topology.rs`, `keeping.rs`) asks the
+//! kernel through the [`Kernel`] trait, whose real implementation is netlink and the run's
+//! helper (`kernel/`, `helper/`) and whose fake records requests for tests; what it did goes
+//! to a [`Sink`] (events.rs), which the run turns into narration and account events. Its rooms:
+//!
+//! - `kernel/`   netlink: namespaces held by fd, links, addresses, routes, shaping; the fake
+//! - `helper/`   the run's user namespace and the helper process in it: ids, the typed
+//!   protocol, namespaces and boxes made inside it, file work in a box
+//! - `programs/` the run's programs: boxing, starting them through the helper, exec, output, cgroups,
+//!   Landlock and seccomp, the link watch
+//! - `keep/`     the run's record on disk, pins under /run/netns, the keeper process
+
+pub mod doors;
+pub mod error;
+pub mod events;
+mod files;
+pub mod helper;
+pub mod input;
+pub mod keep;
+pub mod keeping;
+pub mod kernel;
+pub mod model;
+mod observe;
+pub mod process;
+pub mod programs;
+pub mod text;
+mod topology;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::error::{LabError, LabResult};
+use crate::input::Name;
+pub use events::{LabEvent, ProgramEnd, Sink, Tripped};
+pub use helper::ids::Mode;
+use keep::record::{NsChange, RunRecord};
+pub use kernel::{Kernel, LinkInfoView, Netlink, Route, Shaping};
+pub use model::{LinkKind, LinkNode, NsNode, Topology};
+pub use programs::exec::{Boxing, ExecOutput, ExecRequest};
+pub use programs::ProgramLimits;
+pub use topology::{RouteDetailView, RouteView};
+
+/// A namespace of this run. Ids grow, so their order is the order of creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NsId(u32);
+
+/// A link of this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LinkId(u32);
+
+/// A background program of this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProcId(u32);
+
+/// A namespace of the run: its name, its identity, and the kernel's handle that holds it.
+struct NsEntry<N> {
+    name: String,
+    inode: u64,
+    held: N,
+}
+
+/// Where a link lives now (it moves with `move-to`), and what the run made of it, for the
+/// picture of the lab (model.rs).
+#[derive(Debug, Clone)]
+struct LinkEntry {
+    ns: NsId,
+    index: u32,
+    name: String,
+    kind: LinkKind,
+    peer: Option<LinkId>,
+    master: Option<LinkId>,
+    addresses: Vec<String>,
+    shaping: Option<String>,
+    up: bool,
+}
+
+/// What a lab is made with, besides its kernel.
+pub struct LabConfig {
+    /// Who builds it: the host's root or an ordinary user (privilege.rs finds out).
+    pub mode: Mode,
+    pub limits: ProgramLimits,
+    /// The record `runner ls` and `cleanup` go by, kept in step (keeping.rs).
+    pub record: RunRecord,
+    /// Where the lab says what it did.
+    pub sink: Arc<dyn Sink>,
+}
+
+pub struct Lab<K: Kernel = Netlink> {
+    kernel: K,
+    namespaces: BTreeMap<NsId, NsEntry<K::Ns>>,
+    links: BTreeMap<LinkId, LinkEntry>,
+    programs: programs::Programs,
+    next_id: u32,
+    /// The scenario's links that exist now (veth ends, bridges; loopback aside), for the
+    /// policy's count.
+    links_live: usize,
+    /// Veth peers retired so far (their names: `~1`, `~2`, ...).
+    retired: u64,
+    /// Files the scenario has given its namespaces (files.rs), for the policy's count.
+    files_written: usize,
+    /// Namespaces the scenario turned forwarding on in.
+    forwarding: std::collections::BTreeSet<NsId>,
+    sink: Arc<dyn Sink>,
+    mode: Mode,
+    /// The runner's record of this run, kept in step with `namespaces` (see keeping.rs).
+    record: RunRecord,
+    /// Whether the record is on disk (it is written at the first namespace): None before then.
+    record_saved: Option<bool>,
+    /// What the operator steps in by (doors.rs).
+    doors: Arc<doors::Doors>,
+}
+
+/// The bound on the processes and threads of everything in the run's user namespace together
+/// (helper/mod.rs): the programs' `max-processes`, plus each running program's init (the policy
+/// lets at most `max-processes` programs run at once) and the helper with a child.
+/// The run's pids cgroup, where there is one, holds the programs to exactly `max-processes`.
+pub fn userns_processes(max_processes: usize) -> u64 {
+    2 * max_processes as u64 + 4
+}
+
+/// Each program's RLIMIT_NPROC: the kernel counts it against every process of the run's root
+/// id (the programs, their inits, the helper), so it is the same bound.
+pub fn program_processes(max_processes: usize) -> u64 {
+    userns_processes(max_processes)
+}
+
+/// What teardown removed and what went wrong on the way.
+#[derive(Debug, Default)]
+pub struct Teardown {
+    pub removed: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+impl Lab<Netlink> {
+    /// The real lab: `exe` is the runner program, re-executed as the lab helper (helper/).
+    pub fn real(exe: std::path::PathBuf, config: LabConfig) -> Lab<Netlink> {
+        let processes = userns_processes(config.limits.max_processes);
+        Lab::new(Netlink::new(exe, processes, config.mode.clone()), config)
+    }
+}
+
+impl<K: Kernel> Lab<K> {
+    pub fn new(kernel: K, config: LabConfig) -> Lab<K> {
+        Lab {
+            kernel,
+            namespaces: BTreeMap::new(),
+            links: BTreeMap::new(),
+            programs: programs::Programs::new(config.sink.clone(), config.limits),
+            next_id: 0,
+            links_live: 0,
+            retired: 0,
+            files_written: 0,
+            forwarding: Default::default(),
+            sink: config.sink,
+            mode: config.mode,
+            record: config.record,
+            record_saved: None,
+            doors: Arc::default(),
+        }
+    }
+
+    /// Make the run's user namespace now rather than at the first namespace: for an ordinary
+    /// user, whether the kernel allows it is known before the scenario starts.
+    pub fn prepare(&mut self) -> LabResult<()> {
+        self.start_principal()
+    }
+
+    /// Start the run's principal (its user namespace) if it is not yet, and say which host ids
+    /// the run's programs will be: what `ps` shows for them, and what `runner ls` and `cleanup`
+    /// go by.
+    fn start_principal(&mut self) -> LabResult<()> {
+        if let Some(p) = self.kernel.start()? {
+            self.sink.event(LabEvent::Principal {
+                host_ids: &p.host_ids,
+                userns: p.userns,
+            });
+            self.record.host_ids = p.host_ids;
+            self.record.userns = Some(p.userns);
+        }
+        Ok(())
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.record.id
+    }
+
+    /// Where the run's record is written (and its control socket beside it: host/src/enter/).
+    pub fn record_dir(&self) -> &std::path::Path {
+        &self.record.dir
+    }
+
+    fn next(&mut self) -> u32 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub fn namespace_count(&self) -> usize {
+        self.namespaces.len()
+    }
+
+    /// The links the run holds now, loopback aside: the scenario's, and in the namespaces
+    /// where programs have run, whatever is there (programs' links too; lab/programs/watch.rs).
+    /// Deleted links no longer count: `max-links` bounds what a run holds, not how long it runs.
+    pub fn links_held(&self) -> usize {
+        match self.programs.watched_links() {
+            None => self.links_live,
+            Some(watched) => {
+                let unwatched = self
+                    .links
+                    .values()
+                    .filter(|l| l.kind != LinkKind::Loopback && !self.programs.watches(l.ns))
+                    .count();
+                unwatched + watched
+            }
+        }
+    }
+
+    /// Requests the lab has made of the kernel so far.
+    pub fn kernel_requests(&self) -> u64 {
+        self.kernel.requests()
+    }
+
+    fn ns(&self, id: NsId) -> LabResult<&NsEntry<K::Ns>> {
+        self.namespaces.get(&id).ok_or_else(|| {
+            LabError::NotFound("that namespace was deleted: create a new one".to_string())
+        })
+    }
+
+    /// A link and the namespace it is in now.
+    fn link(&self, id: LinkId) -> LabResult<(&LinkEntry, &NsEntry<K::Ns>)> {
+        let entry = self.links.get(&id).ok_or_else(|| {
+            LabError::NotFound("that link is gone: its namespace was deleted".to_string())
+        })?;
+        Ok((entry, self.ns(entry.ns)?))
+    }
+
+    fn did(&self, what: &str) {
+        self.sink.event(LabEvent::Did(what));
+    }
+
+    fn tell_size(&self) {
+        self.sink.event(LabEvent::Size {
+            namespaces: self.namespaces.len(),
+            links: self.links_live,
+        });
+    }
+
+    // ---- namespaces ----
+
+    pub fn create_namespace(&mut self, name: &Name) -> LabResult<NsId> {
+        let name = name.as_str();
+        if self.namespaces.values().any(|n| n.name == name) {
+            return Err(LabError::Exists(format!(
+                "namespace {name} already exists in this run: pick another name or delete it first"
+            )));
+        }
+        self.start_principal()?;
+        let (held, inode) = self.kernel.create_namespace(name)?;
+        let id = NsId(self.next());
+        self.namespaces.insert(
+            id,
+            NsEntry {
+                name: name.to_string(),
+                inode,
+                held,
+            },
+        );
+        self.doors.made(name);
+        // On record before it is shown: whatever the user has seen, `runner ls` can find.
+        self.log_namespace(NsChange::Made {
+            name: name.to_string(),
+            inode,
+        });
+        self.did(&format!("netns add {name:<15}  net:[{inode}]"));
+        self.tell_size();
+        Ok(id)
+    }
+
+    pub fn namespace_name(&self, id: NsId) -> LabResult<&str> {
+        Ok(&self.ns(id)?.name)
+    }
+
+    pub fn namespace_inode(&self, id: NsId) -> LabResult<u64> {
+        Ok(self.ns(id)?.inode)
+    }
+
+    pub fn namespace_names(&self) -> Vec<String> {
+        self.namespaces.values().map(|n| n.name.clone()).collect()
+    }
+
+    /// Delete a namespace: its programs first, then the veth peers of its links in other
+    /// namespaces are retired (down, renamed out of the way: their names are free when this
+    /// returns), then its handle is dropped and the kernel frees it, its links and those peers
+    /// in its own time (a namespace's cleanup is batched; deleting its links one by one waits
+    /// on an RCU barrier each, ~16 ms, which made deleting cost four times making).
+    pub async fn delete_namespace(&mut self, id: NsId) -> LabResult<()> {
+        let ns = self
+            .namespaces
+            .remove(&id)
+            .ok_or_else(|| LabError::NotFound("that namespace was already deleted".to_string()))?;
+        self.doors.deleted(&ns.name);
+        let stopped = self.kill_processes(Some(id)).await;
+        self.programs.unwatch(id);
+        let mut problems = stopped.left;
+        let peers: Vec<(NsId, u32)> = self
+            .links
+            .values()
+            .filter(|l| l.ns == id)
+            .filter_map(|l| l.peer.and_then(|p| self.links.get(&p)))
+            .filter(|p| p.ns != id)
+            .map(|p| (p.ns, p.index))
+            .collect();
+        for (peer_ns, index) in peers {
+            let Some(other) = self.namespaces.get(&peer_ns) else {
+                continue;
+            };
+            self.retired += 1;
+            let name = format!("{}{:x}", kernel::RETIRED, self.retired);
+            match self.kernel.retire_link(&other.held, index, &name).await {
+                Ok(()) | Err(LabError::NotFound(_)) => {}
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        // Its links, and the peers of its veths wherever they are, are gone with it.
+        let gone: std::collections::BTreeSet<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.ns == id)
+            .flat_map(|(lid, l)| [Some(*lid), l.peer].into_iter().flatten())
+            .collect();
+        let counted = gone
+            .iter()
+            .filter(|lid| {
+                self.links
+                    .get(lid)
+                    .is_some_and(|l| l.kind != LinkKind::Loopback)
+            })
+            .count();
+        self.links.retain(|lid, _| !gone.contains(lid));
+        self.links_live -= counted;
+        self.tell_size();
+        self.forwarding.remove(&id);
+        self.did(&format!("netns delete {}", ns.name));
+        let name = ns.name.clone();
+        drop(ns);
+        self.log_namespace(NsChange::Deleted { name: name.clone() });
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(LabError::Os(format!(
+                "namespace {name} is deleted, but setting its links' peers aside failed: {}",
+                problems.join("; ")
+            )))
+        }
+    }
+
+    fn add_link(&mut self, ns: NsId, index: u32, name: &str, kind: LinkKind) -> LinkId {
+        let id = LinkId(self.next());
+        self.links.insert(
+            id,
+            LinkEntry {
+                ns,
+                index,
+                name: name.to_string(),
+                kind,
+                peer: None,
+                master: None,
+                addresses: Vec::new(),
+                shaping: None,
+                up: false,
+            },
+        );
+        id
+    }
+
+    /// What the lab is now, as the run built it: for the picture and the report.
+    pub fn topology(&self) -> Topology {
+        let ns_name = |id: NsId| self.namespaces.get(&id).map(|n| n.name.clone());
+        Topology {
+            namespaces: self
+                .namespaces
+                .iter()
+                .map(|(id, n)| NsNode {
+                    name: n.name.clone(),
+                    forwarding: self.forwarding.contains(id),
+                    routes: Vec::new(),
+                })
+                .collect(),
+            links: self
+                .links
+                .values()
+                .filter_map(|l| {
+                    Some(LinkNode {
+                        ns: ns_name(l.ns)?,
+                        name: l.name.clone(),
+                        kind: l.kind,
+                        peer: l
+                            .peer
+                            .and_then(|p| self.links.get(&p))
+                            .and_then(|p| Some((ns_name(p.ns)?, p.name.clone()))),
+                        master: l
+                            .master
+                            .and_then(|m| self.links.get(&m))
+                            .map(|m| m.name.clone()),
+                        addresses: l.addresses.clone(),
+                        shaping: l.shaping.clone(),
+                        up: l.up,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Remove everything the run created, newest first: its programs, then its namespaces.
+    /// Closing a namespace's fd and netlink socket makes it unreachable at once, and the kernel
+    /// then removes it with every link in it (a veth pair goes when either end goes), in one
+    /// batch. Deleting each link first, as `delete` does to keep its "now" promise, would cost
+    /// an RCU grace period per link: five times the whole run's time for a chain of 100
+    /// namespaces (bench/run.sh). A step that fails is recorded and the rest goes on.
+    pub async fn teardown(&mut self) -> Teardown {
+        let mut report = Teardown::default();
+        self.doors.close();
+        let stopped = self.kill_processes(None).await;
+        report.removed.extend(stopped.killed);
+        report.problems.extend(stopped.left);
+        // The programs are gone, so their watches and cgroup can go.
+        self.programs.release_all();
+        self.links.clear();
+        // Listing what each namespace held costs a request per namespace: only when the user
+        // asked for detail; otherwise teardown is closing handles, however large the lab.
+        let list_links = self.sink.detailed();
+        while let Some((_, ns)) = self.namespaces.pop_last() {
+            if !list_links {
+                report
+                    .removed
+                    .push(format!("netns {} (net:[{}])", ns.name, ns.inode));
+                continue;
+            }
+            let links = match self.kernel.links(&ns.held, None).await {
+                Ok(l) => l.into_iter().map(|l| l.name).collect::<Vec<_>>().join(", "),
+                Err(e) => {
+                    report
+                        .problems
+                        .push(format!("listing the links of {}: {e}", ns.name));
+                    "?".to_string()
+                }
+            };
+            report.removed.push(format!(
+                "netns {} (net:[{}]) with links: {links}",
+                ns.name, ns.inode
+            ));
+            drop(ns);
+        }
+        if let Err(e) = self.record.remove() {
+            report
+                .problems
+                .push(format!("removing the run record: {e}"));
+        }
+        report
+    }
+}
+
+impl<K: Kernel> Drop for Lab<K> {
+    fn drop(&mut self) {
+        // Teardown is normally awaited and reported by the run; this is the backstop for early
+        // returns, so that nothing outlives the Lab value.
+        self.programs.release_all();
+        self.links.clear();
+        while self.namespaces.pop_last().is_some() {}
+    }
+}

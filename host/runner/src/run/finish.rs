@@ -1,0 +1,121 @@
+//! The end of a run's lab: the picture of it as it was, then kept (`--keep`) or torn down, and
+//! the account told which.
+
+use super::signals::{signal_name, Signals};
+use nslab_lab::keeping::{Holder, Kept};
+use nslab_lab::Lab;
+use nslab_report::account::Event;
+use nslab_report::console::{Console, Verbosity};
+
+/// Keep the lab if asked and possible, else tear it down (a second Ctrl-C is answered, not
+/// obeyed); either way the account says what became of it.
+pub async fn finish(lab: &mut Lab, keep: bool, console: &Console, signals: &mut Signals) {
+    let kernel_requests = observe(lab, console).await;
+    end(lab, keep, console, signals, kernel_requests).await
+}
+
+/// The lab as the scenario left it, told to the account: the requests it cost the kernel.
+pub async fn observe(lab: &mut Lab, console: &Console) -> u64 {
+    // The requests the lab cost, before the kernel is read for the picture.
+    let kernel_requests = lab.kernel_requests();
+    // What the kernel has at the end, whoever set it, when an output or --json will show it.
+    let topology = match console.journal().is_some_and(|j| j.shows_events()) {
+        true => lab.observed_topology().await,
+        false => lab.topology(),
+    };
+    console.event(|| Event::Topology(topology));
+    if let Some(j) = console.journal() {
+        j.end_progress();
+    }
+    kernel_requests
+}
+
+/// Keep or tear down the lab, once [`observe`]d.
+pub async fn end(
+    lab: &mut Lab,
+    keep: bool,
+    console: &Console,
+    signals: &mut Signals,
+    kernel_requests: u64,
+) {
+    if keep {
+        match lab.keep() {
+            Ok(kept) => {
+                print_kept(&kept, console);
+                console.event(|| Event::Teardown {
+                    kept: true,
+                    kernel_requests,
+                    removed: vec![],
+                    problems: vec![],
+                });
+                return;
+            }
+            Err(e) => console.warn(&format!("cannot keep the lab ({e}); removing it instead")),
+        }
+    }
+    let teardown = lab.teardown();
+    tokio::pin!(teardown);
+    let report = loop {
+        tokio::select! {
+            report = &mut teardown => break report,
+            sig = signals.recv() => console.warn(&format!(
+                "{} again: still removing the lab; the runner exits as soon as that is done",
+                signal_name(sig)
+            )),
+        }
+    };
+    for item in &report.removed {
+        console.line(Verbosity::Verbose, &format!("teardown: removed {item}"));
+    }
+    for problem in &report.problems {
+        console.warn(&format!("teardown: {problem}"));
+    }
+    console.event(|| Event::Teardown {
+        kept: false,
+        kernel_requests,
+        removed: report.removed.clone(),
+        problems: report.problems.clone(),
+    });
+}
+
+/// How to use and remove a kept lab, whichever way it is held.
+pub fn print_kept(kept: &Kept, console: &Console) {
+    let id = &kept.run_id;
+    let say = |text: &str| console.line(Verbosity::Quiet, text);
+    let (held, enter, files) = match &kept.holder {
+        Holder::Pins => (
+            "its namespaces stay pinned under /run/netns".to_string(),
+            "ip netns exec {net} ip address".to_string(),
+            format!(
+                "nsenter --mount={}/{{files}} ls /tmp /run",
+                nslab_lab::keep::pin::BOX_DIR
+            ),
+        ),
+        // An ordinary user's lab is held by a keeper process (lab/keep/keeper.rs).
+        Holder::Keeper(pid) => {
+            let user = format!("/proc/{pid}/fd/{}", nslab_lab::keep::keeper::FIRST_FD);
+            (
+                format!("process {pid} holds its namespaces (rootless: nothing under /run/netns)"),
+                format!("nsenter --preserve-credentials --user={user} --net={{net}} ip address"),
+                format!(
+                    "nsenter --preserve-credentials --user={user} --mount={{files}} ls /tmp /run"
+                ),
+            )
+        }
+    };
+    say(&format!("kept: run {id}; {held}:"));
+    for n in &kept.namespaces {
+        let pinned = n.pinned.as_deref().unwrap_or_default();
+        say(&format!(
+            "   {:<15}  {pinned:<30}  net:[{}]",
+            n.name, n.inode
+        ));
+    }
+    if let Some(first) = kept.namespaces.first().and_then(|n| n.pinned.as_deref()) {
+        say(&format!("   enter one:  {}", enter.replace("{net}", first)));
+    }
+    if let Some((f, _)) = kept.namespaces.iter().find_map(|n| n.files.as_ref()) {
+        say(&format!("   its files:  {}", files.replace("{files}", f)));
+    }
+    say(&format!("   remove it:  runner cleanup {id}"));
+}
