@@ -104,8 +104,9 @@ pub struct GuestOutput {
     shared: Arc<OutputBudget>,
     line: Arc<Mutex<nslab_report::console::LineSplitter>>,
     quiet: bool,
-    /// The lab's log of background programs' starts, told before each line, so that what the
-    /// scenario prints comes after what it started (lab/programs/starts.rs).
+    /// The lab's log of background programs' starts, told before each write, so that what the
+    /// scenario prints comes after what it started (nslab-lab's programs/starts.rs). A write
+    /// waits (Pending) while a start is still out, without blocking the runtime.
     starts: Option<Arc<StartLog>>,
 }
 
@@ -146,9 +147,6 @@ impl GuestOutput {
     }
 
     fn emit(&self, line: &[u8]) {
-        if let Some(starts) = &self.starts {
-            starts.flush();
-        }
         if self.quiet {
             return;
         }
@@ -214,9 +212,14 @@ impl StdoutStream for GuestOutput {
 impl AsyncWrite for GuestOutput {
     fn poll_write(
         self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        if let Some(starts) = &self.starts {
+            if starts.poll_flush_through(u32::MAX, cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
         Poll::Ready(self.write(buf))
     }
 

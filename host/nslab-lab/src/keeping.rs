@@ -107,7 +107,11 @@ impl<K: Kernel> Lab<K> {
     fn keep_by_pins(&mut self) -> LabResult<Vec<NsRecord>> {
         let mut kept: Vec<NsRecord> = Vec::new();
         let mut failed = None;
-        for ns in self.namespaces.values() {
+        let ids: Vec<_> = self.namespaces.keys().copied().collect();
+        for id in ids {
+            let Some(ns) = self.namespaces.get(&id) else {
+                continue;
+            };
             let pinned = format!("nslab-{}-{}", self.record.id, ns.name);
             if let Err(e) = self.kernel.pin(&ns.held, &pinned) {
                 failed = Some(e);
@@ -124,10 +128,14 @@ impl<K: Kernel> Lab<K> {
                 Ok(files) => record.files = files.map(|inode| (pinned.clone(), inode)),
                 Err(e) => failed = Some(e),
             }
+            // Logged as each pin is made (one short line, not the record rewritten), so that
+            // `cleanup` finds them whatever happens next.
+            self.log_namespace(NsChange::Pinned {
+                name: record.name.clone(),
+                pinned: pinned.clone(),
+                files: record.files.clone(),
+            });
             kept.push(record);
-            // Recorded as each pin is made, so `cleanup` finds them whatever happens next.
-            self.record.namespaces = kept.clone();
-            let _ = self.save_record();
             if failed.is_some() {
                 break;
             }

@@ -11,7 +11,7 @@ use super::LabView;
 impl LabView<'_> {
     /// Ask the policy about a command and turn it into a request (for a background one,
     /// without telling the starts before it: lab/programs/starts.rs).
-    fn exec_request(
+    async fn exec_request(
         &mut self,
         cmd: Command,
         quiet: bool,
@@ -30,8 +30,8 @@ impl LabView<'_> {
             bytes,
         };
         match background {
-            true => self.check(op)?,
-            false => self.ask(op)?,
+            true => self.check(op).await?,
+            false => self.ask(op).await?,
         }
         Ok(ExecRequest {
             by_path: self.policy.exec_paths.contains_key(&cmd.program),
@@ -58,15 +58,15 @@ fn to_wit(out: ExecOutput) -> Output {
 
 impl Host for LabView<'_> {
     async fn run(&mut self, ns: Resource<NsId>, cmd: Command) -> Result<Output, CallError> {
-        let req = self.exec_request(cmd, false, false)?;
+        let req = self.exec_request(cmd, false, false).await?;
         let ns = *self.table.get(&ns)?;
-        Ok(to_wit(self.lab()?.exec(ns, req).await?))
+        Ok(to_wit(self.lab().await?.exec(ns, req).await?))
     }
 
     async fn run_quiet(&mut self, ns: Resource<NsId>, cmd: Command) -> Result<Output, CallError> {
-        let req = self.exec_request(cmd, true, false)?;
+        let req = self.exec_request(cmd, true, false).await?;
         let ns = *self.table.get(&ns)?;
-        Ok(to_wit(self.lab()?.exec(ns, req).await?))
+        Ok(to_wit(self.lab().await?.exec(ns, req).await?))
     }
 
     async fn spawn(
@@ -74,18 +74,18 @@ impl Host for LabView<'_> {
         ns: Resource<NsId>,
         cmd: Command,
     ) -> Result<Resource<ProcId>, CallError> {
-        let req = self.exec_request(cmd, false, true)?;
+        let req = self.exec_request(cmd, false, true).await?;
         let ns = *self.table.get(&ns)?;
-        let id = self.lab_as_is()?.spawn(ns, req)?;
+        let id = self.lab_as_is()?.spawn(ns, req).await?;
         Ok(self.table.push(id)?)
     }
 }
 
 impl HostProcess for LabView<'_> {
     async fn id(&mut self, p: Resource<ProcId>) -> wasmtime::Result<u32> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let id = *self.table.get(&p)?;
-        Ok(self.lab()?.process_id(id).unwrap_or(0))
+        Ok(self.lab().await?.process_id(id).await.unwrap_or(0))
     }
 
     async fn wait(
@@ -93,25 +93,30 @@ impl HostProcess for LabView<'_> {
         p: Resource<ProcId>,
         timeout_ms: Option<u32>,
     ) -> Result<Output, CallError> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let id = *self.table.get(&p)?;
         let limit = self
             .policy
             .exec_timeout(timeout_ms)
             .min(self.policy.exec_timeout_max);
-        Ok(to_wit(self.lab()?.process_wait(id, limit).await?))
+        Ok(to_wit(self.lab().await?.process_wait(id, limit).await?))
     }
 
     async fn kill(&mut self, p: Resource<ProcId>) -> Result<(), CallError> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let id = *self.table.get(&p)?;
-        Ok(self.lab()?.process_kill(id).await?)
+        Ok(self.lab().await?.process_kill(id).await?)
     }
 
     async fn output_so_far(&mut self, p: Resource<ProcId>) -> wasmtime::Result<(Vec<u8>, Vec<u8>)> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let id = *self.table.get(&p)?;
-        Ok(self.lab()?.process_output_so_far(id).unwrap_or_default())
+        Ok(self
+            .lab()
+            .await?
+            .process_output_so_far(id)
+            .await
+            .unwrap_or_default())
     }
 
     async fn wait_for_line(
@@ -120,11 +125,15 @@ impl HostProcess for LabView<'_> {
         text: String,
         timeout_ms: u32,
     ) -> Result<String, CallError> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let id = *self.table.get(&p)?;
         let limit =
             std::time::Duration::from_millis(timeout_ms.into()).min(self.policy.exec_timeout_max);
-        Ok(self.lab()?.process_wait_for_line(id, &text, limit).await?)
+        Ok(self
+            .lab()
+            .await?
+            .process_wait_for_line(id, &text, limit)
+            .await?)
     }
 
     /// Dropping the handle does not stop the program: the end of the run does. What the lab

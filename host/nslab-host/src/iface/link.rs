@@ -47,16 +47,17 @@ impl HostLink for LabView<'_> {
         self.ask(Op::CreateLinks {
             held: self.links_held(),
             count: 2,
-        })?;
+        })
+        .await?;
         let (a_ns, b_ns) = (self.ns_id(&a_ns)?, self.ns_id(&b_ns)?);
-        let (a, b) = self.lab()?.veth(&a_name, a_ns, &b_name, b_ns).await?;
+        let (a, b) = self.lab().await?.veth(&a_name, a_ns, &b_name, b_ns).await?;
         Ok((self.table.push(a)?, self.table.push(b)?))
     }
 
     async fn loopback(&mut self, ns: Resource<NsId>) -> Result<Resource<LinkId>, CallError> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let ns = self.ns_id(&ns)?;
-        let id = self.lab()?.loopback(ns).await?;
+        let id = self.lab().await?.loopback(ns).await?;
         Ok(self.table.push(id)?)
     }
 
@@ -66,63 +67,64 @@ impl HostLink for LabView<'_> {
         name: String,
     ) -> Result<Resource<LinkId>, CallError> {
         let name = Name::parse("link", &name)?;
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let ns = self.ns_id(&ns)?;
         let id = match name.as_str() {
-            "lo" => self.lab()?.loopback(ns).await?,
-            other => self.lab()?.link_named(ns, other)?,
+            "lo" => self.lab().await?.loopback(ns).await?,
+            other => self.lab().await?.link_named(ns, other)?,
         };
         Ok(self.table.push(id)?)
     }
 
     async fn name(&mut self, link: Resource<LinkId>) -> wasmtime::Result<String> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let id = self.link_id(&link)?;
         // A link whose namespace was deleted keeps the name it had.
         Ok(self
-            .lab()?
+            .lab()
+            .await?
             .link_name(id)
             .map(str::to_string)
             .unwrap_or_default())
     }
 
     async fn info(&mut self, link: Resource<LinkId>) -> Result<LinkInfo, CallError> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         Ok(to_wit({
             let id = self.link_id(&link)?;
-            self.lab()?.link_info(id).await
+            self.lab().await?.link_info(id).await
         }?))
     }
 
     async fn set_up(&mut self, link: Resource<LinkId>) -> Result<(), CallError> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         {
             let id = self.link_id(&link)?;
-            Ok(self.lab()?.set_up(id, true).await?)
+            Ok(self.lab().await?.set_up(id, true).await?)
         }
     }
 
     async fn set_down(&mut self, link: Resource<LinkId>) -> Result<(), CallError> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         {
             let id = self.link_id(&link)?;
-            Ok(self.lab()?.set_up(id, false).await?)
+            Ok(self.lab().await?.set_up(id, false).await?)
         }
     }
 
     async fn set_mtu(&mut self, link: Resource<LinkId>, mtu: u32) -> Result<(), CallError> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         {
             let id = self.link_id(&link)?;
-            Ok(self.lab()?.set_mtu(id, mtu).await?)
+            Ok(self.lab().await?.set_mtu(id, mtu).await?)
         }
     }
 
     async fn set_mac(&mut self, link: Resource<LinkId>, mac: String) -> Result<(), CallError> {
         let mac: Mac = mac.parse()?;
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let id = self.link_id(&link)?;
-        Ok(self.lab()?.set_mac(id, mac).await?)
+        Ok(self.lab().await?.set_mac(id, mac).await?)
     }
 
     async fn move_to(
@@ -130,16 +132,16 @@ impl HostLink for LabView<'_> {
         link: Resource<LinkId>,
         ns: Resource<NsId>,
     ) -> Result<(), CallError> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let (link, ns) = (self.link_id(&link)?, self.ns_id(&ns)?);
-        Ok(self.lab()?.move_to(link, ns).await?)
+        Ok(self.lab().await?.move_to(link, ns).await?)
     }
 
     async fn add_address(&mut self, link: Resource<LinkId>, cidr: String) -> Result<(), CallError> {
         let cidr: Cidr = cidr.parse()?;
-        self.ask(Op::Address { cidr: &cidr })?;
+        self.ask(Op::Address { cidr: &cidr }).await?;
         let id = self.link_id(&link)?;
-        Ok(self.lab()?.add_address(id, cidr).await?)
+        Ok(self.lab().await?.add_address(id, cidr).await?)
     }
 
     async fn remove_address(
@@ -148,9 +150,9 @@ impl HostLink for LabView<'_> {
         cidr: String,
     ) -> Result<(), CallError> {
         let cidr: Cidr = cidr.parse()?;
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let id = self.link_id(&link)?;
-        Ok(self.lab()?.remove_address(id, cidr).await?)
+        Ok(self.lab().await?.remove_address(id, cidr).await?)
     }
 
     async fn bridge(
@@ -162,9 +164,10 @@ impl HostLink for LabView<'_> {
         self.ask(Op::CreateLinks {
             held: self.links_held(),
             count: 1,
-        })?;
+        })
+        .await?;
         let ns = self.ns_id(&ns)?;
-        let id = self.lab()?.bridge(&name, ns).await?;
+        let id = self.lab().await?.bridge(&name, ns).await?;
         Ok(self.table.push(id)?)
     }
 
@@ -173,9 +176,9 @@ impl HostLink for LabView<'_> {
         link: Resource<LinkId>,
         bridge: Resource<LinkId>,
     ) -> Result<(), CallError> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let (link, bridge) = (self.link_id(&link)?, self.link_id(&bridge)?);
-        Ok(self.lab()?.set_master(link, bridge).await?)
+        Ok(self.lab().await?.set_master(link, bridge).await?)
     }
 
     async fn set_shaping(
@@ -183,7 +186,7 @@ impl HostLink for LabView<'_> {
         link: Resource<LinkId>,
         s: WitShaping,
     ) -> Result<(), CallError> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let s = Shaping {
             delay_us: s.delay_us,
             jitter_us: s.jitter_us,
@@ -192,15 +195,15 @@ impl HostLink for LabView<'_> {
         };
         {
             let id = self.link_id(&link)?;
-            Ok(self.lab()?.set_shaping(id, s).await?)
+            Ok(self.lab().await?.set_shaping(id, s).await?)
         }
     }
 
     async fn clear_shaping(&mut self, link: Resource<LinkId>) -> Result<(), CallError> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         {
             let id = self.link_id(&link)?;
-            Ok(self.lab()?.clear_shaping(id).await?)
+            Ok(self.lab().await?.clear_shaping(id).await?)
         }
     }
 
@@ -213,9 +216,9 @@ impl HostLink for LabView<'_> {
 
 impl Host for LabView<'_> {
     async fn links(&mut self, ns: Resource<NsId>) -> Result<Vec<LinkInfo>, CallError> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let ns = self.ns_id(&ns)?;
-        let links = self.lab()?.links_in(ns).await?;
+        let links = self.lab().await?.links_in(ns).await?;
         Ok(links.into_iter().map(to_wit).collect())
     }
 }

@@ -36,20 +36,20 @@ impl LabView<'_> {
     /// Ask the policy; a refusal is also kept for the run's summary. Whatever the call then
     /// does or says comes after the starts of the background programs started before it
     /// (lab/programs/starts.rs).
-    pub fn ask(&mut self, op: Op<'_>) -> LabResult<()> {
+    pub async fn ask(&mut self, op: Op<'_>) -> LabResult<()> {
         if let Some(lab) = &self.lab {
-            lab.tell_starts();
+            lab.tell_starts().await;
         }
-        self.check(op)
+        self.check(op).await
     }
 
     /// Ask the policy, leaving the starts of background programs untold: for a start of one
     /// more, which goes on without waiting for them.
-    pub fn check(&mut self, op: Op<'_>) -> LabResult<()> {
+    pub async fn check(&mut self, op: Op<'_>) -> LabResult<()> {
         let answer = self.policy.check(&op, self.declared);
         if let Err(LabError::Denied(why) | LabError::Limit(why)) = &answer {
             if let Some(lab) = &self.lab {
-                lab.tell_starts();
+                lab.tell_starts().await;
             }
             self.report.refused(&self.console, why);
         }
@@ -62,9 +62,9 @@ impl LabView<'_> {
     /// in `inspect`), and every host function asks it first: this fails only if one did not.
     /// What the lab then does comes after the starts of the background programs started
     /// before (lab/programs/starts.rs).
-    pub fn lab(&mut self) -> LabResult<&mut Lab> {
+    pub async fn lab(&mut self) -> LabResult<&mut Lab> {
         let lab = self.lab_as_is()?;
-        lab.tell_starts();
+        lab.tell_starts().await;
         Ok(lab)
     }
 

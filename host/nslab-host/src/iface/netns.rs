@@ -14,21 +14,26 @@ impl HostNamespace for LabView<'_> {
     async fn create(&mut self, name: String) -> Result<Resource<NsId>, CallError> {
         let name = Name::parse("namespace", &name)?;
         let held = self.lab.as_ref().map_or(0, |l| l.namespace_count());
-        self.ask(Op::CreateNamespace { held })?;
-        let id = self.lab()?.create_namespace(&name)?;
+        self.ask(Op::CreateNamespace { held }).await?;
+        let id = self.lab().await?.create_namespace(&name)?;
         Ok(self.table.push(id)?)
     }
 
     async fn name(&mut self, ns: Resource<NsId>) -> wasmtime::Result<String> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let id = *self.table.get(&ns)?;
-        Ok(self.lab()?.namespace_name(id).unwrap_or("").to_string())
+        Ok(self
+            .lab()
+            .await?
+            .namespace_name(id)
+            .unwrap_or("")
+            .to_string())
     }
 
     async fn inode(&mut self, ns: Resource<NsId>) -> wasmtime::Result<u64> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let id = *self.table.get(&ns)?;
-        Ok(self.lab()?.namespace_inode(id).unwrap_or(0))
+        Ok(self.lab().await?.namespace_inode(id).unwrap_or(0))
     }
 
     async fn set_hostname(&mut self, ns: Resource<NsId>, name: String) -> Result<(), CallError> {
@@ -44,15 +49,15 @@ impl HostNamespace for LabView<'_> {
             ))
             .into());
         }
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let id = *self.table.get(&ns)?;
-        Ok(self.lab()?.set_hostname(id, &name)?)
+        Ok(self.lab().await?.set_hostname(id, &name)?)
     }
 
     async fn set_forwarding(&mut self, ns: Resource<NsId>, on: bool) -> Result<(), CallError> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let id = *self.table.get(&ns)?;
-        Ok(self.lab()?.set_forwarding(id, on)?)
+        Ok(self.lab().await?.set_forwarding(id, on)?)
     }
 
     async fn write_file(
@@ -73,17 +78,18 @@ impl HostNamespace for LabView<'_> {
         self.ask(Op::WriteFile {
             bytes: contents.len(),
             written,
-        })?;
+        })
+        .await?;
         let id = *self.table.get(&ns)?;
-        Ok(self.lab()?.write_file(id, &path, &contents, mode)?)
+        Ok(self.lab().await?.write_file(id, &path, &contents, mode)?)
     }
 
     async fn read_file(&mut self, ns: Resource<NsId>, path: String) -> Result<Vec<u8>, CallError> {
         let path = FilePath::parse(&path)?;
-        self.ask(Op::ReadFile)?;
+        self.ask(Op::ReadFile).await?;
         let id = *self.table.get(&ns)?;
         let max = self.policy.file_bytes;
-        Ok(self.lab()?.read_file(id, &path, max)?)
+        Ok(self.lab().await?.read_file(id, &path, max)?)
     }
 
     /// Dropping the handle does not delete the namespace: it lives until `delete` or the end of
@@ -96,13 +102,13 @@ impl HostNamespace for LabView<'_> {
 
 impl Host for LabView<'_> {
     async fn names(&mut self) -> wasmtime::Result<Vec<String>> {
-        self.ask(Op::Owned)?;
-        Ok(self.lab()?.namespace_names())
+        self.ask(Op::Owned).await?;
+        Ok(self.lab().await?.namespace_names())
     }
 
     async fn delete(&mut self, ns: Resource<NsId>) -> Result<(), CallError> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let id = self.table.delete(ns)?;
-        Ok(self.lab()?.delete_namespace(id).await?)
+        Ok(self.lab().await?.delete_namespace(id).await?)
     }
 }

@@ -6,7 +6,7 @@ use super::LabView;
 
 impl Host for LabView<'_> {
     async fn step(&mut self, name: String) -> wasmtime::Result<()> {
-        self.ask(Op::Report { bytes: name.len() })?;
+        self.ask(Op::Report { bytes: name.len() }).await?;
         self.output
             .charge(name.len())
             .map_err(wasmtime::Error::msg)?;
@@ -17,7 +17,8 @@ impl Host for LabView<'_> {
     async fn check(&mut self, name: String, passed: bool, detail: String) -> wasmtime::Result<()> {
         self.ask(Op::Report {
             bytes: name.len() + detail.len(),
-        })?;
+        })
+        .await?;
         self.output
             .charge(name.len() + detail.len())
             .map_err(wasmtime::Error::msg)?;
@@ -29,7 +30,8 @@ impl Host for LabView<'_> {
         self.ask(Op::Attach {
             bytes: data.len(),
             attached: self.report.attached_bytes(),
-        })?;
+        })
+        .await?;
         Ok(self.report.attach(&self.console, name, data)?)
     }
 }

@@ -21,25 +21,28 @@ impl Host for LabView<'_> {
         let spec = parse(&r)?;
         self.ask(Op::Route {
             gateway: spec.gateway,
-        })?;
+        })
+        .await?;
         let id = *self.table.get(&ns)?;
-        Ok(self.lab()?.add_route(id, &spec).await?)
+        Ok(self.lab().await?.add_route(id, &spec).await?)
     }
 
     async fn remove(&mut self, ns: Resource<NsId>, r: RouteInfo) -> Result<(), CallError> {
         let spec = parse(&r)?;
         self.ask(Op::Route {
             gateway: spec.gateway,
-        })?;
+        })
+        .await?;
         let id = *self.table.get(&ns)?;
-        Ok(self.lab()?.remove_route(id, &spec).await?)
+        Ok(self.lab().await?.remove_route(id, &spec).await?)
     }
 
     async fn routes(&mut self, ns: Resource<NsId>) -> Result<Vec<RouteInfo>, CallError> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let id = *self.table.get(&ns)?;
         Ok(self
-            .lab()?
+            .lab()
+            .await?
             .routes(id)
             .await?
             .into_iter()
@@ -52,10 +55,11 @@ impl Host for LabView<'_> {
     }
 
     async fn route_details(&mut self, ns: Resource<NsId>) -> Result<Vec<RouteDetail>, CallError> {
-        self.ask(Op::Owned)?;
+        self.ask(Op::Owned).await?;
         let id = *self.table.get(&ns)?;
         Ok(self
-            .lab()?
+            .lab()
+            .await?
             .route_details(id)
             .await?
             .into_iter()

@@ -257,7 +257,10 @@ impl Helper {
         let memfd =
             nix::sys::memfd::memfd_create(c"nslab-file", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
                 .map_err(|e| LabError::from_errno(e, &what))?;
-        nix::unistd::write(&memfd, contents).map_err(|e| LabError::from_errno(e, &what))?;
+        // Whole, however the kernel splits it (a memfd takes a large write in parts).
+        let mut file = std::fs::File::from(memfd);
+        std::io::Write::write_all(&mut file, contents).map_err(|e| LabError::from_io(&e, &what))?;
+        let memfd = OwnedFd::from(file);
         let request = Request::WriteFile {
             mode,
             path: path.to_string(),

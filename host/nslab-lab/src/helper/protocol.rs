@@ -67,10 +67,74 @@ pub enum Request {
     Spawn,
 }
 
-/// The descriptors a [`Request::Spawn`] passes, the most any message does.
-pub const SPAWN_FDS: usize = 10;
-/// Where the write end of the start-error pipe is among them.
-pub const SPAWN_ERRORS_FD: usize = 8;
+/// The descriptors a [`Request::Spawn`] passes, the most any message does: the command's
+/// memfd, then a [`StartFds`].
+pub const SPAWN_FDS: usize = 1 + START_FDS;
+const START_FDS: usize = 9;
+
+/// The descriptors of a program's start, in the order a [`Request::Spawn`] passes them after
+/// the command's memfd. Both sides use it: the runner with the raw fds it lends for the
+/// message, the helper with the ones it received.
+#[derive(Debug)]
+pub struct StartFds<F> {
+    /// The namespace the program runs in, its box's mount namespace, and its UTS namespace.
+    pub netns: F,
+    pub mntns: F,
+    pub utsns: F,
+    pub stdin: F,
+    pub stdout: F,
+    pub stderr: F,
+    /// The write end of the pipe its init writes its exit status to.
+    pub exit_status: F,
+    /// The write end of the pipe that says why it could not start (a [`StartError`]).
+    pub errors: F,
+    /// The write end of the pipe its init writes the program's pid to once it is forked.
+    pub forked: F,
+}
+
+impl<F> StartFds<F> {
+    /// In the message's order.
+    pub fn into_array(self) -> [F; START_FDS] {
+        let StartFds {
+            netns,
+            mntns,
+            utsns,
+            stdin,
+            stdout,
+            stderr,
+            exit_status,
+            errors,
+            forked,
+        } = self;
+        [
+            netns,
+            mntns,
+            utsns,
+            stdin,
+            stdout,
+            stderr,
+            exit_status,
+            errors,
+            forked,
+        ]
+    }
+
+    /// From the message's order.
+    pub fn from_array(fds: [F; START_FDS]) -> StartFds<F> {
+        let [netns, mntns, utsns, stdin, stdout, stderr, exit_status, errors, forked] = fds;
+        StartFds {
+            netns,
+            mntns,
+            utsns,
+            stdin,
+            stdout,
+            stderr,
+            exit_status,
+            errors,
+            forked,
+        }
+    }
+}
 
 /// Why a program did not start, as 4 bytes (native order) on its start-error pipe: the
 /// errno its exec failed with (positive); its init's own, negated, when the init could not

@@ -268,16 +268,15 @@ fn serve_operators(rules: std::sync::Arc<super::spawn::Rules>) -> nix::Result<()
         }
         inits.reap_ended();
         match Request::decode(&buf[..n]) {
-            Some(Request::Spawn) if fds.len() == protocol::SPAWN_FDS => {
-                match super::spawn::spawn(&rules, &fds, &mut inits) {
-                    Ok(pidfd) => reply(fd, Reply::Spawned, &[pidfd.as_raw_fd()])?,
-                    Err(e) => {
-                        let code = protocol::StartError::Clone(e).encode().to_ne_bytes();
-                        let _ = nix::unistd::write(&fds[protocol::SPAWN_ERRORS_FD], &code);
-                        fail(fd, e)?
+            Some(Request::Spawn) => match super::spawn::start_fds(fds) {
+                Some((command, start)) => {
+                    match super::spawn::spawn(&rules, &command, &start, &mut inits) {
+                        Ok(pidfd) => reply(fd, Reply::Spawned, &[pidfd.as_raw_fd()])?,
+                        Err(e) => fail(fd, e)?,
                     }
                 }
-            }
+                None => fail(fd, nix::errno::Errno::EINVAL)?,
+            },
             _ => fail(fd, nix::errno::Errno::EINVAL)?,
         }
     }
@@ -349,17 +348,12 @@ fn answer(fd: RawFd, request: Request, fds: Vec<OwnedFd>, state: &mut State) -> 
             let Some(rules) = &state.rules else {
                 return fail(fd, nix::errno::Errno::EINVAL);
             };
-            match super::spawn::spawn(rules, &fds, &mut state.inits) {
+            let Some((command, start)) = super::spawn::start_fds(fds) else {
+                return fail(fd, nix::errno::Errno::EINVAL);
+            };
+            match super::spawn::spawn(rules, &command, &start, &mut state.inits) {
                 Ok(pidfd) => reply(fd, Reply::Spawned, &[pidfd.as_raw_fd()]),
-                Err(e) => {
-                    // The runner may not read this reply for a while (helper/channel.rs): it
-                    // learns of the program's start from its pipes, so it is said there too.
-                    if let Some(errors) = fds.get(protocol::SPAWN_ERRORS_FD) {
-                        let code = protocol::StartError::Clone(e).encode().to_ne_bytes();
-                        let _ = nix::unistd::write(errors, &code);
-                    }
-                    fail(fd, e)
-                }
+                Err(e) => fail(fd, e),
             }
         }
         Request::Operators => match &state.rules {

@@ -50,6 +50,7 @@ use super::init::InitArgs;
 pub use super::program::Rules;
 use super::program::{Exec, SpawnFds};
 use super::protocol::Command;
+use super::protocol::{StartFds, SPAWN_FDS};
 
 /// A stack for an init: mapped per program, unmapped once the init has been reaped.
 const INIT_STACK: usize = 64 << 10;
@@ -130,13 +131,36 @@ impl Drop for Inits {
     }
 }
 
-/// Start the program of a spawn request (`fds` as protocol.rs lists them): clone its init, and
-/// return a pidfd of it at once; or why it could not be cloned.
-pub fn spawn(rules: &Arc<Rules>, fds: &[OwnedFd], inits: &mut Inits) -> Result<OwnedFd, Errno> {
-    let [command, netns, mntns, utsns, stdin, stdout, stderr, exit_status, errors, forked] = fds
-    else {
-        return Err(Errno::EINVAL);
-    };
+/// A spawn request's descriptors (`fds`, as many as protocol.rs says): the command's memfd,
+/// and the start's.
+pub fn start_fds(fds: Vec<OwnedFd>) -> Option<(OwnedFd, StartFds<OwnedFd>)> {
+    let [command, start @ ..] = <[OwnedFd; SPAWN_FDS]>::try_from(fds).ok()?;
+    Some((command, StartFds::from_array(start)))
+}
+
+/// Start the program of a spawn request: clone its init, and return a pidfd of it at once; or
+/// why it could not be cloned, which is also written to the start's error pipe (the runner
+/// may not read the helper's answer for a while, helper/channel.rs).
+pub fn spawn(
+    rules: &Arc<Rules>,
+    command: &OwnedFd,
+    fds: &StartFds<OwnedFd>,
+    inits: &mut Inits,
+) -> Result<OwnedFd, Errno> {
+    let cloned = clone_init(rules, command, fds, inits);
+    if let Err(e) = cloned {
+        let code = super::protocol::StartError::Clone(e).encode().to_ne_bytes();
+        let _ = nix::unistd::write(&fds.errors, &code);
+    }
+    cloned
+}
+
+fn clone_init(
+    rules: &Arc<Rules>,
+    command: &OwnedFd,
+    fds: &StartFds<OwnedFd>,
+    inits: &mut Inits,
+) -> Result<OwnedFd, Errno> {
     let exec = Exec::new(&read_command(command)?)?;
     // The operator's helper has no Landlock ruleset to give: it refuses the scenario's programs.
     if rules.operators_only && exec.by == super::protocol::StartedBy::Scenario {
@@ -153,14 +177,14 @@ pub fn spawn(rules: &Arc<Rules>, fds: &[OwnedFd], inits: &mut Inits) -> Result<O
         rules: rules.clone(),
         exec,
         fds: SpawnFds {
-            netns: netns.as_raw_fd(),
-            mntns: mntns.as_raw_fd(),
-            utsns: utsns.as_raw_fd(),
-            stdio: [stdin, stdout, stderr].map(AsRawFd::as_raw_fd),
-            exit_status: exit_status.as_raw_fd(),
+            netns: fds.netns.as_raw_fd(),
+            mntns: fds.mntns.as_raw_fd(),
+            utsns: fds.utsns.as_raw_fd(),
+            stdio: [&fds.stdin, &fds.stdout, &fds.stderr].map(AsRawFd::as_raw_fd),
+            exit_status: fds.exit_status.as_raw_fd(),
         },
-        errors: errors.as_raw_fd(),
-        forked: forked.as_raw_fd(),
+        errors: fds.errors.as_raw_fd(),
+        forked: fds.forked.as_raw_fd(),
         helper,
     });
     // SAFETY: a private anonymous mapping, owned by `inits` once the clone succeeds.

@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 
 use super::channel::{Channel, Init};
-use super::protocol::{self, Reply, Request, StartedBy};
+use super::protocol::{self, Reply, Request, StartFds, StartedBy};
 use super::Helper;
 use crate::error::{LabError, LabResult};
 
@@ -62,28 +62,23 @@ impl Starter {
 }
 
 impl Starter {
-    /// Hand `command` to the helper to start (helper/spawn.rs) with `fds`: the network
-    /// namespace, the box's mount namespace, its UTS namespace, stdin, stdout, stderr, and the
-    /// write ends of the exit status, start error and forked pipes. It does not wait for the
+    /// Hand `command` to the helper to start (helper/spawn.rs) with `fds`. It does not wait for the
     /// helper's answer (channel.rs): the start's outcome comes on those pipes, and the init's
     /// pidfd when it is first needed.
     pub fn start_program(
         &self,
         command: &protocol::Command,
-        fds: [RawFd; protocol::SPAWN_FDS - 1],
+        fds: StartFds<RawFd>,
     ) -> LabResult<Init> {
         let what = "hand a program to the lab helper";
         let memfd =
             nix::sys::memfd::memfd_create(c"nslab-exec", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
                 .map_err(|e| LabError::from_errno(e, what))?;
-        let bytes = command.encode();
-        let mut written = 0;
-        while written < bytes.len() {
-            written += nix::unistd::write(&memfd, &bytes[written..])
-                .map_err(|e| LabError::from_errno(e, what))?;
-        }
-        let mut all = vec![memfd.as_raw_fd()];
-        all.extend_from_slice(&fds);
+        let mut file = std::fs::File::from(memfd);
+        std::io::Write::write_all(&mut file, &command.encode())
+            .map_err(|e| LabError::from_io(&e, what))?;
+        let mut all = vec![file.as_raw_fd()];
+        all.extend(fds.into_array());
         self.channel_for(command.by).request_start(&all)
     }
 
@@ -128,7 +123,7 @@ impl Helper {
     pub fn start_program(
         &self,
         command: &protocol::Command,
-        fds: [RawFd; protocol::SPAWN_FDS - 1],
+        fds: StartFds<RawFd>,
     ) -> LabResult<Init> {
         self.starter().start_program(command, fds)
     }

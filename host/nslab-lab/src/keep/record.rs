@@ -68,8 +68,20 @@ pub struct RunRecord {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum NsChange {
-    Made { name: String, inode: u64 },
-    Deleted { name: String },
+    Made {
+        name: String,
+        inode: u64,
+    },
+    Deleted {
+        name: String,
+    },
+    /// Root's `--keep` pinned it as /run/netns/`pinned`, and its box as `files` (name, inode):
+    /// logged as each pin is made, so that `cleanup` finds every pin whatever happens next.
+    Pinned {
+        name: String,
+        pinned: String,
+        files: Option<(String, u64)>,
+    },
 }
 
 /// What became of a recorded run.
@@ -174,6 +186,16 @@ impl RunRecord {
                     files: None,
                 }),
                 NsChange::Deleted { name } => live.retain(|n| n.name != name),
+                NsChange::Pinned {
+                    name,
+                    pinned,
+                    files,
+                } => {
+                    if let Some(n) = live.iter_mut().find(|n| n.name == name) {
+                        n.pinned = Some(pinned);
+                        n.files = files;
+                    }
+                }
             }
         }
         live
@@ -349,6 +371,11 @@ mod tests {
                 inode: 2,
             },
             NsChange::Deleted { name: "a".into() },
+            NsChange::Pinned {
+                name: "b".into(),
+                pinned: "nslab-x-b".into(),
+                files: Some(("nslab-x-b".into(), 9)),
+            },
         ] {
             r.log_namespace(&change).unwrap();
         }
@@ -363,6 +390,8 @@ mod tests {
         r.remove().unwrap();
         assert_eq!(live.len(), 1);
         assert_eq!((live[0].name.as_str(), live[0].inode), ("b", 2));
+        assert_eq!(live[0].pinned.as_deref(), Some("nslab-x-b"));
+        assert_eq!(live[0].files, Some(("nslab-x-b".into(), 9)));
         assert!(!r.log_path().exists());
         std::fs::remove_dir(&r.dir).unwrap();
     }

@@ -17,8 +17,8 @@ impl<K: Kernel> Lab<K> {
     }
 
     /// Tell the starts of background programs not told yet.
-    pub fn tell_starts(&self) {
-        self.programs.tell_starts();
+    pub async fn tell_starts(&self) {
+        self.programs.tell_starts().await;
     }
 
     pub fn live_processes(&self) -> usize {
@@ -41,15 +41,15 @@ impl<K: Kernel> Lab<K> {
     }
 
     /// A program the scenario holds, once every start before it has been told (its pid with it).
-    fn process(&mut self, id: ProcId) -> LabResult<&mut ProcEntry> {
-        self.programs.tell_starts();
+    async fn process(&mut self, id: ProcId) -> LabResult<&mut ProcEntry> {
+        self.programs.tell_starts().await;
         self.programs.processes.get_mut(&id).ok_or_else(|| {
             LabError::NotFound("that program is gone: its namespace was deleted".into())
         })
     }
 
-    pub fn process_id(&mut self, id: ProcId) -> LabResult<u32> {
-        Ok(self.process(id)?.running.id())
+    pub async fn process_id(&mut self, id: ProcId) -> LabResult<u32> {
+        Ok(self.process(id).await?.running.id())
     }
 
     /// Wait up to `limit` for a background program; error.timeout if it is still running.
@@ -59,7 +59,7 @@ impl<K: Kernel> Lab<K> {
         limit: std::time::Duration,
     ) -> LabResult<ExecOutput> {
         let sink = self.sink.clone();
-        let entry = self.process(id)?;
+        let entry = self.process(id).await?;
         let ended_before = entry.running.has_ended();
         match entry.running.wait(limit).await? {
             Some(out) => {
@@ -85,8 +85,8 @@ impl<K: Kernel> Lab<K> {
     }
 
     /// What a background program has printed so far.
-    pub fn process_output_so_far(&mut self, id: ProcId) -> LabResult<(Vec<u8>, Vec<u8>)> {
-        Ok(self.process(id)?.running.output_so_far())
+    pub async fn process_output_so_far(&mut self, id: ProcId) -> LabResult<(Vec<u8>, Vec<u8>)> {
+        Ok(self.process(id).await?.running.output_so_far())
     }
 
     /// Wait up to `limit` for a line of a background program's output containing `text`.
@@ -96,7 +96,7 @@ impl<K: Kernel> Lab<K> {
         text: &str,
         limit: std::time::Duration,
     ) -> LabResult<String> {
-        let entry = self.process(id)?;
+        let entry = self.process(id).await?;
         let shown = format!("{} (pid {})", entry.program, entry.running.id());
         entry
             .running
@@ -112,7 +112,7 @@ impl<K: Kernel> Lab<K> {
     /// Stop a background program: SIGTERM, then SIGKILL after a second.
     pub async fn process_kill(&mut self, id: ProcId) -> LabResult<()> {
         let sink = self.sink.clone();
-        let entry = self.process(id)?;
+        let entry = self.process(id).await?;
         if entry.running.has_ended() {
             return Ok(());
         }
@@ -135,7 +135,7 @@ impl<K: Kernel> Lab<K> {
     /// [`exec::STOP_LIMIT`], so a program stuck in the kernel holds back neither the others
     /// nor the runner. What was stopped, and what was still there at the deadline.
     pub(crate) async fn kill_processes(&mut self, only: Option<NsId>) -> Stopped {
-        self.programs.tell_starts();
+        self.programs.tell_starts().await;
         let ids: Vec<ProcId> = self
             .programs
             .processes

@@ -16,6 +16,7 @@ use super::find::resolve;
 use super::output::{capture, Capture, Printed};
 use super::starts::{self, Pending, Start, StartLog, StartPipes};
 use crate::error::{LabError, LabResult};
+use crate::helper::protocol::StartFds;
 use crate::helper::{protocol::Command, Helper};
 use crate::process::SYSTEM_PATH;
 use crate::{LabEvent, Sink};
@@ -31,7 +32,7 @@ fn output_pipe(what: &str) -> LabResult<(pipe::Receiver, OwnedFd)> {
 
 /// Start a program inside a namespace, through the lab helper. Its output is told to the sink
 /// line by line (tagged with `tag`, for background programs), and captured as it comes.
-pub fn start(
+pub async fn start(
     ns_name: &str,
     boxing: Boxing,
     helper: &Helper,
@@ -79,17 +80,17 @@ pub fn start(
     let started = Instant::now();
     let init = Arc::new(helper.start_program(
         &exec,
-        [
-            boxing.netns,
-            boxing.mntns,
-            boxing.utsns,
-            stdin_read.as_raw_fd(),
-            stdout_write.as_raw_fd(),
-            stderr_write.as_raw_fd(),
-            exit_write.as_raw_fd(),
-            errors_write.as_raw_fd(),
-            forked_write.as_raw_fd(),
-        ],
+        StartFds {
+            netns: boxing.netns,
+            mntns: boxing.mntns,
+            utsns: boxing.utsns,
+            stdin: stdin_read.as_raw_fd(),
+            stdout: stdout_write.as_raw_fd(),
+            stderr: stderr_write.as_raw_fd(),
+            exit_status: exit_write.as_raw_fd(),
+            errors: errors_write.as_raw_fd(),
+            forked: forked_write.as_raw_fd(),
+        },
     )?);
     // Only the init holds them now (or, until it has cloned one, the helper): their ends are
     // its end (or its program's).
@@ -110,10 +111,15 @@ pub fn start(
         // Run to completion: everything started before it is told first, then its own start,
         // waited for here, as is whether it could be executed: if not, it fails as the exec
         // did. A background program does not wait for either (starts.rs).
-        starts.flush();
-        let pid = starts::outcome(&pipes.forked, &pipes.errors, &init, &what)?;
-        if let Some(errno) = starts::exec_errno(&pipes.errors) {
-            return Err(starts::spawn_error(errno, &what));
+        starts.flush().await;
+        let errors = pipe::Receiver::from_owned_fd(pipes.errors)
+            .map_err(|e| LabError::from_io(&e, &what))?;
+        let (pid, errors) = starts::outcome_of(pipes.forked, errors, init.clone(), &what).await;
+        let pid = pid?;
+        if let Some(mut errors) = errors {
+            if let Some(errno) = starts::exec_errno_async(&mut errors).await {
+                return Err(starts::spawn_error(errno, &what));
+            }
         }
         start.set_pid(pid);
         sink.event(LabEvent::ProgramStart {
@@ -124,16 +130,18 @@ pub fn start(
             pid,
         });
     } else {
-        starts.push(Pending {
-            start: start.clone(),
-            init: init.clone(),
-            pipes,
-            what: what.clone(),
-            number,
-            ns: ns_name.to_string(),
-            command: command.clone(),
-            sink: sink.clone(),
-        });
+        starts
+            .push(Pending {
+                start: start.clone(),
+                init: init.clone(),
+                pipes,
+                what: what.clone(),
+                number,
+                ns: ns_name.to_string(),
+                command: command.clone(),
+                sink: sink.clone(),
+            })
+            .await;
     }
     let feeder = match (stdin_write, req.stdin) {
         (Some(write), Some(data)) => {
@@ -210,7 +218,7 @@ pub async fn run(
     starts: &Arc<StartLog>,
 ) -> LabResult<ExecOutput> {
     let limit = req.timeout;
-    let mut running = start(ns_name, boxing, helper, req, sink, None, starts)?;
+    let mut running = start(ns_name, boxing, helper, req, sink, None, starts).await?;
     if let Some(out) = running.wait(limit).await? {
         return Ok(out.clone());
     }

@@ -126,8 +126,8 @@ impl Programs {
     }
 
     /// Tell the starts of background programs not told yet: before anything else the run says.
-    pub(super) fn tell_starts(&self) {
-        self.starts.flush();
+    pub(super) async fn tell_starts(&self) {
+        self.starts.flush().await;
     }
 
     /// Whether programs have run in `ns`, whose links are then watched.
@@ -337,7 +337,7 @@ impl Lab<Netlink> {
     /// Start a program in the background; the lab owns it until it ends or the run does. It
     /// returns once the program is handed to the helper: its start is told, and any failure
     /// to start said, as the next thing the run says (starts.rs).
-    pub fn spawn(&mut self, ns_id: NsId, req: ExecRequest) -> LabResult<ProcId> {
+    pub async fn spawn(&mut self, ns_id: NsId, req: ExecRequest) -> LabResult<ProcId> {
         // Programs the scenario let go of and that have ended are released first.
         self.programs
             .processes
@@ -354,7 +354,8 @@ impl Lab<Netlink> {
             self.programs.sink.clone(),
             Some(program.clone()),
             &self.programs.starts,
-        )?;
+        )
+        .await?;
         let id = ProcId(self.next());
         self.programs.processes.insert(
             id,

@@ -14,6 +14,7 @@ use super::starts;
 use crate::doors::Entry;
 use crate::error::LabError;
 use crate::helper::channel::Init;
+use crate::helper::protocol::StartFds;
 use crate::helper::protocol::{Command, StartedBy};
 use crate::process::SYSTEM_PATH;
 
@@ -86,22 +87,22 @@ pub fn start(
         .starter
         .start_program(
             &command,
-            [
-                boxing.netns,
-                boxing.mntns,
-                boxing.utsns,
-                stdio[0].as_raw_fd(),
-                stdio[1].as_raw_fd(),
-                stdio[2].as_raw_fd(),
-                exit_write.as_raw_fd(),
-                errors_write.as_raw_fd(),
-                forked_write.as_raw_fd(),
-            ],
+            StartFds {
+                netns: boxing.netns,
+                mntns: boxing.mntns,
+                utsns: boxing.utsns,
+                stdin: stdio[0].as_raw_fd(),
+                stdout: stdio[1].as_raw_fd(),
+                stderr: stdio[2].as_raw_fd(),
+                exit_status: exit_write.as_raw_fd(),
+                errors: errors_write.as_raw_fd(),
+                forked: forked_write.as_raw_fd(),
+            },
         )
         .map_err(lab_failed)?;
     // Only the init holds them now; and nothing of the lab's is held while the program runs.
     drop((stdio, exit_write, errors_write, forked_write, entry));
-    starts::outcome(&forked, &errors, &init, &what).map_err(lab_failed)?;
+    starts::outcome_blocking(&forked, &errors, &init, &what).map_err(lab_failed)?;
     if let Some(errno) = starts::exec_errno(&errors) {
         return Err(NotStarted {
             status: if errno == Errno::ENOENT { 127 } else { 126 },

@@ -80,9 +80,6 @@ pub async fn capture(stream: Option<Receiver>, c: Capture) {
     let mut lines = LineSplitter::new(4096);
     let mut buf = [0u8; 8192];
     let echo = |line: &[u8]| {
-        if let Some(starts) = &c.starts {
-            starts.flush_through(c.program);
-        }
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches(['\n', '\r']);
         c.sink.event(LabEvent::ProgramLine {
@@ -112,7 +109,14 @@ pub async fn capture(stream: Option<Receiver>, c: Capture) {
             }
         }
         c.printed.news.notify_waiters();
+        // Its start, and every start before it, is told before its first line.
+        if let Some(starts) = &c.starts {
+            starts.flush_through(c.program).await;
+        }
         lines.push(chunk, echo);
+    }
+    if let Some(starts) = &c.starts {
+        starts.flush_through(c.program).await;
     }
     lines.finish(echo);
     if dropped > 0 {

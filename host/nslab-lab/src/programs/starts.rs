@@ -12,11 +12,19 @@
 //! scenario did things; and at the latest once [`IN_FLIGHT`] starts are waiting. A start that
 //! failed after the scenario got its handle is said as a warning, and the program then ends
 //! with status 127, as one whose exec failed does.
+//!
+//! Nothing here blocks a tokio worker: each start's pipes are read by a task of its own, which
+//! fills the start's [`Outcome`]; the log tells a start once its outcome is in, and whoever
+//! asks for the log to be told (a host call, a program's output, the scenario's own) waits for
+//! that asynchronously, holding no lock while it waits. The operator's programs, started on
+//! threads of their own (`runner exec`), wait on the pipes directly ([`outcome_blocking`]).
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use tokio::io::AsyncReadExt;
@@ -28,7 +36,7 @@ use crate::helper::channel::START_PATIENCE_SECS;
 use crate::helper::protocol::StartError;
 use crate::{LabEvent, Sink};
 
-/// How many starts of background programs may wait to be told: the oldest is read (waiting
+/// How many starts of background programs may wait to be told: the oldest is told (waiting
 /// for its init to fork it, if it has not yet) when one more comes.
 pub const IN_FLIGHT: usize = 64;
 
@@ -84,6 +92,58 @@ pub struct StartPipes {
     pub errors: OwnedFd,
 }
 
+/// A start's outcome, filled by the task that reads its pipes: the program's pid, or why it
+/// did not start; with the pipe of exec errors, still to be read, when it did.
+#[derive(Default)]
+pub struct Outcome {
+    state: Mutex<OutcomeState>,
+}
+
+#[derive(Default)]
+struct OutcomeState {
+    result: Option<LabResult<u32>>,
+    errors: Option<pipe::Receiver>,
+    /// Who waits for it.
+    wakers: Vec<Waker>,
+}
+
+impl Outcome {
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutcomeState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, result: LabResult<u32>, errors: Option<pipe::Receiver>) {
+        let wakers = {
+            let mut state = self.lock();
+            state.result = Some(result);
+            state.errors = errors;
+            std::mem::take(&mut state.wakers)
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Whether it is in; if not, `cx` is woken when it is.
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.lock();
+        if state.result.is_some() {
+            return Poll::Ready(());
+        }
+        if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            state.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    fn take(&self) -> (LabResult<u32>, Option<pipe::Receiver>) {
+        let mut state = self.lock();
+        let result = state
+            .result
+            .take()
+            .unwrap_or_else(|| Err(LabError::Bug("a start was told before it was read".into())));
+        (result, state.errors.take())
+    }
+}
+
 /// A background program whose start has not been told yet.
 pub struct Pending {
     pub start: Arc<Start>,
@@ -97,114 +157,245 @@ pub struct Pending {
     pub sink: Arc<dyn Sink>,
 }
 
+/// A start in the log: what to tell, and its outcome as its reader fills it.
+struct Waiting {
+    start: Arc<Start>,
+    outcome: Arc<Outcome>,
+    what: String,
+    number: u32,
+    ns: String,
+    command: String,
+    sink: Arc<dyn Sink>,
+}
+
 /// The starts of background programs not told yet, oldest first.
 #[derive(Default)]
 pub struct StartLog {
-    pending: Mutex<VecDeque<Pending>>,
+    pending: Mutex<VecDeque<Waiting>>,
 }
 
 impl StartLog {
-    /// One more background program started.
-    pub fn push(&self, p: Pending) {
-        let mut pending = self.lock();
-        if pending.len() >= IN_FLIGHT {
-            if let Some(oldest) = pending.pop_front() {
-                tell(oldest);
+    /// One more background program started: its pipes are read from now on, by a task of its
+    /// own. When [`IN_FLIGHT`] wait already, the oldest is told first.
+    pub async fn push(&self, p: Pending) {
+        if self.lock().len() >= IN_FLIGHT {
+            let oldest = self.lock().front().map(|w| w.number);
+            if let Some(oldest) = oldest {
+                self.flush_through(oldest).await;
             }
         }
-        pending.push_back(p);
+        let outcome = Arc::new(Outcome::default());
+        tokio::spawn(read_start(p.pipes, p.init, p.what.clone(), outcome.clone()));
+        self.lock().push_back(Waiting {
+            start: p.start,
+            outcome,
+            what: p.what,
+            number: p.number,
+            ns: p.ns,
+            command: p.command,
+            sink: p.sink,
+        });
     }
 
     /// Tell every start not told yet: before the run says anything else.
-    pub fn flush(&self) {
-        self.flush_through(u32::MAX);
+    pub async fn flush(&self) {
+        self.flush_through(u32::MAX).await;
     }
 
     /// Tell the starts up to program `number` (before that program's first line of output).
-    pub fn flush_through(&self, number: u32) {
+    pub async fn flush_through(&self, number: u32) {
+        poll_fn(|cx| self.poll_flush_through(number, cx)).await;
+    }
+
+    /// Tell every start whose outcome is in, oldest first, up to program `number`: Ready once
+    /// none up to it is left, Pending (and `cx` woken later) while the oldest is still out.
+    /// Only the oldest is ever told, under the log's lock, so starts are told in order
+    /// whoever asks; the lock is never held while an outcome is waited for.
+    pub fn poll_flush_through(&self, number: u32, cx: &mut Context<'_>) -> Poll<()> {
         let mut pending = self.lock();
-        while pending.front().is_some_and(|p| p.number <= number) {
-            if let Some(p) = pending.pop_front() {
-                tell(p);
+        loop {
+            let Some(front) = pending.front() else {
+                return Poll::Ready(());
+            };
+            if front.number > number {
+                return Poll::Ready(());
+            }
+            if front.outcome.poll_ready(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if let Some(w) = pending.pop_front() {
+                tell(w);
             }
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
+    /// Whether every start has been told.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Waiting>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// Read a background program's start and tell it: its start and command line with its pid,
-/// then its exec's outcome as it comes; or why it never started, as a warning.
-fn tell(p: Pending) {
-    match outcome(&p.pipes.forked, &p.pipes.errors, &p.init, &p.what) {
+/// Read a background program's start (in a task of its own) into its outcome.
+async fn read_start(pipes: StartPipes, init: Arc<Init>, what: String, outcome: Arc<Outcome>) {
+    let errors = match pipe::Receiver::from_owned_fd(pipes.errors) {
+        Ok(errors) => errors,
+        Err(e) => return outcome.set(Err(LabError::from_io(&e, &what)), None),
+    };
+    let (result, errors) = outcome_of(pipes.forked, errors, init, &what).await;
+    outcome.set(result, errors);
+}
+
+/// Tell a background program's start: its start and command line with its pid, then its
+/// exec's outcome as it comes; or why it never started, as a warning.
+fn tell(w: Waiting) {
+    let (result, errors) = w.outcome.take();
+    match result {
         Ok(pid) => {
-            p.start.set_pid(pid);
-            p.sink.event(LabEvent::ProgramStart {
-                program: p.number,
-                ns: &p.ns,
-                command: &p.command,
+            w.start.set_pid(pid);
+            w.sink.event(LabEvent::ProgramStart {
+                program: w.number,
+                ns: &w.ns,
+                command: &w.command,
                 background: true,
                 pid,
             });
-            p.sink.event(LabEvent::Command {
-                ns: &p.ns,
-                command: &p.command,
+            w.sink.event(LabEvent::Command {
+                ns: &w.ns,
+                command: &w.command,
                 background: Some(pid),
                 quiet: false,
             });
-            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                return;
-            };
-            let _guard = runtime.enter();
-            if let Ok(errors) = pipe::Receiver::from_owned_fd(p.pipes.errors) {
-                runtime.spawn(exec_failure(errors, p.what, p.sink, p.start));
+            if let (Some(errors), Ok(runtime)) = (errors, tokio::runtime::Handle::try_current()) {
+                runtime.spawn(exec_failure(errors, w.what, w.sink, w.start));
             }
         }
         Err(e) => {
-            p.sink
+            w.sink
                 .event(LabEvent::Warning(&format!("{e}; it ended with status 127")));
-            p.start.fail(Failure::Start(e));
+            w.start.fail(Failure::Start(e));
         }
     }
 }
 
-/// What became of a start: the program's pid once its init has forked it (0 if neither the
-/// init nor the runner could tell it), or why it could not start; an init that did not fork it
-/// in time is stopped.
-pub fn outcome(forked: &OwnedFd, errors: &OwnedFd, init: &Init, what: &str) -> LabResult<u32> {
-    match await_fork(forked, errors, what) {
-        Ok(Some(pid)) => Ok(pid),
-        // Where the init could not read it (a kernel without /proc/PID/task/TID/children),
-        // it is the init's first child, unless it has already ended.
-        Ok(None) => Ok(init
-            .pidfd()
-            .and_then(|fd| crate::process::pidfd_pid(fd.as_raw_fd()))
-            .and_then(|init| {
-                std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
-                    .ok()
-                    .and_then(|c| c.split_whitespace().next()?.parse().ok())
-                    .or(Some(init))
-            })
-            .unwrap_or(0)),
+/// What became of a start, waited for without blocking: the program's pid once its init has
+/// forked it (0 if neither the init nor the runner could tell it), with the pipe of exec
+/// errors still to read; or why it could not start. An init that did not fork it in time is
+/// stopped.
+pub async fn outcome_of(
+    forked: OwnedFd,
+    mut errors: pipe::Receiver,
+    init: Arc<Init>,
+    what: &str,
+) -> (LabResult<u32>, Option<pipe::Receiver>) {
+    let forked = await_fork(forked, &mut errors, what).await;
+    // The init's pidfd may still be in the helper's answers, unread: reading them is a round
+    // trip to the helper, done off the runtime's workers. Only a failed start (to stop its
+    // init) or an old kernel (to find its child) needs it.
+    match forked {
+        Ok(Some(pid)) => (Ok(pid), Some(errors)),
+        Ok(None) => {
+            let pid = tokio::task::spawn_blocking(move || first_child(&init))
+                .await
+                .unwrap_or(0);
+            (Ok(pid), Some(errors))
+        }
         Err(e) => {
-            // It did not start its program: stop it (it may be stuck, or already gone).
-            if let Some(pidfd) = init.pidfd() {
-                let _ = crate::process::pidfd_signal(&pidfd, libc::SIGKILL);
-            }
+            let _ = tokio::task::spawn_blocking(move || stop(&init)).await;
+            (Err(e), None)
+        }
+    }
+}
+
+/// The same, for a thread that may block (the operator's programs, started on the control
+/// socket's threads): the pid, or why not.
+pub fn outcome_blocking(
+    forked: &OwnedFd,
+    errors: &OwnedFd,
+    init: &Init,
+    what: &str,
+) -> LabResult<u32> {
+    match await_fork_blocking(forked, errors, what) {
+        Ok(Some(pid)) => Ok(pid),
+        Ok(None) => Ok(first_child(init)),
+        Err(e) => {
+            stop(init);
             Err(e)
         }
     }
+}
+
+/// Where the init could not read its program's pid (a kernel without
+/// /proc/PID/task/TID/children), it is the init's first child, unless it has already ended.
+fn first_child(init: &Init) -> u32 {
+    init.pidfd()
+        .and_then(|fd| crate::process::pidfd_pid(fd.as_raw_fd()))
+        .and_then(|init| {
+            std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+                .ok()
+                .and_then(|c| c.split_whitespace().next()?.parse().ok())
+                .or(Some(init))
+        })
+        .unwrap_or(0)
+}
+
+/// An init that did not start its program: stop it (it may be stuck, or already gone).
+fn stop(init: &Init) {
+    if let Some(pidfd) = init.pidfd() {
+        let _ = crate::process::pidfd_signal(&pidfd, libc::SIGKILL);
+    }
+}
+
+fn patience() -> Duration {
+    Duration::from_secs(START_PATIENCE_SECS as u64)
+}
+
+fn too_slow(what: &str) -> LabError {
+    LabError::Os(format!(
+        "{what}: its init did not get it started within {} s (the machine may be \
+         overloaded); it was stopped",
+        patience().as_secs()
+    ))
 }
 
 /// Wait until the init has forked the program (its pid on `forked`, 4 bytes, 0 where it could
 /// not tell), or say why it could not: it ended first, having said why on `errors` (it could
 /// not enter the lab, or the helper could not clone it), or it did not get that far within
 /// [`START_PATIENCE_SECS`].
-fn await_fork(forked: &OwnedFd, errors: &OwnedFd, what: &str) -> LabResult<Option<u32>> {
-    let limit = std::time::Duration::from_secs(START_PATIENCE_SECS as u64);
-    let deadline = Instant::now() + limit;
+async fn await_fork(
+    forked: OwnedFd,
+    errors: &mut pipe::Receiver,
+    what: &str,
+) -> LabResult<Option<u32>> {
+    let mut forked =
+        pipe::Receiver::from_owned_fd(forked).map_err(|e| LabError::from_io(&e, what))?;
+    let mut pid = Vec::with_capacity(4);
+    let mut four = (&mut forked).take(4);
+    match tokio::time::timeout(patience(), four.read_to_end(&mut pid)).await {
+        Err(_) => return Err(too_slow(what)),
+        Ok(Err(e)) => return Err(LabError::from_io(&e, what)),
+        Ok(Ok(_)) => {}
+    }
+    if let Ok(pid) = <[u8; 4]>::try_from(pid.as_slice()) {
+        return Ok(Some(u32::from_ne_bytes(pid)).filter(|&p| p != 0));
+    }
+    // The init ended before it forked, or was never cloned: it (or the helper) said why.
+    let mut code = Vec::with_capacity(4);
+    let _ = errors.take(4).read_to_end(&mut code).await;
+    Err(never_forked(
+        <[u8; 4]>::try_from(code.as_slice())
+            .ok()
+            .map(i32::from_ne_bytes),
+        what,
+    ))
+}
+
+/// [`await_fork`] on a thread that may block.
+fn await_fork_blocking(forked: &OwnedFd, errors: &OwnedFd, what: &str) -> LabResult<Option<u32>> {
+    let deadline = Instant::now() + patience();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let mut poll = libc::pollfd {
@@ -212,15 +403,9 @@ fn await_fork(forked: &OwnedFd, errors: &OwnedFd, what: &str) -> LabResult<Optio
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: poll on one fd we own.
+        // SAFETY: poll on one fd we own, with a pollfd that lives through the call.
         match unsafe { libc::poll(&mut poll, 1, left.as_millis().min(i32::MAX as u128) as i32) } {
-            0 => {
-                return Err(LabError::Os(format!(
-                    "{what}: its init did not get it started within {} s (the machine may be \
-                     overloaded); it was stopped",
-                    limit.as_secs()
-                )))
-            }
+            0 => return Err(too_slow(what)),
             n if n > 0 => break,
             _ if Errno::last() == Errno::EINTR => continue,
             _ => return Err(LabError::from_errno(Errno::last(), what)),
@@ -236,16 +421,19 @@ fn await_fork(forked: &OwnedFd, errors: &OwnedFd, what: &str) -> LabResult<Optio
             Ok(_) => break,
         }
     }
-    // The init ended before it forked, or was never cloned: it (or the helper) said why.
-    match start_error(errors).map(StartError::decode) {
-        Some(StartError::Init(errno)) => Err(LabError::from_errno(
-            errno,
-            format!("{what}: its init could not enter the lab"),
-        )),
-        Some(StartError::Clone(errno)) => Err(spawn_error(errno, what)),
-        _ => Err(LabError::Os(format!(
+    Err(never_forked(start_error(errors), what))
+}
+
+/// Why an init ended before it forked its program, from what it (or the helper) said.
+fn never_forked(code: Option<i32>, what: &str) -> LabError {
+    match code.map(StartError::decode) {
+        Some(StartError::Init(errno)) => {
+            LabError::from_errno(errno, format!("{what}: its init could not enter the lab"))
+        }
+        Some(StartError::Clone(errno)) => spawn_error(errno, what),
+        _ => LabError::Os(format!(
             "{what}: its init ended before it started the program"
-        ))),
+        )),
     }
 }
 
@@ -268,9 +456,22 @@ fn start_error(errors: &OwnedFd) -> Option<i32> {
 /// The errno a program could not be executed with, or None once it has been. Blocks until one
 /// or the other.
 pub fn exec_errno(errors: &OwnedFd) -> Option<Errno> {
-    start_error(errors).map(|code| match StartError::decode(code) {
+    start_error(errors).map(exec_errno_of)
+}
+
+/// [`exec_errno`], waited for without blocking.
+pub async fn exec_errno_async(errors: &mut pipe::Receiver) -> Option<Errno> {
+    let mut code = Vec::with_capacity(4);
+    let _ = errors.take(4).read_to_end(&mut code).await;
+    <[u8; 4]>::try_from(code.as_slice())
+        .ok()
+        .map(|c| exec_errno_of(i32::from_ne_bytes(c)))
+}
+
+fn exec_errno_of(code: i32) -> Errno {
+    match StartError::decode(code) {
         StartError::Exec(e) | StartError::Init(e) | StartError::Clone(e) => e,
-    })
+    }
 }
 
 /// For a background program: wait for its exec's outcome, and if it failed, say so at once
@@ -281,10 +482,7 @@ async fn exec_failure(
     sink: Arc<dyn Sink>,
     start: Arc<Start>,
 ) {
-    let mut bytes = Vec::with_capacity(4);
-    let _ = (&mut errors).take(4).read_to_end(&mut bytes).await;
-    if let Ok(code) = <[u8; 4]>::try_from(bytes.as_slice()) {
-        let errno = Errno::from_raw(i32::from_ne_bytes(code));
+    if let Some(errno) = exec_errno_async(&mut errors).await {
         start.fail(Failure::Exec(errno));
         sink.event(LabEvent::Warning(&format!(
             "{what}: it could not be executed: {} ({errno:?}); it ended with status 127",
@@ -351,14 +549,14 @@ mod tests {
         let mut starts = Vec::new();
         for n in 1..=3 {
             let (p, start) = pending(n, Ok(100 + n), &sink);
-            log.push(p);
+            log.push(p).await;
             starts.push(start);
         }
         assert!(sink.lines().is_empty(), "told before anything asked");
         assert_eq!(starts[0].pid(), 0);
         // Before program 2's first line: 1 and 2, not 3.
-        log.flush_through(2);
-        log.flush();
+        log.flush_through(2).await;
+        log.flush().await;
         let lines = sink.lines();
         let shown: Vec<&String> = lines.iter().filter(|l| l.starts_with("Command")).collect();
         assert_eq!(shown.len(), 3, "{lines:#?}");
@@ -380,8 +578,8 @@ mod tests {
         let sink = Arc::new(crate::events::Recorded::default());
         let log = StartLog::default();
         let (p, start) = pending(1, Err(StartError::Clone(Errno::EAGAIN)), &sink);
-        log.push(p);
-        log.flush();
+        log.push(p).await;
+        log.flush().await;
         let lines = sink.lines();
         assert!(start.never_started(), "{lines:#?}");
         assert!(
@@ -398,7 +596,7 @@ mod tests {
         let sink = Arc::new(crate::events::Recorded::default());
         let log = StartLog::default();
         for n in 1..=IN_FLIGHT as u32 + 1 {
-            log.push(pending(n, Ok(n), &sink).0);
+            log.push(pending(n, Ok(n), &sink).0).await;
         }
         // The oldest was told to make room for the last.
         let told = sink
@@ -409,25 +607,44 @@ mod tests {
         assert_eq!(told, 1);
     }
 
-    #[test]
-    fn a_fork_is_awaited_until_the_init_gives_the_programs_pid() {
-        let ((forked, forked_w), (errors, _errors_w)) = (pipe(), pipe());
-        nix::unistd::write(&forked_w, &4321u32.to_ne_bytes()).unwrap();
+    /// What the init said on fresh pipes (its pid, or a start error, then the pipes' ends), as
+    /// both waits read it: the runtime's and the blocking one's, which must agree.
+    async fn fork_said(pid: Option<u32>, error: Option<StartError>) -> LabResult<Option<u32>> {
+        let said = || {
+            let ((forked, forked_w), (errors, errors_w)) = (pipe(), pipe());
+            if let Some(pid) = pid {
+                nix::unistd::write(&forked_w, &pid.to_ne_bytes()).unwrap();
+            }
+            if let Some(e) = error {
+                write_code(&errors_w, e);
+            }
+            drop((forked_w, errors_w));
+            (forked, errors)
+        };
+        let (forked, errors) = said();
+        let blocking = await_fork_blocking(&forked, &errors, "run x in a");
+        let (forked, errors) = said();
+        let mut errors = pipe::Receiver::from_owned_fd(errors).unwrap();
+        let waited = await_fork(forked, &mut errors, "run x in a").await;
         assert_eq!(
-            await_fork(&forked, &errors, "run x in a").unwrap(),
-            Some(4321)
+            format!("{blocking:?}"),
+            format!("{waited:?}"),
+            "both waits read the same"
         );
-        // 0: the init could not read it; the runner looks for itself.
-        nix::unistd::write(&forked_w, &0u32.to_ne_bytes()).unwrap();
-        assert_eq!(await_fork(&forked, &errors, "run x in a").unwrap(), None);
+        waited
     }
 
-    #[test]
-    fn an_init_that_could_not_enter_the_lab_says_why() {
-        let ((forked, forked_w), (errors, errors_w)) = (pipe(), pipe());
-        write_code(&errors_w, StartError::Init(Errno::EPERM));
-        drop((forked_w, errors_w));
-        let e = await_fork(&forked, &errors, "run x in a")
+    #[tokio::test]
+    async fn a_fork_is_awaited_until_the_init_gives_the_programs_pid() {
+        assert_eq!(fork_said(Some(4321), None).await.unwrap(), Some(4321));
+        // 0: the init could not read it; the runner looks for itself.
+        assert_eq!(fork_said(Some(0), None).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_init_that_could_not_enter_the_lab_says_why() {
+        let e = fork_said(None, Some(StartError::Init(Errno::EPERM)))
+            .await
             .unwrap_err()
             .to_string();
         assert!(
@@ -437,28 +654,100 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_init_the_helper_could_not_clone_for_want_of_processes_is_the_runs_limit() {
-        let ((forked, forked_w), (errors, errors_w)) = (pipe(), pipe());
-        write_code(&errors_w, StartError::Clone(Errno::EAGAIN));
-        drop((forked_w, errors_w));
-        let e = await_fork(&forked, &errors, "run x in a").unwrap_err();
+    #[tokio::test]
+    async fn an_init_the_helper_could_not_clone_for_want_of_processes_is_the_runs_limit() {
+        let e = fork_said(None, Some(StartError::Clone(Errno::EAGAIN)))
+            .await
+            .unwrap_err();
         assert!(
             matches!(&e, LabError::Limit(m) if m.contains("--max-processes")),
             "{e}"
         );
     }
 
-    #[test]
-    fn an_init_that_ended_without_a_word_is_said_to_have() {
-        let ((forked, forked_w), (errors, errors_w)) = (pipe(), pipe());
-        drop((forked_w, errors_w));
-        let e = await_fork(&forked, &errors, "run x in a")
-            .unwrap_err()
-            .to_string();
+    #[tokio::test]
+    async fn an_init_that_ended_without_a_word_is_said_to_have() {
+        let e = fork_said(None, None).await.unwrap_err().to_string();
         assert!(
             e.contains("its init ended before it started the program"),
             "{e}"
+        );
+    }
+
+    /// A start the kernel holds (its init has not forked yet) keeps whoever must tell it
+    /// waiting, and nothing else: on a runtime of one thread, where a wait that blocked would
+    /// stop every task, a program already running still has its output read, and the start
+    /// is told, in order, once its init forks.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_start_held_by_the_kernel_delays_no_other_task() {
+        let sink = Arc::new(crate::events::Recorded::default());
+        let log = Arc::new(StartLog::default());
+        let (told, _) = pending(1, Ok(101), &sink);
+        log.push(told).await;
+        // Program 2's init has not forked: its pid comes later, on this pipe.
+        let ((forked, forked_w), (errors, errors_w)) = (pipe(), pipe());
+        let held = Arc::new(Start::default());
+        log.push(Pending {
+            start: held.clone(),
+            init: Arc::new(Init::known(None)),
+            pipes: StartPipes { forked, errors },
+            what: "run p2 in a".into(),
+            number: 2,
+            ns: "a".into(),
+            command: "p2".into(),
+            sink: sink.clone(),
+        })
+        .await;
+        // A host call asks for every start to be told: it waits for program 2.
+        let flushing = tokio::spawn({
+            let log = log.clone();
+            async move { log.flush().await }
+        });
+        // Meanwhile program 1, already running, prints: its output is read and told.
+        let (out, out_w) = pipe();
+        let printed = Arc::new(super::super::output::Printed::default());
+        let capture = tokio::spawn(super::super::output::capture(
+            Some(pipe::Receiver::from_owned_fd(out).unwrap()),
+            super::super::output::Capture {
+                limit: 1 << 10,
+                quiet: false,
+                sink: sink.clone(),
+                program: 1,
+                is_stderr: false,
+                tag: Some("p1".into()),
+                discard: Default::default(),
+                printed: printed.clone(),
+                starts: Some(log.clone()),
+            },
+        ));
+        nix::unistd::write(&out_w, b"still here\n").unwrap();
+        drop(out_w);
+        tokio::time::timeout(Duration::from_secs(5), capture)
+            .await
+            .expect("the running program's output was read while a start was held")
+            .unwrap();
+        assert!(!flushing.is_finished(), "told before its init forked");
+        assert_eq!(held.pid(), 0);
+        let lines = sink.lines();
+        let said = |what: &str| lines.iter().position(|l| l.contains(what));
+        assert!(
+            said("still here").is_some() && said("command: \"p2\"").is_none(),
+            "{lines:#?}"
+        );
+        // The init forks: the start is told, and the host call goes on.
+        nix::unistd::write(&forked_w, &202u32.to_ne_bytes()).unwrap();
+        drop((forked_w, errors_w));
+        tokio::time::timeout(Duration::from_secs(5), flushing)
+            .await
+            .expect("told once its init forked")
+            .unwrap();
+        assert_eq!(held.pid(), 202);
+        let lines = sink.lines();
+        let said = |what: &str| lines.iter().position(|l| l.contains(what));
+        assert!(
+            said("command: \"p1\"") < said("still here")
+                && said("still here") < said("command: \"p2\""),
+            "in the order things happened: {lines:#?}"
         );
     }
 

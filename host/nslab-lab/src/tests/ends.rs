@@ -127,6 +127,38 @@ async fn root_keeps_a_lab_by_pinning_each_namespace_and_recording_the_pins() {
 }
 
 #[tokio::test]
+async fn each_pin_is_logged_as_it_is_made_and_a_record_read_midway_finds_them() {
+    let mut t = lab();
+    t.ns("a");
+    t.ns("b");
+    t.ns("c");
+    t.fake.give_box("a");
+    let id = t.lab.run_id().to_string();
+    // The third pin fails: what a runner killed there would leave is what the log says.
+    t.fake
+        .fail_next(&format!("pin nslab-{id}-c"), Errno::EEXIST);
+    let log = t.lab.record.dir.join(format!("{id}.log"));
+    let before = std::fs::read_to_string(&log).unwrap();
+    assert!(t.lab.keep().is_err());
+    let after = std::fs::read_to_string(&log).unwrap();
+    let pinned: Vec<&str> = after[before.len()..].lines().collect();
+    assert_eq!(
+        pinned.len(),
+        2,
+        "one line a pin, nothing rewritten: {after}"
+    );
+    let replayed = RunRecord::replay_log(&log);
+    assert_eq!(replayed[0].pinned, Some(format!("nslab-{id}-a")));
+    assert_eq!(
+        replayed[0].files.as_ref().map(|f| f.0.clone()),
+        Some(format!("nslab-{id}-a"))
+    );
+    assert_eq!(replayed[1].pinned, Some(format!("nslab-{id}-b")));
+    assert_eq!(replayed[2].pinned, None);
+    t.lab.teardown().await;
+}
+
+#[tokio::test]
 async fn a_failed_pin_undoes_every_pin_before_it_and_the_lab_stays() {
     let mut t = lab();
     t.ns("a");

@@ -26,6 +26,8 @@ use std::process::Child;
 /// The hidden subcommand that runs [`janitor`].
 mod delegated;
 mod ending;
+mod v1;
+mod v2;
 
 pub use ending::{janitor, kill_all, sweep, sweep_all};
 use ending::{remove_when_empty, start_janitor};
@@ -245,6 +247,50 @@ fn procs_of(dir: &Path) -> std::io::Result<OwnedFd> {
     ))
 }
 
+fn failed(what: &str, e: std::io::Error) -> String {
+    format!("cannot set up the run's cgroups ({what}): {e}")
+}
+
+/// A run's cgroups while they are made (v1.rs, v2.rs): their name, and every directory made so
+/// far, outermost first, to undo if a later step fails.
+struct Builder {
+    name: String,
+    made: Vec<PathBuf>,
+}
+
+impl Builder {
+    /// Make the directory `dir`.
+    fn mkdir(&mut self, dir: PathBuf) -> Result<PathBuf, String> {
+        std::fs::create_dir(&dir).map_err(|e| failed(&dir.display().to_string(), e))?;
+        self.made.push(dir.clone());
+        Ok(dir)
+    }
+
+    /// Make the run's cgroup below `parent`.
+    fn run_dir(&mut self, parent: &Path) -> Result<PathBuf, String> {
+        let dir = parent.join(&self.name);
+        self.mkdir(dir)
+    }
+}
+
+/// Set a cgroup file (a limit, a controller).
+fn limit(file: PathBuf, value: &str) -> Result<(), String> {
+    write(&file, value).map_err(|e| failed(&file.display().to_string(), e))
+}
+
+/// A cgroup's `cgroup.procs`, open for joining it.
+fn procs(dir: &Path) -> Result<OwnedFd, String> {
+    procs_of(dir).map_err(|e| failed("cgroup.procs", e))
+}
+
+/// A run's cgroups once made: where its programs are, the `cgroup.procs` each program joins,
+/// and the one the helper is moved into.
+struct Built {
+    programs_dir: PathBuf,
+    program_procs: Vec<OwnedFd>,
+    helper_procs: OwnedFd,
+}
+
 impl RunCgroup {
     /// Make the run's cgroups with its memory limit (`bytes`) and process limit (`processes`),
     /// and start their janitor (`exe` is the runner). Dead runs' cgroups are swept first
@@ -260,109 +306,44 @@ impl RunCgroup {
         for parent in h.parents() {
             sweep(&parent, alive);
         }
-        let fail = |what: &str, e: std::io::Error| {
-            format!("cannot set up the run's cgroups ({what}): {e}")
+        let mut builder = Builder {
+            name: format!("{PREFIX}{run_id}"),
+            made: Vec::new(),
         };
-        let name = format!("{PREFIX}{run_id}");
-        let mut made: Vec<PathBuf> = Vec::new();
-        let built = (|| -> Result<(PathBuf, Vec<OwnedFd>, OwnedFd), String> {
-            let mut mkdir = |dir: PathBuf| -> Result<PathBuf, String> {
-                std::fs::create_dir(&dir).map_err(|e| fail(&dir.display().to_string(), e))?;
-                made.push(dir.clone());
-                Ok(dir)
-            };
-            let limit = |file: PathBuf, value: &str| {
-                write(&file, value).map_err(|e| fail(&file.display().to_string(), e))
-            };
-            let procs = |dir: &Path| procs_of(dir).map_err(|e| fail("cgroup.procs", e));
-            match h {
-                Hierarchy::V1 { parent, pids, cpu } => {
-                    let memory = mkdir(parent.join(&name))?;
-                    limit(memory.join("memory.limit_in_bytes"), &bytes.to_string())?;
-                    // With swap accounting, swap must not be a way around the limit.
-                    let memsw = memory.join("memory.memsw.limit_in_bytes");
-                    if memsw.exists() {
-                        limit(memsw, &bytes.to_string())?;
-                    }
-                    // v1 charges socket buffers only once this limit is set (issue 19).
-                    let tcp = memory.join("memory.kmem.tcp.limit_in_bytes");
-                    if tcp.exists() {
-                        limit(tcp, &bytes.to_string())?;
-                    }
-                    let helper = procs(&memory)?;
-                    let mut programs = Vec::new();
-                    let mut programs_dir = memory;
-                    if let Some(pids) = pids {
-                        let pids = mkdir(pids.join(&name))?;
-                        limit(pids.join("pids.max"), &processes.to_string())?;
-                        programs.push(procs(&pids)?);
-                        programs_dir = pids;
-                    }
-                    if let Some(cpu) = cpu {
-                        // Its default weight: the programs together weigh what one process
-                        // does beside it.
-                        programs.push(procs(&mkdir(cpu.join(&name))?)?);
-                    }
-                    Ok((programs_dir, programs, helper))
-                }
-                Hierarchy::V2 {
-                    root,
-                    parent,
-                    delegated,
-                } => {
-                    // The way down: from the root for root's runs; an ordinary user may
-                    // enable controllers only in the cgroup delegated to them, which must
-                    // first hold no process (v2 keeps processes in leaves): the runner moves
-                    // into a leaf of its own there (delegated.rs).
-                    let way: Vec<&Path> = if *delegated {
-                        delegated::leave(parent)
-                            .map_err(|e| fail("leave the delegated cgroup's top", e))?;
-                        vec![parent.as_path()]
-                    } else {
-                        std::fs::create_dir_all(parent).map_err(|e| fail("create", e))?;
-                        vec![root.as_path(), parent.as_path()]
-                    };
-                    let mut wanted = vec!["+memory"];
-                    if h.has_pids() {
-                        wanted.push("+pids");
-                    }
-                    for dir in &way {
-                        write(&dir.join("cgroup.subtree_control"), &wanted.join(" "))
-                            .map_err(|e| fail("enable the memory and pids controllers", e))?;
-                    }
-                    // The cpu controller where it can be had: the kernel refuses it while a
-                    // realtime process runs outside the root cgroup, and the programs then
-                    // share the machine as they would without a run.
-                    let cpu = way
-                        .iter()
-                        .all(|dir| write(&dir.join("cgroup.subtree_control"), "+cpu").is_ok());
-                    let top = mkdir(parent.join(&name))?;
-                    limit(top.join("memory.max"), &bytes.to_string())?;
-                    let swap = top.join("memory.swap.max");
-                    if swap.exists() {
-                        limit(swap, "0")?;
-                    }
-                    if h.has_pids() {
-                        limit(top.join("cgroup.subtree_control"), "+pids")?;
-                    }
-                    if cpu {
-                        let _ = write(&top.join("cgroup.subtree_control"), "+cpu");
-                    }
-                    let helper = mkdir(top.join("helper"))?;
-                    let programs = mkdir(top.join("programs"))?;
-                    if h.has_pids() {
-                        limit(programs.join("pids.max"), &processes.to_string())?;
-                    }
-                    Ok((programs.clone(), vec![procs(&programs)?], procs(&helper)?))
-                }
-            }
-        })();
+        let built = match h {
+            Hierarchy::V1 { parent, pids, cpu } => v1::build(
+                &mut builder,
+                parent,
+                pids.as_deref(),
+                cpu.as_deref(),
+                bytes,
+                processes,
+            ),
+            Hierarchy::V2 {
+                root,
+                parent,
+                delegated,
+            } => v2::build(
+                &mut builder,
+                root,
+                parent,
+                *delegated,
+                h.has_pids(),
+                bytes,
+                processes,
+            ),
+        };
+        let made = builder.made;
         let undo = |made: &[PathBuf]| {
             for dir in made.iter().rev() {
                 let _ = std::fs::remove_dir(dir);
             }
         };
-        let (programs_dir, program_procs, helper_procs) = match built {
+        let Built {
+            programs_dir,
+            program_procs,
+            helper_procs,
+        } = match built {
             Ok(b) => b,
             Err(e) => {
                 undo(&made);
@@ -379,7 +360,7 @@ impl RunCgroup {
             }),
             Err(e) => {
                 undo(&made);
-                Err(fail("start its janitor", e))
+                Err(failed("start its janitor", e))
             }
         }
     }
