@@ -11,7 +11,6 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::helper::spawning::Starter;
-use super::kernel::Netlink;
 use super::Lab;
 use crate::error::{LabError, LabResult};
 
@@ -123,7 +122,7 @@ fn held(fd: BorrowedFd<'_>) -> LabResult<OwnedFd> {
         .map_err(|e| LabError::from_io(&e, "keep a door of the lab open"))
 }
 
-impl Lab<Netlink> {
+impl<K: crate::kernel::Kernel> Lab<K> {
     /// The lab's doors, for whoever serves the operator.
     pub fn doors(&self) -> Arc<Doors> {
         self.doors.clone()
@@ -151,8 +150,11 @@ impl Lab<Netlink> {
             mntns: held(borrow(boxing.mntns))?,
             utsns: held(borrow(boxing.utsns))?,
         };
-        self.doors
-            .open(name, room, self.kernel.factory.helper()?.starter());
+        use crate::helper::port::Port;
+        // A port that starts no operator's programs (the fake) opens no door.
+        if let Some(starter) = self.kernel.port()?.starter() {
+            self.doors.open(name, room, starter);
+        }
         Ok(())
     }
 }

@@ -83,6 +83,8 @@ pub trait Sink: Send + Sync {
 #[derive(Default)]
 pub struct Recorded {
     pub lines: Mutex<Vec<String>>,
+    /// The last program's number, as a run's account counts them (from 1).
+    programs: std::sync::atomic::AtomicU32,
 }
 
 #[cfg(test)]
@@ -105,6 +107,12 @@ impl Sink for Recorded {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(line);
+    }
+
+    fn next_program(&self) -> u32 {
+        self.programs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1
     }
 }
 

@@ -6,8 +6,10 @@
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
 
+use super::helper::port::{NewBox, Port};
 use super::helper::FileFailure;
-use super::{Lab, Netlink, NsId};
+use super::kernel::Kernel;
+use super::{Lab, NsId};
 use crate::error::{LabError, LabResult};
 use crate::input::FilePath;
 
@@ -37,32 +39,35 @@ fn explain(failure: FileFailure, path: &FilePath, ns: &str) -> LabError {
     }
 }
 
-impl Lab<Netlink> {
+impl<K: Kernel> Lab<K> {
     /// The filesystem box of a namespace (helper/sandbox.rs), made on first use.
     pub(super) fn boxfs(&mut self, ns_id: NsId) -> LabResult<BorrowedFd<'_>> {
-        if self.ns(ns_id)?.held.boxfs.is_none() {
+        if K::ns_box(&self.ns(ns_id)?.held).boxfs.is_none() {
             // Made with the run's cgroups, so what the box's builder does is the run's too.
             self.run_cgroup()?;
             self.programs.work_out_code();
             let limits = self.programs.limits();
             let code = self.programs.mounted();
             let ns = self.ns(ns_id)?;
-            let (boxfs, uts, link_events) = self.kernel.factory.helper()?.new_box(
+            let NewBox {
+                boxfs,
+                uts,
+                link_events,
+            } = self.kernel.port()?.new_box(
                 &ns.name,
-                ns.held.fd(),
+                K::ns_fd(&ns.held),
                 limits.scratch_bytes,
                 &limits.by_path,
                 code,
             )?;
             if let Some(ns) = self.namespaces.get_mut(&ns_id) {
-                ns.held.boxfs = Some(boxfs);
-                ns.held.uts = Some(uts);
-                ns.held.link_events = Some(link_events);
+                let made = K::ns_box_mut(&mut ns.held);
+                made.boxfs = Some(boxfs);
+                made.uts = Some(uts);
+                made.link_events = Some(link_events);
             }
         }
-        Ok(self
-            .ns(ns_id)?
-            .held
+        Ok(K::ns_box(&self.ns(ns_id)?.held)
             .boxfs
             .as_ref()
             .ok_or_else(|| LabError::NotFound("that namespace was deleted".to_string()))?
@@ -74,15 +79,11 @@ impl Lab<Netlink> {
     pub fn set_hostname(&mut self, ns_id: NsId, hostname: &str) -> LabResult<()> {
         self.boxfs(ns_id)?;
         let ns = self.ns(ns_id)?;
-        let uts = ns
-            .held
+        let uts = K::ns_box(&ns.held)
             .uts
             .as_ref()
             .ok_or_else(|| LabError::NotFound("that namespace was deleted".to_string()))?;
-        self.kernel
-            .factory
-            .helper()?
-            .set_hostname(uts.as_fd(), hostname)?;
+        self.kernel.port()?.set_hostname(uts.as_fd(), hostname)?;
         self.did(&format!("hostname {hostname} ({})", ns.name));
         Ok(())
     }
@@ -105,8 +106,7 @@ impl Lab<Netlink> {
             .try_clone_to_owned()
             .map_err(|e| LabError::from_io(&e, format!("write {path} in {name}")))?;
         self.kernel
-            .factory
-            .helper()?
+            .port()?
             .write_file(boxfs.as_fd(), path.as_str(), contents, mode)
             .map_err(|e| explain(e, path, &name))?;
         self.files_written += 1;
@@ -127,8 +127,7 @@ impl Lab<Netlink> {
             .map_err(|e| LabError::from_io(&e, &what))?;
         let file = self
             .kernel
-            .factory
-            .helper()?
+            .port()?
             .open_file(boxfs.as_fd(), path.as_str())
             .map_err(|e| explain(e, path, &name))?;
         let mut bytes = Vec::new();

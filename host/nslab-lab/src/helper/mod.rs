@@ -30,6 +30,7 @@ pub mod channel;
 mod command;
 pub mod ids;
 mod init;
+pub mod port;
 mod program;
 pub mod protocol;
 mod rawsys;

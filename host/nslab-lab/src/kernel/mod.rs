@@ -14,8 +14,11 @@ pub mod route;
 pub mod shaping;
 
 use std::future::Future;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::Path;
 
 use crate::error::LabResult;
+use crate::helper::port::Port;
 use crate::input::Cidr;
 pub use link::LinkInfoView;
 pub use netlink::Netlink;
@@ -53,10 +56,36 @@ pub struct KeeperHold {
     pub namespaces: Vec<(String, Option<(String, u64)>)>,
 }
 
+/// The box of a namespace's programs once made (helper/port.rs), held with the namespace:
+/// its mount namespace, its UTS namespace, and the socket of its link events until the watch
+/// takes it (programs/watch.rs).
+#[derive(Default)]
+pub struct NsBox {
+    pub boxfs: Option<OwnedFd>,
+    pub uts: Option<OwnedFd>,
+    pub link_events: Option<OwnedFd>,
+}
+
 /// What the lab asks of the kernel. `Ns` is a namespace held open: the kernel frees it, with
-/// every link in it, when the value is dropped and nothing else holds it.
+/// every link in it, when the value is dropped and nothing else holds it. What its programs
+/// and files need goes through the [`Port`] to the run's helper.
 pub trait Kernel: Send + Sync {
     type Ns: Send + Sync;
+    type Port: Port;
+
+    /// The port to the run's helper, once the run's principal has started.
+    fn port(&self) -> LabResult<&Self::Port>;
+    /// A descriptor that holds `ns` (what a program's start enters).
+    fn ns_fd(ns: &Self::Ns) -> BorrowedFd<'_>;
+    /// The box of `ns`'s programs.
+    fn ns_box(ns: &Self::Ns) -> &NsBox;
+    fn ns_box_mut(ns: &mut Self::Ns) -> &mut NsBox;
+    /// The netlink handle of `ns`, for the watch on the links its programs make: None where
+    /// there is no netlink (the fake).
+    fn link_handle(ns: &Self::Ns) -> Option<rtnetlink::Handle>;
+    /// The program that is the janitor of the run's cgroups (programs/cgroup/): None where the
+    /// lab makes no cgroups (the fake).
+    fn cgroup_janitor(&self) -> Option<&Path>;
 
     /// Start the run's principal (its user namespace and the helper in it) if it is not yet:
     /// Some when it was started now.

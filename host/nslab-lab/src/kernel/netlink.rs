@@ -26,6 +26,31 @@ impl Netlink {
 
 impl Kernel for Netlink {
     type Ns = Namespace;
+    type Port = crate::helper::Helper;
+
+    fn port(&self) -> LabResult<&crate::helper::Helper> {
+        self.factory.helper()
+    }
+
+    fn ns_fd(ns: &Namespace) -> std::os::fd::BorrowedFd<'_> {
+        ns.fd()
+    }
+
+    fn ns_box(ns: &Namespace) -> &super::NsBox {
+        &ns.boxed
+    }
+
+    fn ns_box_mut(ns: &mut Namespace) -> &mut super::NsBox {
+        &mut ns.boxed
+    }
+
+    fn link_handle(ns: &Namespace) -> Option<rtnetlink::Handle> {
+        Some(ns.netlink().clone())
+    }
+
+    fn cgroup_janitor(&self) -> Option<&std::path::Path> {
+        Some(self.factory.exe())
+    }
 
     fn start(&mut self) -> LabResult<Option<Principal>> {
         if !self.factory.start_helper()? {
@@ -169,7 +194,7 @@ impl Kernel for Netlink {
     }
 
     fn pin_files(&self, ns: &Namespace, pinned: &str) -> LabResult<Option<u64>> {
-        let Some(boxfs) = &ns.boxfs else {
+        let Some(boxfs) = &ns.boxed.boxfs else {
             return Ok(None);
         };
         let inode = nix::sys::stat::fstat(boxfs).map(|s| s.st_ino).unwrap_or(0);
@@ -198,7 +223,7 @@ impl Kernel for Netlink {
         for ns in namespaces {
             fds.push(ns.raw_fd());
             let net = at(fds.len() - 1);
-            let files = match &ns.boxfs {
+            let files = match &ns.boxed.boxfs {
                 Some(boxfs) => {
                     fds.push(boxfs.as_raw_fd());
                     let inode = nix::sys::stat::fstat(boxfs).map(|s| s.st_ino).unwrap_or(0);

@@ -26,13 +26,9 @@ pub struct Namespace {
     /// Netlink requests made to any namespace of the run (see [`Namespace::netlink`]).
     requests: Arc<AtomicU64>,
     connection: JoinHandle<()>,
-    /// The filesystem box of its programs (lab/helper/sandbox.rs), made when the first one starts.
-    pub boxfs: Option<OwnedFd>,
-    /// The UTS namespace of its programs (their host name), made with the box.
-    pub uts: Option<OwnedFd>,
-    /// A netlink socket inside it subscribed to its link events, made with the box, until the
-    /// first program there starts the watch on it (programs/watch.rs).
-    pub link_events: Option<OwnedFd>,
+    /// The box of its programs (helper/sandbox.rs), made when the first one starts or it is
+    /// first given a file.
+    pub boxed: super::NsBox,
     /// The interface index the lab asks for next (link.rs); loopback is 1.
     next_index: std::sync::atomic::AtomicU32,
 }
@@ -153,9 +149,7 @@ impl NsFactory {
             handle,
             requests: self.requests.clone(),
             connection: tokio::spawn(connection),
-            boxfs: None,
-            uts: None,
-            link_events: None,
+            boxed: Default::default(),
             next_index: std::sync::atomic::AtomicU32::new(2),
         })
     }

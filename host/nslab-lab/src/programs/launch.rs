@@ -16,8 +16,9 @@ use super::find::resolve;
 use super::output::{capture, Capture, Printed};
 use super::starts::{self, Pending, Start, StartLog, StartPipes};
 use crate::error::{LabError, LabResult};
+use crate::helper::port::Port;
+use crate::helper::protocol::Command;
 use crate::helper::protocol::StartFds;
-use crate::helper::{protocol::Command, Helper};
 use crate::process::SYSTEM_PATH;
 use crate::{LabEvent, Sink};
 
@@ -35,7 +36,7 @@ fn output_pipe(what: &str) -> LabResult<(pipe::Receiver, OwnedFd)> {
 pub async fn start(
     ns_name: &str,
     boxing: Boxing,
-    helper: &Helper,
+    helper: &dyn Port,
     req: ExecRequest,
     sink: Arc<dyn Sink>,
     tag: Option<String>,
@@ -212,7 +213,7 @@ pub(super) fn environment(passed: &[(String, String)]) -> Vec<Vec<u8>> {
 pub async fn run(
     ns_name: &str,
     boxing: Boxing,
-    helper: &Helper,
+    helper: &dyn Port,
     req: ExecRequest,
     sink: Arc<dyn Sink>,
     starts: &Arc<StartLog>,

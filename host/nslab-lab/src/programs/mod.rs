@@ -26,8 +26,9 @@ use cgroup::RunCgroup;
 use exec::{Boxing, ExecOutput, ExecRequest};
 
 use super::helper::ids::GroupDrop;
+use super::helper::port::Port;
 use super::helper::protocol::Confinement;
-use super::kernel::Netlink;
+use super::kernel::Kernel;
 use super::{Lab, LabEvent, NsId, ProcId, Sink, Tripped};
 use crate::error::{LabError, LabResult};
 
@@ -184,7 +185,7 @@ impl Drop for Live {
     }
 }
 
-impl Lab<Netlink> {
+impl<K: Kernel> Lab<K> {
     /// The files the run's programs may execute (the programs the scenario declared and the
     /// policy allows, resolved): the kernel refuses any other (confine.rs).
     pub fn allow_executables(&mut self, files: Vec<std::path::PathBuf>) {
@@ -208,8 +209,12 @@ impl Lab<Netlink> {
         if !matches!(self.programs.memory, MemoryBound::Undecided) {
             return Ok(());
         }
-        self.programs.memory = match cgroup::detect() {
-            Ok(h) => {
+        let hierarchy = match self.kernel.cgroup_janitor() {
+            Some(janitor) => cgroup::detect().map(|h| (h, janitor.to_path_buf())),
+            None => Err(String::new()),
+        };
+        self.programs.memory = match hierarchy {
+            Ok((h, janitor)) => {
                 let records = self.record.dir.clone();
                 let alive = move |id: &str| {
                     let path = records.join(format!("{id}.json"));
@@ -221,16 +226,17 @@ impl Lab<Netlink> {
                     &self.record.id,
                     self.programs.limits.program_memory,
                     self.programs.limits.max_processes,
-                    self.kernel.factory.exe(),
+                    &janitor,
                     &alive,
                 )
                 .map_err(LabError::Os)?;
-                let helper = self.kernel.factory.helper()?.pid();
-                c.adopt(helper).map_err(|e| {
-                    LabError::Os(format!(
-                        "cannot move the lab helper into the run's cgroup: {e}"
-                    ))
-                })?;
+                if let Some(helper) = self.kernel.port()?.pid() {
+                    c.adopt(helper).map_err(|e| {
+                        LabError::Os(format!(
+                            "cannot move the lab helper into the run's cgroup: {e}"
+                        ))
+                    })?;
+                }
                 MemoryBound::Cgroup(c)
             }
             Err(_) => MemoryBound::PerProgram,
@@ -253,14 +259,15 @@ impl Lab<Netlink> {
             let socket = self
                 .namespaces
                 .get_mut(&ns_id)
-                .and_then(|ns| ns.held.link_events.take())
+                .and_then(|ns| K::ns_box_mut(&mut ns.held).link_events.take())
                 .ok_or_else(|| {
                     LabError::Bug("a namespace's box came without its link-events socket".into())
                 })?;
-            let watcher = self
-                .programs
-                .link_limit
-                .watch(&self.ns(ns_id)?.held, socket)?;
+            let ns = self.ns(ns_id)?;
+            let watcher =
+                self.programs
+                    .link_limit
+                    .watch(&ns.name, K::link_handle(&ns.held), socket)?;
             self.programs.watchers.insert(ns_id, watcher);
         }
         if self.programs.confinement.is_none() {
@@ -271,7 +278,7 @@ impl Lab<Netlink> {
                 _ => Vec::new(),
             };
             let landlock = confinement.ruleset_fd();
-            let helper = self.kernel.factory.helper()?;
+            let helper = self.kernel.port()?;
             helper.confine(
                 Confinement {
                     max_processes: super::program_processes(self.programs.limits.max_processes),
@@ -287,14 +294,13 @@ impl Lab<Netlink> {
             self.programs.confinement = Some(confinement);
         }
         let ns = self.ns(ns_id)?;
-        let utsns = ns
-            .held
+        let utsns = K::ns_box(&ns.held)
             .uts
             .as_ref()
             .map(AsRawFd::as_raw_fd)
             .ok_or_else(|| LabError::NotFound("that namespace was deleted".to_string()))?;
         let boxing = Boxing {
-            netns: ns.held.raw_fd(),
+            netns: K::ns_fd(&ns.held).as_raw_fd(),
             mntns,
             utsns,
         };
@@ -315,7 +321,7 @@ impl Lab<Netlink> {
         });
         // Counted while it runs, and uncounted however the call ends (even when dropped).
         let _live = Live::enter(&self.programs.live);
-        let helper = self.kernel.factory.helper()?;
+        let helper = self.kernel.port()?;
         let out = launch::run(
             &name,
             boxing,
@@ -349,7 +355,7 @@ impl Lab<Netlink> {
         let running = launch::start(
             &name,
             boxing,
-            self.kernel.factory.helper()?,
+            self.kernel.port()?,
             req,
             self.programs.sink.clone(),
             Some(program.clone()),

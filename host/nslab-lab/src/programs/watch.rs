@@ -15,7 +15,6 @@ use tokio::io::unix::AsyncFd;
 use tokio::task::JoinHandle;
 
 use crate::error::{LabError, LabResult};
-use crate::kernel::netns::Namespace;
 use crate::Tripped;
 
 const RTM_NEWLINK: u16 = 16;
@@ -64,12 +63,21 @@ impl LinkLimit {
     /// Start watching `ns` through `socket`, a netlink socket inside it subscribed to link
     /// events (the lab helper makes it with the namespace's box: Helper::new_box); the task ends when aborted
     /// (the namespace is deleted, or the run ends).
-    pub fn watch(&self, ns: &Namespace, socket: OwnedFd) -> LabResult<JoinHandle<()>> {
-        let what = format!("watch the links of namespace {}", ns.name);
+    /// Without a netlink `handle` (the fake kernel's namespaces) there is nothing to watch: the
+    /// task only waits to be aborted.
+    pub fn watch(
+        &self,
+        ns: &str,
+        handle: Option<rtnetlink::Handle>,
+        socket: OwnedFd,
+    ) -> LabResult<JoinHandle<()>> {
+        let Some(handle) = handle else {
+            return Ok(tokio::spawn(std::future::pending()));
+        };
+        let what = format!("watch the links of namespace {ns}");
         // SAFETY: the socket is owned by the AsyncFd, which deregisters it before closing it.
         let socket = unsafe { AsyncFd::register(socket) }
             .map_err(|e| LabError::from_io(&e.into_parts().1, &what))?;
-        let handle = ns.netlink().clone();
         let limit = self.clone();
         Ok(tokio::spawn(async move {
             // What this watch counted leaves the total when the watch ends (its namespace is

@@ -8,6 +8,7 @@ use std::sync::Arc;
 mod ends;
 mod links;
 mod namespaces;
+mod programs;
 mod routes;
 
 use super::events::Recorded;

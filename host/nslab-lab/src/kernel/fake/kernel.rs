@@ -14,6 +14,32 @@ use crate::kernel::{
 
 impl Kernel for Fake {
     type Ns = FakeNs;
+    type Port = super::port::FakePort;
+
+    fn port(&self) -> LabResult<&super::port::FakePort> {
+        Ok(&self.port)
+    }
+
+    fn ns_fd(ns: &FakeNs) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        ns.fd.as_fd()
+    }
+
+    fn ns_box(ns: &FakeNs) -> &crate::kernel::NsBox {
+        &ns.boxed
+    }
+
+    fn ns_box_mut(ns: &mut FakeNs) -> &mut crate::kernel::NsBox {
+        &mut ns.boxed
+    }
+
+    fn link_handle(_ns: &FakeNs) -> Option<rtnetlink::Handle> {
+        None
+    }
+
+    fn cgroup_janitor(&self) -> Option<&std::path::Path> {
+        None
+    }
 
     fn start(&mut self) -> LabResult<Option<Principal>> {
         let mut s = lock(&self.state);
@@ -59,9 +85,12 @@ impl Kernel for Fake {
             s.namespaces.insert(id, ns);
             Ok(id)
         })?;
+        let fd = super::port::token(&mut lock(&self.state), "ns", name)?;
         let ns = FakeNs {
             id,
             state: self.state.clone(),
+            fd,
+            boxed: Default::default(),
         };
         Ok((ns, 4_026_532_000 + u64::from(id)))
     }

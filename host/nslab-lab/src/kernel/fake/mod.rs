@@ -9,6 +9,7 @@
 //! line starts with a prefix fail with an errno, as the kernel would.
 
 mod kernel;
+mod port;
 mod state;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,10 +23,24 @@ pub use state::FakeNs;
 use state::{lock, State};
 
 /// The fake kernel. Clones share one state.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Fake {
     state: Arc<Mutex<State>>,
     requests: Arc<AtomicU64>,
+    port: port::FakePort,
+}
+
+impl Default for Fake {
+    fn default() -> Fake {
+        let state = Arc::<Mutex<State>>::default();
+        Fake {
+            port: port::FakePort {
+                state: state.clone(),
+            },
+            state,
+            requests: Arc::default(),
+        }
+    }
 }
 
 impl Fake {

@@ -49,6 +49,10 @@ pub struct State {
     /// in its own time; until then they and their links are still there.
     pub lazy_free: bool,
     pub closed: Vec<u32>,
+    /// What each fake descriptor stands for, by its inode (port.rs).
+    pub tokens: BTreeMap<u64, String>,
+    /// Files given to boxes (port.rs).
+    pub files: super::port::Files,
 }
 
 pub fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -162,6 +166,9 @@ pub fn on_subnet(cidr: &Cidr, ip: std::net::IpAddr) -> bool {
 pub struct FakeNs {
     pub id: u32,
     pub state: Arc<Mutex<State>>,
+    /// What holds it, as a descriptor (a memfd standing for it, port.rs).
+    pub fd: std::os::fd::OwnedFd,
+    pub boxed: crate::kernel::NsBox,
 }
 
 impl Drop for FakeNs {

@@ -1,0 +1,120 @@
+//! What the lab asks of its helper, the process that does the run's work inside its user
+//! namespace (mod.rs): a box for a namespace's programs and files in it, what confines the
+//! programs, and their starts. The lab's programs and files reach the helper only through
+//! this port ([`crate::Kernel::port`]). The real port is the run's [`Helper`]; the fake
+//! kernel's starts plain processes of the test's own, unboxed (kernel/fake/port.rs), so that
+//! the programs' bookkeeping is tested without root.
+
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use super::channel::Init;
+use super::ids::GroupDrop;
+use super::protocol::{Command, Confinement, StartFds};
+use super::spawning::Starter;
+use super::{FileFailure, Helper};
+use crate::error::LabResult;
+
+/// A namespace's box as the port makes it: its mount namespace (the files its programs see),
+/// its UTS namespace (their host name), and a netlink socket inside the namespace subscribed
+/// to its link events (programs/watch.rs).
+pub struct NewBox {
+    pub boxfs: OwnedFd,
+    pub uts: OwnedFd,
+    pub link_events: OwnedFd,
+}
+
+/// The lab's port to its helper.
+pub trait Port: Send + Sync {
+    /// The box of namespace `name` (held by `netns`): at most `scratch_bytes` writable, the
+    /// programs allowed `by_path` at /nslab/bin/NAME, `code` mounted executable.
+    fn new_box(
+        &self,
+        name: &str,
+        netns: BorrowedFd<'_>,
+        scratch_bytes: u64,
+        by_path: &[(String, PathBuf)],
+        code: &[PathBuf],
+    ) -> LabResult<NewBox>;
+    /// Set the host name a box's programs see (its UTS namespace `uts`).
+    fn set_hostname(&self, uts: BorrowedFd<'_>, hostname: &str) -> LabResult<()>;
+    /// Write `contents` to `path` as the programs of the box `boxfs` see it.
+    fn write_file(
+        &self,
+        boxfs: BorrowedFd<'_>,
+        path: &str,
+        contents: &[u8],
+        mode: u32,
+    ) -> Result<(), FileFailure>;
+    /// Open `path` for reading as the programs of the box `boxfs` see it.
+    fn open_file(&self, boxfs: BorrowedFd<'_>, path: &str) -> Result<OwnedFd, FileFailure>;
+    /// Say what confines every program of the run, with its fds (protocol.rs).
+    fn confine(&self, c: Confinement, fds: &[RawFd]) -> LabResult<()>;
+    /// Start `command` with `fds`, without waiting: the start's outcome comes on its pipes
+    /// (programs/starts.rs), the init's pidfd when first needed.
+    fn start_program(&self, command: &Command, fds: StartFds<RawFd>) -> LabResult<Init>;
+    /// The process to move into the run's cgroups with the programs (None: there is none).
+    fn pid(&self) -> Option<u32>;
+    /// Whether and where the programs' supplementary groups are dropped.
+    fn groups(&self) -> GroupDrop;
+    /// What starts the operator's programs from outside the lab (doors.rs): None where the
+    /// port has no such thing.
+    fn starter(&self) -> Option<Starter>;
+}
+
+impl Port for Helper {
+    fn new_box(
+        &self,
+        name: &str,
+        netns: BorrowedFd<'_>,
+        scratch_bytes: u64,
+        by_path: &[(String, PathBuf)],
+        code: &[PathBuf],
+    ) -> LabResult<NewBox> {
+        let (boxfs, uts, link_events) =
+            Helper::new_box(self, name, netns, scratch_bytes, by_path, code)?;
+        Ok(NewBox {
+            boxfs,
+            uts,
+            link_events,
+        })
+    }
+
+    fn set_hostname(&self, uts: BorrowedFd<'_>, hostname: &str) -> LabResult<()> {
+        Helper::set_hostname(self, uts, hostname)
+    }
+
+    fn write_file(
+        &self,
+        boxfs: BorrowedFd<'_>,
+        path: &str,
+        contents: &[u8],
+        mode: u32,
+    ) -> Result<(), FileFailure> {
+        Helper::write_file(self, boxfs, path, contents, mode)
+    }
+
+    fn open_file(&self, boxfs: BorrowedFd<'_>, path: &str) -> Result<OwnedFd, FileFailure> {
+        Helper::open_file(self, boxfs, path)
+    }
+
+    fn confine(&self, c: Confinement, fds: &[RawFd]) -> LabResult<()> {
+        Helper::confine(self, c, fds)
+    }
+
+    fn start_program(&self, command: &Command, fds: StartFds<RawFd>) -> LabResult<Init> {
+        Helper::start_program(self, command, fds)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        Some(Helper::pid(self))
+    }
+
+    fn groups(&self) -> GroupDrop {
+        Helper::groups(self)
+    }
+
+    fn starter(&self) -> Option<Starter> {
+        Some(Helper::starter(self))
+    }
+}
