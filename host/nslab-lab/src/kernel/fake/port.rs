@@ -137,9 +137,9 @@ impl Port for FakePort {
                 .collect::<Vec<_>>()
                 .join(" ");
             s.request(format!("start {line}"), &format!("start {program}"))
-                .map_err(|e| {
+                .inspect_err(|e| {
                     // As the helper does when it cannot clone an init: said on the pipe too.
-                    if let LabError::Limit(_) | LabError::Os(_) = &e {
+                    if let LabError::Limit(_) | LabError::Os(_) = e {
                         let code = StartError::Clone(Errno::EAGAIN).encode().to_ne_bytes();
                         let _ = nix::unistd::write(
                             // SAFETY: lent for this call (see `own`).
@@ -147,7 +147,6 @@ impl Port for FakePort {
                             &code,
                         );
                     }
-                    e
                 })?;
         }
         let [stdin, stdout, stderr, exit_status, errors, forked] = [
