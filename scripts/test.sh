@@ -25,9 +25,11 @@ done
 rm -f target/tmp/skipped.txt
 # The rootless tests' copy of the runner, readable by the test users (tests/rootless.rs).
 trap 'rm -rf "${TMPDIR:-/tmp}/nslab-test-rootless-shared"' EXIT
-# Each library crate on its own, with its own features (nslab-host without the command line's),
-# then the runner, whose integration tests run the real binary.
-for crate in nslab-lab nslab-report nslab-host; do
+# Each library crate on its own, with its own features (the lab with its fake kernel for users'
+# tests, nslab-host without the command line's), then the runner, whose integration tests run
+# the real binary.
+cargo test --release -p nslab-lab --features test-util
+for crate in nslab-report nslab-host; do
     cargo test --release -p "$crate"
 done
 cargo test --release -p runner

@@ -179,7 +179,7 @@ fn denied_syscalls_fail_with_the_filters_errno() {
 
 #[test]
 fn runner_policy_lists_each_layer_and_inspect_states_the_allowlist() {
-    let landlock = nslab_lab::programs::confine::landlock_abi().is_some();
+    let landlock = nslab_lab::host::landlock_abi().is_some();
     let policy = runner(["policy"]);
     policy.assert_code(0);
     for key in ["exec-allowlist", "syscall-filter", "keyring", "sysfs"] {

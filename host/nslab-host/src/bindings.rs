@@ -26,7 +26,7 @@ impl Info {
     /// The scenario's own words about itself, made safe to print on one line each
     /// (console::printable): a name cannot erase lines or pass for the runner's output.
     pub fn printable(self) -> Info {
-        let clean = |s: String| nslab_report::console::printable(&s).into_owned();
+        let clean = |s: String| nslab_lab::text::printable(&s).into_owned();
         Info {
             name: clean(self.name),
             description: clean(self.description),

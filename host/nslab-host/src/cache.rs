@@ -131,7 +131,7 @@ impl Cache {
         ));
         let digest = Sha256::digest(code);
         // A cache that cannot take it only means compiling again next time.
-        let _ = nslab_lab::keep::record::write_whole(path, &tmp, 0o600, &[&digest, code]);
+        let _ = nslab_lab::records::write_whole(path, &tmp, 0o600, &[&digest, code]);
     }
 
     /// Keep the cache under MAX_BYTES, removing the least recently used entries first.

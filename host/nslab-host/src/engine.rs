@@ -11,12 +11,13 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{Scenario, ScenarioPre};
 use crate::cache::{Cache, Lookup};
-use crate::guest_limits::{GuestOutput, MemoryLimit, Tripped};
+use crate::guest_limits::{GuestOutput, MemoryLimit};
 use crate::iface::{LabCtx, LabView};
 use crate::load::{self, LoadError};
 use crate::policy::{Declared, Policy};
-use crate::report::Report;
+use crate::scenario_report::Report;
 use nslab_lab::Lab;
+use nslab_lab::Tripped;
 use nslab_report::console::{Console, Verbosity};
 
 /// The store's data: WASI (with no ambient authority), the lab, and what the run reports.

@@ -11,9 +11,9 @@ use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
-use nslab_lab::programs::starts::StartLog;
+use nslab_lab::StartLog;
 
-pub use nslab_lab::Tripped;
+use nslab_lab::Tripped;
 
 /// How many core instances, memories and tables one scenario may have: far more than any
 /// toolchain's component needs (a componentize-py scenario has a few dozen instances), and few
@@ -102,7 +102,7 @@ pub struct GuestOutput {
     /// Where its lines go: stderr for its stderr, and for its stdout too under `--json`.
     to_stderr: bool,
     shared: Arc<OutputBudget>,
-    line: Arc<Mutex<nslab_report::console::LineSplitter>>,
+    line: Arc<Mutex<nslab_lab::text::LineSplitter>>,
     quiet: bool,
     /// The lab's log of background programs' starts, told before each write, so that what the
     /// scenario prints comes after what it started (nslab-lab's programs/starts.rs). A write
@@ -134,12 +134,12 @@ impl GuestOutput {
             over: AtomicBool::new(false),
             tripped,
         });
-        let label = nslab_report::console::printable(label).into_owned();
+        let label = nslab_lab::text::printable(label).into_owned();
         let make = |is_stderr| GuestOutput {
             label: label.as_str().into(),
             to_stderr: is_stderr || text_on_stderr,
             shared: shared.clone(),
-            line: Arc::new(Mutex::new(nslab_report::console::LineSplitter::new(8192))),
+            line: Arc::new(Mutex::new(nslab_lab::text::LineSplitter::new(8192))),
             quiet,
             starts: starts.clone(),
         };
@@ -151,8 +151,7 @@ impl GuestOutput {
             return;
         }
         let text = String::from_utf8_lossy(line);
-        let text =
-            nslab_report::console::printable(text.trim_end_matches(['\n', '\r'])).into_owned();
+        let text = nslab_lab::text::printable(text.trim_end_matches(['\n', '\r'])).into_owned();
         let out = format!("   [{}] {text}\n", self.label);
         if self.to_stderr {
             let _ = std::io::stdout().flush();

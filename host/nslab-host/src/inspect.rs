@@ -8,8 +8,8 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::engine::{describe, epoch_ticker, load_scenario, new_store, Described};
-use crate::guest_limits::Tripped;
 use crate::policy::Policy;
+use nslab_lab::Tripped;
 use nslab_report::console::{Console, Verbosity};
 
 pub struct Inspection {
@@ -55,7 +55,7 @@ pub fn declared_files(policy: &Policy, declared: &[String]) -> Vec<std::path::Pa
         .filter(|name| policy.permits_program(name))
         .filter_map(|name| match policy.exec_paths.get(name.as_str()) {
             Some(path) => Some(path.clone()),
-            None => nslab_lab::programs::find::resolve(name).ok(),
+            None => nslab_lab::host::resolve(name).ok(),
         })
         .collect()
 }

@@ -11,4 +11,4 @@ pub mod iface;
 pub mod inspect;
 pub mod load;
 pub mod policy;
-pub mod report;
+pub mod scenario_report;

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::helper::spawning::Starter;
+use super::helper::starter::Starter;
 use super::Lab;
 use crate::error::{LabError, LabResult};
 

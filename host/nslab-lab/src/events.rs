@@ -79,7 +79,7 @@ pub trait Sink: Send + Sync {
 }
 
 /// A sink that keeps every event as a line of text, for tests of the lab's logic.
-#[cfg(test)]
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Default)]
 pub struct Recorded {
     pub lines: Mutex<Vec<String>>,
@@ -87,14 +87,14 @@ pub struct Recorded {
     programs: std::sync::atomic::AtomicU32,
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-util"))]
 impl Recorded {
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-util"))]
 impl Sink for Recorded {
     fn event(&self, event: LabEvent<'_>) {
         let line = match event {

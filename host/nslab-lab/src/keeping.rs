@@ -1,12 +1,12 @@
-//! Keeping the lab: the runner's record of the run (keep/record.rs), kept in step with the lab
+//! Keeping the lab: the runner's record of the run (persist/record.rs), kept in step with the lab
 //! so that `runner ls` and `runner cleanup` can find whatever the user has seen; and `--keep`,
 //! which hands the lab and its programs' files over (pins for root, a keeper process for an
 //! ordinary user) instead of removing them, or undoes every step of that and says why.
 
-use super::keep::record::{NsChange, NsRecord};
-use super::kernel::Kernel;
-use super::{Lab, LabEvent, Mode};
 use crate::error::{LabError, LabResult};
+use crate::kernel::Kernel;
+use crate::persist::record::{NsChange, NsRecord};
+use crate::{Lab, LabEvent, Mode};
 
 /// How a kept lab is held.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +67,7 @@ impl<K: Kernel> Lab<K> {
         let _ = self.save_record();
     }
 
-    /// A namespace was made or deleted: the record's log says so (keep/record.rs). The record
+    /// A namespace was made or deleted: the record's log says so (persist/record.rs). The record
     /// is saved whole once, at the first namespace; a run that makes none leaves no record.
     pub(super) fn log_namespace(&mut self, change: NsChange) {
         if self.record_saved.is_none() {
@@ -168,7 +168,7 @@ impl<K: Kernel> Lab<K> {
     }
 
     /// Keep the lab of an ordinary user: a keeper process holds the user namespace, every
-    /// namespace and every box (keep/keeper.rs), and the record says where: /proc/PID/fd/N.
+    /// namespace and every box (persist/keeper.rs), and the record says where: /proc/PID/fd/N.
     fn keep_by_keeper(&mut self) -> LabResult<(Holder, Vec<NsRecord>)> {
         let held: Vec<&K::Ns> = self.namespaces.values().map(|n| &n.held).collect();
         let hold = self.kernel.start_keeper(&held)?;

@@ -14,21 +14,84 @@
 //!   protocol, namespaces and boxes made inside it, file work in a box
 //! - `programs/` the run's programs: boxing, starting them through the helper, exec, output, cgroups,
 //!   Landlock and seccomp, the link watch
-//! - `keep/`     the run's record on disk, pins under /run/netns, the keeper process
+//! - `persist/`  the run's record on disk, pins under /run/netns, the keeper process
+//!
+//! # Using it on its own
+//!
+//! A Rust program builds a lab as the runner does: it is also the lab's helper, so `main`
+//! first lets [`roles::dispatch`] take over a re-executed start. As root (or an ordinary
+//! user whose kernel allows user namespaces):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use nslab_lab::input::{Cidr, Name};
+//! use nslab_lab::records::{new_run_id, RunRecord};
+//! use nslab_lab::{ExecRequest, Lab, LabConfig, LabEvent, Mode, ProgramLimits, Sink};
+//!
+//! struct Quiet;
+//! impl Sink for Quiet {
+//!     fn event(&self, _: LabEvent<'_>) {}
+//! }
+//!
+//! # async fn build() -> nslab_lab::LabResult<()> {
+//! let id = new_run_id().expect("the kernel's random source");
+//! let record = RunRecord::new(id, "my-lab".into(), std::env::temp_dir().join("my-lab-runs"));
+//! let limits = ProgramLimits {
+//!     max_processes: 64,
+//!     max_links: 256,
+//!     program_memory: 1 << 30,
+//!     scratch_bytes: 64 << 20,
+//!     tripped: Arc::default(),
+//!     by_path: Vec::new(),
+//! };
+//! let config = LabConfig { mode: Mode::Root, limits, record, sink: Arc::new(Quiet) };
+//! let mut lab = Lab::real(std::env::current_exe().unwrap(), config);
+//! let name = |n: &str| Name::parse("namespace", n).unwrap();
+//! let (a, b) = (lab.create_namespace(&name("a"))?, lab.create_namespace(&name("b"))?);
+//! let (ea, eb) = lab.veth(&name("eth0"), a, &name("eth0"), b).await?;
+//! for (end, cidr) in [(ea, "10.0.0.1/24"), (eb, "10.0.0.2/24")] {
+//!     lab.add_address(end, cidr.parse::<Cidr>().unwrap()).await?;
+//!     lab.set_up(end, true).await?;
+//! }
+//! lab.allow_executables(vec![nslab_lab::host::resolve("ping")?]);
+//! let out = lab
+//!     .exec(a, ExecRequest {
+//!         program: "ping".into(),
+//!         by_path: false,
+//!         args: vec!["-c1".into(), "10.0.0.2".into()],
+//!         env: Vec::new(),
+//!         stdin: None,
+//!         timeout: Duration::from_secs(5),
+//!         output_limit: 1 << 16,
+//!         quiet: true,
+//!     })
+//!     .await?;
+//! assert_eq!(out.status, 0);
+//! let ended = lab.teardown().await;
+//! assert!(ended.problems.is_empty());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `examples/ping_pair.rs` is this as a program. Tests use the fake kernel instead (the
+//! `test-util` feature's [`testing`] module), which needs no root.
 
-pub mod doors;
+// The rooms are private: what the lab offers is what this file exports, below and in the
+// modules after the `Lab`, each for one kind of user.
+mod doors;
 pub mod error;
-pub mod events;
+mod events;
 mod files;
-pub mod helper;
+mod helper;
 pub mod input;
-pub mod keep;
-pub mod keeping;
-pub mod kernel;
-pub mod model;
+mod keeping;
+mod kernel;
+mod model;
 mod observe;
-pub mod process;
-pub mod programs;
+mod persist;
+mod process;
+mod programs;
 pub mod text;
 mod topology;
 
@@ -38,14 +101,17 @@ mod tests;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::error::{LabError, LabResult};
 use crate::input::Name;
+pub use error::{LabError, LabResult};
 pub use events::{LabEvent, ProgramEnd, Sink, Tripped};
 pub use helper::ids::Mode;
-use keep::record::{NsChange, RunRecord};
-pub use kernel::{Kernel, LinkInfoView, Netlink, Route, Shaping};
+pub use helper::port::{NewBox, Port};
+pub use keeping::{Holder, Kept};
+pub use kernel::{Kernel, LinkInfoView, Netlink, NsBox, Route, Shaping};
 pub use model::{LinkKind, LinkNode, NsNode, Topology};
+use persist::record::{NsChange, RunRecord};
 pub use programs::exec::{Boxing, ExecOutput, ExecRequest};
+pub use programs::starts::StartLog;
 pub use programs::ProgramLimits;
 pub use topology::{RouteDetailView, RouteView};
 
@@ -476,5 +542,111 @@ impl<K: Kernel> Drop for Lab<K> {
         self.programs.release_all();
         self.links.clear();
         while self.namespaces.pop_last().is_some() {}
+    }
+}
+
+/// A lab without root, for tests: the fake kernel, which keeps the kernel's rules in memory
+/// and starts programs as plain processes, and a sink that keeps what the lab said as lines.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::sync::Arc;
+/// use nslab_lab::input::Name;
+/// use nslab_lab::records::{new_run_id, RunRecord};
+/// use nslab_lab::testing::{Fake, Recorded};
+/// use nslab_lab::{Lab, LabConfig, Mode, ProgramLimits};
+///
+/// let dir = std::env::temp_dir().join(format!("doc-{}", std::process::id()));
+/// let record = RunRecord::new(new_run_id().unwrap(), "doc".into(), dir.clone());
+/// let limits = ProgramLimits {
+///     max_processes: 8,
+///     max_links: 16,
+///     program_memory: 1 << 30,
+///     scratch_bytes: 1 << 20,
+///     tripped: Arc::default(),
+///     by_path: Vec::new(),
+/// };
+/// let sink = Arc::new(Recorded::default());
+/// let fake = Fake::new();
+/// let config = LabConfig { mode: Mode::Root, limits, record, sink: sink.clone() };
+/// let mut lab = Lab::new(fake.clone(), config);
+/// let name = |n: &str| Name::parse("name", n).unwrap();
+/// let (a, b) = (lab.create_namespace(&name("a")).unwrap(), lab.create_namespace(&name("b")).unwrap());
+/// lab.veth(&name("x"), a, &name("y"), b).await.unwrap();
+/// assert_eq!(fake.links_of("a"), ["lo", "x@b/y"]);
+/// assert!(lab.teardown().await.problems.is_empty());
+/// assert!(fake.namespaces().is_empty());
+/// # let _ = std::fs::remove_dir_all(dir);
+/// # }
+/// ```
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing {
+    pub use crate::events::Recorded;
+    pub use crate::kernel::fake::Fake;
+}
+
+/// The runner program re-executed as one of the lab's own processes: the first argument says
+/// which, and `main` hands the process over to it before anything else.
+pub mod roles {
+    /// The run's helper, in the run's user namespace (helper/).
+    pub use crate::helper::{serve as helper, HELPER_ARG};
+    /// The holder of an ordinary user's kept lab (persist/keeper.rs).
+    pub use crate::persist::keeper::{serve as keeper, KEEPER_ARG};
+    /// The janitor of a run's cgroups (programs/cgroup/).
+    pub use crate::programs::cgroup::{janitor, JANITOR_ARG};
+
+    /// If this process was started as one of the lab's own (its first argument names the
+    /// role), be it, and say with what status to exit; None for the program's own start.
+    /// A program that builds labs calls this first thing in `main`: the lab re-executes it
+    /// (`std::env::current_exe()`) as its helper, keeper and janitor.
+    pub fn dispatch() -> Option<std::process::ExitCode> {
+        let mut args = std::env::args_os().skip(1);
+        let role = args.next()?;
+        if role == HELPER_ARG {
+            return Some(helper());
+        }
+        if role == KEEPER_ARG {
+            return Some(keeper());
+        }
+        if role == JANITOR_ARG {
+            let dirs: Vec<std::path::PathBuf> = args.map(Into::into).collect();
+            return Some(janitor(&dirs));
+        }
+        None
+    }
+}
+
+/// The run's record as `runner ls` and `runner cleanup` read it, and what a kept lab is held by.
+pub mod records {
+    pub use crate::persist::keeper::{is_keeper, FIRST_FD};
+    pub use crate::persist::pin;
+    pub use crate::persist::record::{
+        is_run_id, new_run_id, now_unix, own_dir, temp_files, write_whole, NsChange, NsRecord,
+        RunRecord, RunStatus,
+    };
+}
+
+/// Stepping into a running lab (`runner exec`, `shell`, `capture`): the namespaces' doors, the
+/// operator's programs, and the message transport of the helper's socket.
+pub mod operator {
+    pub use crate::doors::{Doors, Entry, Shut};
+    pub use crate::helper::packet_socket;
+    pub use crate::helper::protocol::{receive, send};
+    pub use crate::helper::sandbox::executable_system_dirs;
+    pub use crate::programs::operator::*;
+}
+
+/// What this machine allows and has, as the lab finds it: programs on the system PATH,
+/// Landlock and seccomp, cgroups, subordinate ids, and processes by pidfd.
+pub mod host {
+    pub use crate::helper::ids::subordinate_ids;
+    pub use crate::process::{pidfd_open, pidfd_signal, process_start, SYSTEM_PATH};
+    pub use crate::programs::confine::{landlock_abi, seccomp_available, DENIED};
+    pub use crate::programs::find::{elsewhere, in_system_path, resolve};
+
+    /// The cgroup hierarchy runs' programs are bounded by here, and sweeping dead runs' ones.
+    pub mod cgroup {
+        pub use crate::programs::cgroup::{detect, sweep_all, Hierarchy};
     }
 }

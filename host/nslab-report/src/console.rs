@@ -6,7 +6,6 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crate::account::{Event, Journal};
-pub use nslab_lab::text::{printable, LineSplitter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verbosity {

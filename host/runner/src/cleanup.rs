@@ -2,8 +2,8 @@
 //! namespace the run pinned. Never by a name pattern, so a namespace pinned by anything else,
 //! however similar its name, is never touched.
 
-use crate::records::{RunRecord, RunStatus};
-use nslab_lab::keep::pin::{self, Unpinned};
+use nslab_lab::records::pin::{self, Unpinned};
+use nslab_lab::records::{RunRecord, RunStatus};
 
 /// What cleaning up one run did.
 #[derive(Debug, Default)]
@@ -80,7 +80,7 @@ pub fn cleanup(rec: &RunRecord) -> Result<Cleaned, String> {
             Err(e) => done.problems.push(format!("cannot remove {at}: {e}")),
         }
     }
-    nslab_lab::programs::cgroup::sweep_all(&crate::records::is_running);
+    nslab_lab::host::cgroup::sweep_all(&crate::records::is_running);
     if done.problems.is_empty() {
         rec.remove()
             .map_err(|e| format!("cannot remove the record of run {}: {e}", rec.id))?;
@@ -116,7 +116,7 @@ fn end_leftovers(rec: &RunRecord, done: &mut Cleaned) {
 /// Stop the keeper of an ordinary user's kept lab (lab/keep/keeper.rs), if the pid still is that
 /// keeper: a process of the record's owner running `runner __keeper`, started when recorded.
 fn stop_keeper(rec: &RunRecord, pid: u32, start: u64, done: &mut Cleaned) {
-    if !nslab_lab::keep::keeper::is_keeper(pid, start, rec.owner) {
+    if !nslab_lab::records::is_keeper(pid, start, rec.owner) {
         done.notes.push(format!(
             "process {pid}, which held the lab, is gone (or is not the runner's keeper): nothing to stop"
         ));
@@ -129,7 +129,7 @@ fn stop_keeper(rec: &RunRecord, pid: u32, start: u64, done: &mut Cleaned) {
         Ok(()) => {
             // Gone when cleanup returns, as an unmounted pin is.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-            while nslab_lab::keep::keeper::is_keeper(pid, start, rec.owner)
+            while nslab_lab::records::is_keeper(pid, start, rec.owner)
                 && std::time::Instant::now() < deadline
             {
                 std::thread::sleep(std::time::Duration::from_millis(10));

@@ -2,7 +2,7 @@
 //! `runner inspect`, the run's header) rather than found out after: where the kernel cannot
 //! enforce a limit here, the runner says so and how it is bounded instead.
 
-use nslab_lab::programs::cgroup;
+use nslab_lab::host::cgroup;
 
 /// One limit, and how it holds on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,7 @@ fn kernel_version() -> Option<(u32, u32)> {
 pub fn on_this_machine() -> Vec<Enforcement> {
     let mut list = Vec::new();
     let cgroups = cgroup::detect();
-    let as_user = crate::privilege::mode() != crate::privilege::Mode::Root;
+    let as_user = crate::privilege::mode() != nslab_lab::Mode::Root;
     list.push(processes(&cgroups, as_user));
     list.push(match &cgroups {
         Ok(h) => memory(h),
@@ -47,7 +47,7 @@ pub fn on_this_machine() -> Vec<Enforcement> {
             .into(),
         complete: true,
     });
-    if let crate::privilege::Mode::Rootless { uid, .. } = crate::privilege::mode() {
+    if let nslab_lab::Mode::Rootless { uid, .. } = crate::privilege::mode() {
         list.extend(rootless(uid));
     }
     list.push(Enforcement {
@@ -152,7 +152,7 @@ fn memory(h: &cgroup::Hierarchy) -> Enforcement {
 
 /// What programs can reach beyond their lab's own, layer by layer (issue 20).
 fn layers() -> Vec<Enforcement> {
-    use nslab_lab::programs::confine;
+    use nslab_lab::host as confine;
     vec![
         match confine::landlock_abi() {
             Some(abi) => Enforcement {
@@ -202,7 +202,7 @@ fn layers() -> Vec<Enforcement> {
 
 /// The allowlist as `runner inspect` states it: a guarantee where the kernel enforces it.
 pub fn allowlist_statement() -> &'static str {
-    if nslab_lab::programs::confine::landlock_abi().is_some() {
+    if nslab_lab::host::landlock_abi().is_some() {
         "its programs can execute nothing else: the kernel enforces it (Landlock), and nor can \
          they map another program as code (the box is noexec but for their own code)"
     } else {
@@ -241,7 +241,7 @@ pub fn open_routes<'a>(programs: impl IntoIterator<Item = &'a str>) -> Vec<Strin
 /// (and subordinate ids, where configured); without them, programs keep the user's groups and
 /// cannot switch to a service user.
 fn rootless(uid: u32) -> Vec<Enforcement> {
-    match nslab_lab::helper::ids::subordinate_ids(uid) {
+    match nslab_lab::host::subordinate_ids(uid) {
         Ok(((first, count), _)) => vec![Enforcement {
             key: "rootless",
             how: format!(

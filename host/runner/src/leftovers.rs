@@ -9,7 +9,7 @@
 //! namespace lives: one that a run still going or kept also has is passed over, since the
 //! kernel may have given the number to that run's namespace after this one's was freed.
 
-use crate::records::{RunRecord, RunStatus};
+use nslab_lab::records::{RunRecord, RunStatus};
 
 /// A process that holds on to a dead run's lab.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,11 +54,7 @@ fn status_of(pid: &str) -> Option<(u32, String, bool)> {
         .parse()
         .ok()?;
     let zombie = status.lines().any(|l| l.starts_with("State:\tZ"));
-    Some((
-        uid,
-        nslab_report::console::printable(name).into_owned(),
-        zombie,
-    ))
+    Some((uid, nslab_lab::text::printable(name).into_owned(), zombie))
 }
 
 /// Whether host uid `uid` is one of the run's: one of its blocks of host ids. Never the host's
@@ -150,7 +146,7 @@ pub fn end(rec: &RunRecord, all: &[RunRecord]) -> (Vec<Leftover>, Vec<String>) {
         if !left.ours {
             continue;
         }
-        let Ok(pidfd) = nslab_lab::process::pidfd_open(left.pid) else {
+        let Ok(pidfd) = nslab_lab::host::pidfd_open(left.pid) else {
             continue; // gone meanwhile
         };
         // The pidfd holds this very process now: check that it is still the one found.
@@ -158,7 +154,7 @@ pub fn end(rec: &RunRecord, all: &[RunRecord]) -> (Vec<Leftover>, Vec<String>) {
         if again.as_ref() != Some(&left) {
             continue;
         }
-        if let Err(e) = nslab_lab::process::pidfd_signal(&pidfd, libc::SIGKILL) {
+        if let Err(e) = nslab_lab::host::pidfd_signal(&pidfd, libc::SIGKILL) {
             problems.push(format!(
                 "cannot end {left}, which holds the lab of run {}: {e}{}",
                 rec.id,

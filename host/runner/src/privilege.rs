@@ -9,7 +9,7 @@ use std::path::PathBuf;
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
 
-pub use nslab_lab::Mode;
+use nslab_lab::Mode;
 
 /// The effective capability set, from /proc/self/status.
 fn effective_caps() -> Option<u64> {

@@ -4,11 +4,8 @@
 
 use std::path::PathBuf;
 
-use nslab_lab::keep::record::temp_files;
-pub use nslab_lab::keep::record::{
-    is_run_id, new_run_id, now_unix, write_whole, NsChange, NsRecord, RunRecord, RunStatus,
-};
-pub use nslab_lab::process::process_start;
+use nslab_lab::host::process_start;
+use nslab_lab::records::{is_run_id, temp_files, RunRecord, RunStatus};
 
 /// Where this user's runs are recorded.
 pub fn run_dir() -> PathBuf {
@@ -18,7 +15,7 @@ pub fn run_dir() -> PathBuf {
 /// Where `ls` and `cleanup` look: a user's own runs; for root, root's and every user's.
 fn run_dirs() -> Vec<PathBuf> {
     let mut dirs = vec![run_dir()];
-    if crate::privilege::mode() == crate::privilege::Mode::Root {
+    if crate::privilege::mode() == nslab_lab::Mode::Root {
         if let Ok(users) = std::fs::read_dir("/run/user") {
             let mut found: Vec<PathBuf> = users
                 .flatten()
@@ -110,6 +107,7 @@ pub fn sweep_temp_files() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nslab_lab::records::new_run_id;
 
     #[test]
     fn run_ids_are_eight_hex_digits() {

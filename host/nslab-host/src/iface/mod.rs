@@ -14,7 +14,7 @@ use wasmtime::component::{HasData, ResourceTable};
 
 pub use crate::error::CallError;
 use crate::policy::{Declared, Op, Policy};
-use crate::report::Report;
+use crate::scenario_report::Report;
 use nslab_lab::error::{LabError, LabResult};
 use nslab_lab::Lab;
 use nslab_report::console::Console;

@@ -45,7 +45,7 @@ impl HostNamespace for LabView<'_> {
         if !valid {
             return Err(LabError::Invalid(format!(
                 "host name {:?}: use 1-64 of A-Z a-z 0-9 - . not starting with - or .",
-                nslab_report::console::printable(&name)
+                nslab_lab::text::printable(&name)
             ))
             .into());
         }

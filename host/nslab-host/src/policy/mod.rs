@@ -154,8 +154,8 @@ impl Policy {
             // A program outside the system PATH is allowed by its path, which the hint names.
             let flag: Vec<String> = missing
                 .iter()
-                .map(|p| match nslab_lab::programs::find::in_system_path(p) {
-                    None => nslab_lab::programs::find::elsewhere(p)
+                .map(|p| match nslab_lab::host::in_system_path(p) {
+                    None => nslab_lab::host::elsewhere(p)
                         .map_or(p.to_string(), |path| path.display().to_string()),
                     Some(_) => p.to_string(),
                 })
@@ -184,11 +184,7 @@ impl Policy {
         let problems: Vec<String> = declared
             .iter()
             .filter(|p| self.permits_program(p) && !self.exec_paths.contains_key(*p))
-            .filter_map(|p| {
-                nslab_lab::programs::find::resolve(p)
-                    .err()
-                    .map(|e| e.to_string())
-            })
+            .filter_map(|p| nslab_lab::host::resolve(p).err().map(|e| e.to_string()))
             .collect();
         (!problems.is_empty()).then(|| problems.join("; "))
     }

@@ -53,7 +53,7 @@ pub struct Init {
 
 impl Init {
     /// An init whose answer is already known, without a helper (for tests of what reads it).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-util"))]
     pub fn known(pidfd: Option<OwnedFd>) -> Init {
         let slot = InitSlot::default();
         let _ = slot.0.set(pidfd);

@@ -20,7 +20,7 @@
 //! `channel.rs` (the runner's socket, and the answers to starts it has not read yet),
 //! `server.rs` (the helper process, and the operator's helper forked from it),
 //! `boxfiles.rs` (file work inside a box), `sandbox.rs` (building a box), `spawn.rs`
-//! (starting a program under its init; `spawning.rs` is the runner's side of it, and the
+//! (starting a program under its init; `starter.rs` is the runner's side of it, and the
 //! `Starter` the operator's programs are started by), `init.rs` (that init), `program.rs` (the
 //! program until its exec), `rawsys.rs` (system calls that leave errno alone); this file is
 //! the runner's side.
@@ -37,7 +37,7 @@ mod rawsys;
 pub mod sandbox;
 mod server;
 mod spawn;
-pub mod spawning;
+pub mod starter;
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -76,8 +76,8 @@ impl From<LabError> for FileFailure {
 pub struct Helper {
     child: Child,
     channel: Arc<Channel>,
-    /// The operator's helper's socket, once made (spawning.rs).
-    operators: spawning::Operators,
+    /// The operator's helper's socket, once made (starter.rs).
+    operators: starter::Operators,
     userns: OwnedFd,
     /// How its ids are mapped (for root, the run's host ids, held by their lock for as long as
     /// the helper lives).

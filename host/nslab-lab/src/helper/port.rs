@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use super::channel::Init;
 use super::ids::GroupDrop;
 use super::protocol::{Command, Confinement, StartFds};
-use super::spawning::Starter;
+use super::starter::Starter;
 use super::{FileFailure, Helper};
 use crate::error::LabResult;
 

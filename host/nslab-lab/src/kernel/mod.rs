@@ -5,7 +5,7 @@
 //! Error texts name what was being done (`what`), as the kernel's errno is mapped in one place
 //! (error.rs).
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 pub mod link;
 mod netlink;
@@ -22,7 +22,9 @@ use crate::helper::port::Port;
 use crate::input::Cidr;
 pub use link::LinkInfoView;
 pub use netlink::Netlink;
-pub use route::{Detailed, Hop, Route};
+#[cfg(any(test, feature = "test-util"))]
+pub use route::Hop;
+pub use route::{Detailed, Route};
 pub use shaping::Shaping;
 
 /// The run's principal, once its user namespace exists: the host ids its programs are, as
@@ -46,7 +48,7 @@ pub enum LinkChange {
     Master(u32),
 }
 
-/// Where a kept lab is held for an ordinary user: a keeper process (keep/keeper.rs), its pid
+/// Where a kept lab is held for an ordinary user: a keeper process (persist/keeper.rs), its pid
 /// and start time, and for each namespace (in the order given) the path of its fd there, with
 /// its files' box when it has one: (path, inode).
 #[derive(Debug, Clone, PartialEq, Eq)]

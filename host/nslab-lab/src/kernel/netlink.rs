@@ -7,7 +7,7 @@ use super::netns::{Namespace, NsFactory};
 use super::{link, route, shaping, Detailed, KeeperHold, Kernel, LinkChange, Principal, Route};
 use crate::error::{LabError, LabResult};
 use crate::input::Cidr;
-use crate::keep::{keeper, pin};
+use crate::persist::{keeper, pin};
 use crate::Mode;
 
 pub struct Netlink {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
-use super::output::{line_with, Printed};
+use super::capture::{line_with, Printed};
 use super::starts::{Failure, Start};
 use crate::error::{LabError, LabResult};
 use crate::helper::channel::Init;

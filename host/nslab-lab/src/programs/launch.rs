@@ -11,9 +11,9 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
 
+use super::capture::{capture, Capture, Printed};
 use super::exec::{Boxing, ExecOutput, ExecRequest, Known, Running};
 use super::find::resolve;
-use super::output::{capture, Capture, Printed};
 use super::starts::{self, Pending, Start, StartLog, StartPipes};
 use crate::error::{LabError, LabResult};
 use crate::helper::port::Port;

@@ -1,7 +1,7 @@
 //! The run's programs: starting them boxed, the limits they share (processes, memory, links),
 //! background programs and their handles, and stopping them. Its rooms: `exec.rs` (a program
 //! started and waited for), `launch.rs` (starting one, through the helper: helper/spawn.rs),
-//! `starts.rs` (what became of a start, told in order), `output.rs` (its output as it comes),
+//! `starts.rs` (what became of a start, told in order), `capture.rs` (its output as it comes),
 //! `find.rs` (where a program is), `confine.rs` (Landlock and seccomp), `cgroup/` (the run's
 //! cgroups), `watch.rs` (links programs make).
 
@@ -10,6 +10,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+mod capture;
 pub mod cgroup;
 pub mod code;
 pub mod confine;
@@ -18,7 +19,7 @@ pub mod find;
 mod handles;
 mod launch;
 pub mod operator;
-mod output;
+mod start_pipes;
 pub mod starts;
 mod watch;
 
@@ -218,8 +219,8 @@ impl<K: Kernel> Lab<K> {
                 let records = self.record.dir.clone();
                 let alive = move |id: &str| {
                     let path = records.join(format!("{id}.json"));
-                    super::keep::record::RunRecord::load_from(&path)
-                        .is_ok_and(|r| r.status() == super::keep::record::RunStatus::Running)
+                    super::persist::record::RunRecord::load_from(&path)
+                        .is_ok_and(|r| r.status() == super::persist::record::RunStatus::Running)
                 };
                 let c = RunCgroup::create(
                     &h,

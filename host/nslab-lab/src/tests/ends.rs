@@ -2,7 +2,7 @@
 
 use super::*;
 
-use crate::keep::record::NsChange;
+use crate::persist::record::NsChange;
 use nix::errno::Errno;
 
 #[tokio::test]
@@ -52,7 +52,7 @@ impl Sink for Verbose {
 
 #[tokio::test]
 async fn a_detailed_teardown_lists_what_each_namespace_held() {
-    let id = keep::record::new_run_id().unwrap();
+    let id = persist::record::new_run_id().unwrap();
     let dir = std::env::temp_dir().join(format!("nslab-lab-test-{id}"));
     let _scratch = Scratch(dir.clone());
     let fake = Fake::new();
@@ -111,7 +111,7 @@ async fn root_keeps_a_lab_by_pinning_each_namespace_and_recording_the_pins() {
     t.fake.give_box("b");
     let id = t.lab.run_id().to_string();
     let kept = t.lab.keep().unwrap();
-    assert_eq!(kept.holder, keeping::Holder::Pins);
+    assert_eq!(kept.holder, Holder::Pins);
     let pinned: Vec<_> = kept
         .namespaces
         .iter()
@@ -207,7 +207,7 @@ async fn an_ordinary_user_keeps_a_lab_with_a_keeper_and_the_record_leads_to_it()
     t.ns("b");
     t.fake.give_box("a");
     let kept = t.lab.keep().unwrap();
-    let keeping::Holder::Keeper(pid) = kept.holder else {
+    let Holder::Keeper(pid) = kept.holder else {
         panic!("{:?}", kept.holder)
     };
     assert!(t.fake.pins().is_empty(), "nothing under /run/netns");
@@ -224,7 +224,7 @@ async fn an_ordinary_user_keeps_a_lab_with_a_keeper_and_the_record_leads_to_it()
 
 #[tokio::test]
 async fn a_keeper_whose_record_cannot_be_written_is_stopped() {
-    let id = keep::record::new_run_id().unwrap();
+    let id = persist::record::new_run_id().unwrap();
     let record = RunRecord::new(id, "t.wasm".into(), PathBuf::from("/dev/null/runs"));
     let mut t = lab_with(
         Mode::Rootless {

@@ -12,8 +12,8 @@ mod programs;
 mod routes;
 
 use super::events::Recorded;
-use super::keep::record::RunRecord;
 use super::kernel::fake::Fake;
+use super::persist::record::RunRecord;
 use super::*;
 use crate::input::{Cidr, RouteSpec};
 
@@ -35,7 +35,7 @@ struct Test {
 }
 
 fn lab_as(mode: Mode) -> Test {
-    let id = keep::record::new_run_id().unwrap();
+    let id = persist::record::new_run_id().unwrap();
     let dir = std::env::temp_dir().join(format!("nslab-lab-test-{id}"));
     let record = RunRecord::new(id, "test.wasm".into(), dir.clone());
     lab_with(mode, record, Scratch(dir))

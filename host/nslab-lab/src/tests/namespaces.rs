@@ -86,7 +86,7 @@ async fn the_record_logs_each_namespace_made_and_deleted() {
 
 #[tokio::test]
 async fn a_record_that_cannot_be_written_is_said_once_and_does_not_stop_the_lab() {
-    let id = keep::record::new_run_id().unwrap();
+    let id = persist::record::new_run_id().unwrap();
     // A directory below a file: nothing can be made there.
     let record = RunRecord::new(id, "t.wasm".into(), PathBuf::from("/dev/null/runs"));
     let mut t = lab_with(

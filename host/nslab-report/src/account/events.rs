@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use nslab_lab::{LinkKind, LinkNode, NsNode, Topology};
+use nslab_lab::Topology;
 
 /// The version of the event schema, in every line as `"v"`.
 pub const SCHEMA: u32 = 1;

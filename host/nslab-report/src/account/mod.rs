@@ -14,10 +14,10 @@ mod wellformed;
 
 use std::path::Path;
 
+use nslab_lab::Topology;
+
 pub use directory::{merge_reports, saved_name, write_report, write_test_index};
-pub use events::{
-    Ending, Event, Line, LinkKind, LinkNode, NsNode, Stream, Topology, Verdict, SCHEMA,
-};
+pub use events::{Ending, Event, Line, Stream, Verdict, SCHEMA};
 pub use journal::Journal;
 
 /// Text made safe inside XML and HTML, as element text or a quoted attribute. XML 1.0 cannot

@@ -3,10 +3,10 @@
 
 use proptest::prelude::*;
 
-use super::events::{LinkKind, LinkNode, NsNode, Topology};
 use super::{
     escape, graph, html, junit, xml_forbidden, xml_text, CheckAccount, RunAccount, StepAccount,
 };
+use nslab_lab::{LinkKind, LinkNode, NsNode, Topology};
 
 /// Arbitrary Unicode, with the characters XML forbids, markup and CDATA ends thrown in often.
 fn hostile() -> impl Strategy<Value = String> {

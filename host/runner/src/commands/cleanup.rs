@@ -1,9 +1,9 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use nslab_report::console::printable;
+use nslab_lab::records::{RunRecord, RunStatus};
+use nslab_lab::text::printable;
 use nslab_runner::cleanup::cleanup;
-use nslab_runner::records::{RunRecord, RunStatus};
 
 /// Remove kept labs: exactly what the runner pinned, found by its own record of the run.
 #[derive(Args)]

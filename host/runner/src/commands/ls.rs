@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use nslab_report::console::printable;
-use nslab_runner::records::{now_unix, RunStatus};
+use nslab_lab::records::{now_unix, RunStatus};
+use nslab_lab::text::printable;
 
 /// List runs in progress and kept labs, with their namespaces.
 #[derive(Args)]

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
+use nslab_lab::text::printable;
 use nslab_report::account::{self, Journal, RunAccount};
-use nslab_report::console::printable;
 use nslab_report::console::Console;
 use nslab_runner::run::{self, Outcome, Outputs, RunConfig};
 

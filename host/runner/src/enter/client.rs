@@ -13,7 +13,7 @@ use nix::sys::socket::{
 use super::signals::{signals, take_signal};
 use super::wire::{self, Answer, Ask};
 use super::{capture, failed, find, foreign, kept, relay, status, terminal, Outcome};
-use crate::records::{RunRecord, RunStatus};
+use nslab_lab::records::{RunRecord, RunStatus};
 
 /// Where a command goes: the run's control socket, or the kept lab itself.
 enum Target {
@@ -81,7 +81,7 @@ fn environment(rec: &RunRecord, ns: &str, shell: bool) -> Vec<(String, String)> 
 /// The shell `runner shell` starts: bash without the host's start-up files (which would put
 /// their own prompt over the run's), else sh.
 fn shell_argv() -> Vec<String> {
-    match nslab_lab::programs::find::in_system_path("bash") {
+    match nslab_lab::host::in_system_path("bash") {
         Some(_) => vec![
             "bash".into(),
             "--norc".into(),

@@ -5,7 +5,8 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use crate::records::{self, RunRecord, RunStatus};
+use crate::records;
+use nslab_lab::records::{is_run_id, RunRecord, RunStatus};
 
 /// A run found, with its state as it was read (live or held, or kept): read once.
 pub struct Found {
@@ -23,7 +24,7 @@ pub fn run(arg: &str) -> Result<Found, String> {
             .then_some(Found { record, status })
     };
     // A whole id: its record alone (the others are neither read nor checked).
-    if records::is_run_id(arg) {
+    if is_run_id(arg) {
         if let Some(found) = records::load(arg).ok().and_then(enterable) {
             return Ok(found);
         }
@@ -99,7 +100,7 @@ fn someone_elses(prefix: &str) -> Option<u32> {
             let Some(id) = name.strip_suffix(".json") else {
                 continue;
             };
-            if records::is_run_id(id) && id.starts_with(prefix) {
+            if is_run_id(id) && id.starts_with(prefix) {
                 if let Ok(m) = e.metadata() {
                     if m.uid() != me {
                         return Some(m.uid());

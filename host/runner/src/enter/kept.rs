@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
 use super::{failed, relay, status, terminal, Outcome};
-use crate::records::RunRecord;
+use nslab_lab::records::RunRecord;
 
 /// Where a kept namespace is entered: the run's user namespace, the network namespace, and
 /// the box of its programs' files, if it had one.
@@ -43,7 +43,7 @@ pub fn door(rec: &RunRecord, ns: &str) -> Result<Door, String> {
         false => format!("{dir}/{pinned}"),
     };
     if let Some((pid, start)) = rec.keeper {
-        if !nslab_lab::keep::keeper::is_keeper(pid, start, rec.owner) {
+        if !nslab_lab::records::is_keeper(pid, start, rec.owner) {
             return Err(format!(
                 "the process that kept run {} is gone: its lab went with it (runner cleanup {} \
                  forgets it)",
@@ -67,10 +67,7 @@ pub fn door(rec: &RunRecord, ns: &str) -> Result<Door, String> {
         ));
     }
     let userns = match rec.keeper {
-        Some((pid, _)) => open(&format!(
-            "/proc/{pid}/fd/{}",
-            nslab_lab::keep::keeper::FIRST_FD
-        )),
+        Some((pid, _)) => open(&format!("/proc/{pid}/fd/{}", nslab_lab::records::FIRST_FD)),
         None => {
             // SAFETY: NS_GET_USERNS on a namespace fd returns a new fd or -1.
             let fd = unsafe { libc::ioctl(netns.as_raw_fd(), NS_GET_USERNS) };
@@ -85,7 +82,7 @@ pub fn door(rec: &RunRecord, ns: &str) -> Result<Door, String> {
     .map_err(|e| format!("cannot find the user namespace of run {}: {e}", rec.id))?;
     let mntns = match &kept.files {
         Some((files, inode)) => {
-            let fd = open(&at(files, nslab_lab::keep::pin::BOX_DIR))
+            let fd = open(&at(files, nslab_lab::records::pin::BOX_DIR))
                 .map_err(|e| format!("cannot open the box of namespace {ns}: {e}"))?;
             same(&fd, *inode).then_some(fd)
         }
@@ -121,7 +118,7 @@ unsafe fn enter(door: &(RawFd, RawFd, Option<RawFd>), hostname: &[u8]) -> std::i
         if libc::setns(mntns, libc::CLONE_NEWNS) != 0 || libc::unshare(libc::CLONE_NEWNS) != 0 {
             return Err(last());
         }
-        nslab_lab::helper::sandbox::executable_system_dirs();
+        nslab_lab::operator::executable_system_dirs();
     }
     if libc::unshare(libc::CLONE_NEWUTS) != 0
         || libc::sethostname(hostname.as_ptr().cast(), hostname.len()) != 0
@@ -143,7 +140,7 @@ pub fn command(
     let mut cmd = std::process::Command::new(program);
     cmd.args(args)
         .env_clear()
-        .env("PATH", nslab_lab::process::SYSTEM_PATH);
+        .env("PATH", nslab_lab::host::SYSTEM_PATH);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -196,16 +193,14 @@ pub fn packet_socket(door: &Door, iface: &str) -> Result<OwnedFd, String> {
                     || libc::geteuid() == 0)
                     && libc::setns(netns, libc::CLONE_NEWNET) == 0;
                 let answer = match entered {
-                    true => nslab_lab::helper::packet_socket(&iface),
+                    true => nslab_lab::operator::packet_socket(&iface),
                     false => Err(nix::errno::Errno::last()),
                 };
                 let _ = match answer {
-                    Ok(fd) => nslab_lab::helper::protocol::send(
-                        theirs.as_raw_fd(),
-                        b"ok",
-                        &[fd.as_raw_fd()],
-                    ),
-                    Err(e) => nslab_lab::helper::protocol::send(
+                    Ok(fd) => {
+                        nslab_lab::operator::send(theirs.as_raw_fd(), b"ok", &[fd.as_raw_fd()])
+                    }
+                    Err(e) => nslab_lab::operator::send(
                         theirs.as_raw_fd(),
                         &(e as i32).to_ne_bytes(),
                         &[],
@@ -217,7 +212,7 @@ pub fn packet_socket(door: &Door, iface: &str) -> Result<OwnedFd, String> {
         nix::unistd::ForkResult::Parent { child } => {
             drop(theirs);
             let mut buf = [0u8; 8];
-            let got = nslab_lab::helper::protocol::receive(ours.as_raw_fd(), &mut buf);
+            let got = nslab_lab::operator::receive(ours.as_raw_fd(), &mut buf);
             let _ = nix::sys::wait::waitpid(child, None);
             match got {
                 Ok((_, mut fds)) if fds.len() == 1 => Ok(fds.remove(0)),
@@ -250,10 +245,7 @@ pub fn run(
         Ok(d) => d,
         Err(why) => return failed(2, why),
     };
-    let Some(program) = argv
-        .first()
-        .and_then(|p| nslab_lab::programs::operator::find(p))
-    else {
+    let Some(program) = argv.first().and_then(|p| nslab_lab::operator::find(p)) else {
         return failed(
             127,
             format!("{}: command not found", argv.first().map_or("", |s| s)),
@@ -290,12 +282,12 @@ pub fn run(
     };
     drop(cmd);
     if let Some(piped) = piped {
-        if let Ok(pidfd) = nslab_lab::process::pidfd_open(child.id()) {
+        if let Ok(pidfd) = nslab_lab::host::pidfd_open(child.id()) {
             relay::relay(piped, pidfd.as_raw_fd(), -1, &mut |_| {});
         }
     }
     if let Some((master, _)) = tty {
-        let pidfd = nslab_lab::process::pidfd_open(child.id()).ok();
+        let pidfd = nslab_lab::host::pidfd_open(child.id()).ok();
         let _raw = terminal::Raw::new();
         if let Some(pidfd) = &pidfd {
             terminal::relay(master, pidfd.as_raw_fd());

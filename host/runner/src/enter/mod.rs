@@ -107,6 +107,6 @@ pub(crate) fn status(code: i32) -> u8 {
 /// Whether the run is another user's (root stepping in): then nothing of the caller's own
 /// (its terminal, its stdin, stdout and stderr) is handed to it, only pipes and terminals made
 /// for the command (relay.rs).
-pub(crate) fn foreign(rec: &crate::records::RunRecord) -> bool {
+pub(crate) fn foreign(rec: &nslab_lab::records::RunRecord) -> bool {
     rec.owner != nix::unistd::geteuid().as_raw()
 }

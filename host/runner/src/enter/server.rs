@@ -16,8 +16,8 @@ use nix::sys::socket::{
 };
 
 use super::wire::{self, Answer, Ask};
-use nslab_lab::doors::{Doors, Entry, Shut};
-use nslab_lab::programs::operator;
+use nslab_lab::operator;
+use nslab_lab::operator::{Doors, Entry, Shut};
 
 /// What a connection asks of the hold, which owns the lab.
 pub enum ToHold {
@@ -63,7 +63,7 @@ impl Server {
         doors: Arc<Doors>,
         hold: HoldLine,
     ) -> std::io::Result<Server> {
-        nslab_lab::keep::record::own_dir(dir)?;
+        nslab_lab::records::own_dir(dir)?;
         let path = super::socket_path(dir, run);
         let listener = socket(
             AddressFamily::Unix,

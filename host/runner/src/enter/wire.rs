@@ -45,7 +45,7 @@ pub enum Answer {
 
 pub fn send<T: Serialize>(socket: RawFd, message: &T, fds: &[RawFd]) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(message)?;
-    nslab_lab::helper::protocol::send(socket, &bytes, fds).map_err(std::io::Error::from)
+    nslab_lab::operator::send(socket, &bytes, fds).map_err(std::io::Error::from)
 }
 
 /// The next message and its descriptors; None at the end of the stream or for a message that
@@ -54,8 +54,7 @@ pub fn receive<T: for<'a> Deserialize<'a>>(
     socket: RawFd,
 ) -> std::io::Result<Option<(T, Vec<OwnedFd>)>> {
     let mut buf = vec![0u8; MAX];
-    let (n, fds) =
-        nslab_lab::helper::protocol::receive(socket, &mut buf).map_err(std::io::Error::from)?;
+    let (n, fds) = nslab_lab::operator::receive(socket, &mut buf).map_err(std::io::Error::from)?;
     if n == 0 {
         return Ok(None);
     }
@@ -103,7 +102,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // What is not a message of this protocol is none, never a panic; the end is None.
-        nslab_lab::helper::protocol::send(a.as_raw_fd(), b"{not json", &[]).unwrap();
+        nslab_lab::operator::send(a.as_raw_fd(), b"{not json", &[]).unwrap();
         assert!(receive::<Ask>(b.as_raw_fd()).unwrap().is_none());
         drop(a);
         assert!(receive::<Answer>(b.as_raw_fd()).unwrap().is_none());

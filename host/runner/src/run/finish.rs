@@ -2,8 +2,8 @@
 //! the account told which.
 
 use super::signals::{signal_name, Signals};
-use nslab_lab::keeping::{Holder, Kept};
 use nslab_lab::Lab;
+use nslab_lab::{Holder, Kept};
 use nslab_report::account::Event;
 use nslab_report::console::{Console, Verbosity};
 
@@ -88,12 +88,12 @@ pub fn print_kept(kept: &Kept, console: &Console) {
             "ip netns exec {net} ip address".to_string(),
             format!(
                 "nsenter --mount={}/{{files}} ls /tmp /run",
-                nslab_lab::keep::pin::BOX_DIR
+                nslab_lab::records::pin::BOX_DIR
             ),
         ),
         // An ordinary user's lab is held by a keeper process (lab/keep/keeper.rs).
         Holder::Keeper(pid) => {
-            let user = format!("/proc/{pid}/fd/{}", nslab_lab::keep::keeper::FIRST_FD);
+            let user = format!("/proc/{pid}/fd/{}", nslab_lab::records::FIRST_FD);
             (
                 format!("process {pid} holds its namespaces (rootless: nothing under /run/netns)"),
                 format!("nsenter --preserve-credentials --user={user} --net={{net}} ip address"),

@@ -15,13 +15,14 @@ use std::time::Instant;
 use std::sync::Arc;
 
 use crate::privilege;
-use crate::records::{self, RunRecord};
+use crate::records;
 pub use finish::print_kept;
 pub use hold::HoldWhen;
 use nslab_host::bindings::Scenario;
 use nslab_host::engine::RunState;
 use nslab_host::engine::{describe, epoch_ticker, load_scenario, new_store, Described, Loaded};
 use nslab_host::policy::Policy;
+use nslab_lab::records::{new_run_id, RunRecord};
 use nslab_lab::{Lab, LabConfig, ProgramLimits, Tripped};
 use nslab_report::account::Event;
 use nslab_report::console::{Console, Verbosity};
@@ -220,7 +221,7 @@ async fn prepare(cfg: &RunConfig) -> Result<Prepared, (String, String, String)> 
     }
     // From here on the run owns kernel objects: SIGINT and SIGTERM must reach the teardown.
     let signals = Signals::new().map_err(|e| refuse(format!("cannot watch for signals: {e}")))?;
-    let id = records::new_run_id().map_err(|e| refuse(format!("cannot make a run id: {e}")))?;
+    let id = new_run_id().map_err(|e| refuse(format!("cannot make a run id: {e}")))?;
     let scenario = std::fs::canonicalize(&cfg.file).unwrap_or_else(|_| cfg.file.clone());
     let record = RunRecord::new(
         id.clone(),
@@ -241,7 +242,7 @@ async fn prepare(cfg: &RunConfig) -> Result<Prepared, (String, String, String)> 
     );
     // An ordinary user learns now, not at the scenario's first namespace, that the kernel
     // refuses the user namespace a rootless run needs: the file could not be run at all.
-    if mode != privilege::Mode::Root {
+    if mode != nslab_lab::Mode::Root {
         lab.prepare()
             .map_err(|e| (id.clone(), sha256.clone(), e.to_string()))?;
     }

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use nix::errno::Errno;
 
-use super::state::{lock, on_subnet, FakeNs, Link, Netns};
+use super::state::{lock, on_subnet, FakeNs};
 use super::Fake;
 use crate::error::{LabError, LabResult};
 use crate::input::Cidr;
@@ -60,30 +60,7 @@ impl Kernel for Fake {
                 format!("netns add {name}"),
                 &format!("create namespace {name}"),
             )?;
-            s.next_ns += 1;
-            let id = s.next_ns;
-            let mut ns = Netns {
-                name: name.to_string(),
-                next_index: 1,
-                ..Default::default()
-            };
-            ns.links.insert(
-                1,
-                Link {
-                    name: "lo".into(),
-                    kind: "loopback",
-                    up: false,
-                    mtu: 65536,
-                    mac: [0; 6],
-                    master: None,
-                    addresses: Vec::new(),
-                    peer: None,
-                    shaping: None,
-                },
-            );
-            ns.next_index = 2;
-            s.namespaces.insert(id, ns);
-            Ok(id)
+            Ok(s.add_namespace(name))
         })?;
         let fd = super::port::token(&mut lock(&self.state), "ns", name)?;
         let ns = FakeNs {

@@ -19,7 +19,6 @@ use nix::errno::Errno;
 
 use super::Detailed;
 use crate::error::LabResult;
-pub use state::FakeNs;
 use state::{lock, State};
 
 /// The fake kernel. Clones share one state.

@@ -5,7 +5,6 @@
 //! programs (starts told in order, output, waiting, killing, counting, releasing) runs
 //! without root.
 
-use std::collections::BTreeMap;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -19,7 +18,7 @@ use crate::helper::channel::Init;
 use crate::helper::ids::GroupDrop;
 use crate::helper::port::{NewBox, Port};
 use crate::helper::protocol::{Command, Confinement, StartError, StartFds};
-use crate::helper::spawning::Starter;
+use crate::helper::starter::Starter;
 use crate::helper::FileFailure;
 
 /// The fake's port. Clones share the fake's state.
@@ -219,6 +218,3 @@ impl Port for FakePort {
         None
     }
 }
-
-/// What the fake's port keeps: files given to boxes, by (box, path).
-pub(super) type Files = BTreeMap<(String, String), Vec<u8>>;

@@ -51,8 +51,8 @@ pub struct State {
     pub closed: Vec<u32>,
     /// What each fake descriptor stands for, by its inode (port.rs).
     pub tokens: BTreeMap<u64, String>,
-    /// Files given to boxes (port.rs).
-    pub files: super::port::Files,
+    /// Files given to boxes (port.rs), by (box, path).
+    pub files: BTreeMap<(String, String), Vec<u8>>,
 }
 
 pub fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -185,6 +185,31 @@ impl Drop for FakeNs {
 }
 
 impl State {
+    /// A new namespace with its loopback (down, index 1): its id.
+    pub fn add_namespace(&mut self, name: &str) -> u32 {
+        self.next_ns += 1;
+        let id = self.next_ns;
+        let lo = Link {
+            name: "lo".into(),
+            kind: "loopback",
+            up: false,
+            mtu: 65536,
+            mac: [0; 6],
+            master: None,
+            addresses: Vec::new(),
+            peer: None,
+            shaping: None,
+        };
+        let ns = Netns {
+            name: name.to_string(),
+            links: BTreeMap::from([(1, lo)]),
+            next_index: 2,
+            ..Default::default()
+        };
+        self.namespaces.insert(id, ns);
+        id
+    }
+
     /// Free namespace `id` with its links and their veth peers, wherever they are.
     pub fn free(&mut self, id: u32) {
         if let Some(ns) = self.namespaces.remove(&id) {

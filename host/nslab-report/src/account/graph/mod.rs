@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{LinkKind, Topology};
+use nslab_lab::{LinkKind, Topology};
 
 mod layout;
 mod svg;
@@ -197,7 +197,7 @@ fn interface_line(name: &str, addresses: &[String], up: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::{LinkNode, NsNode};
+    use nslab_lab::{LinkNode, NsNode};
 
     fn end(ns: &str, name: &str, peer: (&str, &str), addr: &str) -> LinkNode {
         LinkNode {

@@ -41,7 +41,7 @@ pub struct RunRecord {
     /// Written whole when the lab is kept; while the run goes, its namespaces are in the
     /// record's log instead (see [`RunRecord::log_namespace`]), and `load` reads them from there.
     pub namespaces: Vec<NsRecord>,
-    /// An ordinary user's kept lab is held by a keeper process (lab/keep/keeper.rs): its pid and
+    /// An ordinary user's kept lab is held by a keeper process (lab/persist/keeper.rs): its pid and
     /// start time; the namespaces' `pinned` are then /proc/PID/fd/N.
     #[serde(default)]
     pub keeper: Option<(u32, u64)>,

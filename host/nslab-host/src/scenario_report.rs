@@ -3,8 +3,9 @@
 //! kept here until the report directory is written.
 
 use nslab_lab::error::{LabError, LabResult};
+use nslab_lab::text::printable;
 use nslab_report::account::Event;
-use nslab_report::console::{printable, Console, Verbosity};
+use nslab_report::console::{Console, Verbosity};
 
 #[derive(Debug, Default)]
 pub struct Report {
