@@ -53,13 +53,13 @@ impl Report {
     pub fn attach(&mut self, console: &Console, name: String, data: Vec<u8>) -> LabResult<()> {
         let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
         if name.is_empty() || name.len() > 64 || name.starts_with('.') || !name.chars().all(plain) {
-            return Err(LabError::Invalid(format!(
+            return Err(LabError::invalid(format!(
                 "report file name {:?} refused: use 1-64 of A-Z a-z 0-9 _ . - not starting with a dot",
                 printable(&name)
             )));
         }
         if self.attached.iter().any(|(n, _)| *n == name) {
-            return Err(LabError::Exists(format!(
+            return Err(LabError::exists(format!(
                 "the report already has a file called {name}: give each file its own name"
             )));
         }

@@ -10,9 +10,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nslab_lab::error::LabResult;
 use nslab_lab::input::{Cidr, Name};
 use nslab_lab::records::{new_run_id, RunRecord};
-use nslab_lab::{ExecRequest, Lab, LabConfig, LabEvent, LabResult, Mode, ProgramLimits, Sink};
+use nslab_lab::{ExecRequest, Lab, LabConfig, LabEvent, Mode, ProgramLimits, Sink};
 
 /// What the lab did, one line each.
 struct Say;
@@ -47,7 +48,7 @@ fn main() -> ExitCode {
 }
 
 async fn ping_pair() -> LabResult<i32> {
-    let id = new_run_id().map_err(|e| nslab_lab::LabError::from_io(&e, "make a run id"))?;
+    let id = new_run_id().map_err(|e| nslab_lab::error::LabError::from_io(&e, "make a run id"))?;
     let record = RunRecord::new(id, "ping_pair".into(), "/run/nslab/runs".into());
     let config = LabConfig {
         mode: Mode::Root,
@@ -63,7 +64,7 @@ async fn ping_pair() -> LabResult<i32> {
         sink: Arc::new(Say),
     };
     let exe = std::env::current_exe()
-        .map_err(|e| nslab_lab::LabError::from_io(&e, "find this program"))?;
+        .map_err(|e| nslab_lab::error::LabError::from_io(&e, "find this program"))?;
     let mut lab = Lab::real(exe, config);
     let result = build_and_ping(&mut lab).await;
     let ended = lab.teardown().await;

@@ -136,7 +136,7 @@ impl<K: crate::kernel::Kernel> Lab<K> {
             .iter()
             .find(|(_, n)| n.name == name)
             .map(|(id, _)| *id)
-            .ok_or_else(|| LabError::NotFound(format!("no namespace {name} in this run")))?;
+            .ok_or_else(|| LabError::not_found(format!("no namespace {name} in this run")))?;
         self.boxing(id).map(|_| ())
     }
 

@@ -20,13 +20,13 @@ fn explain(failure: FileFailure, path: &FilePath, ns: &str) -> LabError {
         FileFailure::InBox {
             errno: Errno::EINVAL,
             ..
-        } => LabError::Invalid(format!(
+        } => LabError::invalid(format!(
             "{path} in {ns} is not a regular file (a pipe, a socket or a device): a scenario gives and reads files only"
         )),
         FileFailure::InBox {
             errno: Errno::EROFS,
             ..
-        } => LabError::Invalid(format!(
+        } => LabError::invalid(format!(
             "{path} cannot be given to {ns}: the box shows the host's system directories \
              read-only, and a file can go there only in place of one that exists (/etc/hosts) \
              or in a directory below them (/etc/bird/, which the box then makes its own); \
@@ -70,7 +70,7 @@ impl<K: Kernel> Lab<K> {
         Ok(K::ns_box(&self.ns(ns_id)?.held)
             .boxfs
             .as_ref()
-            .ok_or_else(|| LabError::NotFound("that namespace was deleted".to_string()))?
+            .ok_or_else(|| LabError::not_found("that namespace was deleted".to_string()))?
             .as_fd())
     }
 
@@ -82,7 +82,7 @@ impl<K: Kernel> Lab<K> {
         let uts = K::ns_box(&ns.held)
             .uts
             .as_ref()
-            .ok_or_else(|| LabError::NotFound("that namespace was deleted".to_string()))?;
+            .ok_or_else(|| LabError::not_found("that namespace was deleted".to_string()))?;
         self.kernel.port()?.set_hostname(uts.as_fd(), hostname)?;
         self.did(&format!("hostname {hostname} ({})", ns.name));
         Ok(())
@@ -136,7 +136,7 @@ impl<K: Kernel> Lab<K> {
             .read_to_end(&mut bytes)
             .map_err(|e| LabError::from_io(&e, &what))?;
         if bytes.len() > max {
-            return Err(LabError::Limit(format!(
+            return Err(LabError::limit(format!(
                 "{what}: it is larger than {max} bytes (policy limit file-bytes; raise it with --file-bytes)"
             )));
         }

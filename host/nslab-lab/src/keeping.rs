@@ -189,7 +189,7 @@ impl<K: Kernel> Lab<K> {
             self.kernel.stop_keeper(hold.pid);
             self.record.keeper = None;
             self.record.kept = false;
-            return Err(LabError::Os(format!(
+            return Err(LabError::os(format!(
                 "the run record could not be written under {}, and only it would lead `runner cleanup` to the kept lab",
                 self.record.dir.display()
             )));

@@ -34,7 +34,7 @@
 //!     fn event(&self, _: LabEvent<'_>) {}
 //! }
 //!
-//! # async fn build() -> nslab_lab::LabResult<()> {
+//! # async fn build() -> nslab_lab::error::LabResult<()> {
 //! let id = new_run_id().expect("the kernel's random source");
 //! let record = RunRecord::new(id, "my-lab".into(), std::env::temp_dir().join("my-lab-runs"));
 //! let limits = ProgramLimits {
@@ -102,7 +102,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::input::Name;
-pub use error::{LabError, LabResult};
+use error::{ErrorKind, LabError, LabResult};
 pub use events::{LabEvent, ProgramEnd, Sink, Tripped};
 pub use helper::ids::Mode;
 pub use helper::port::{NewBox, Port};
@@ -203,7 +203,28 @@ pub fn program_processes(max_processes: usize) -> u64 {
 #[derive(Debug, Default)]
 pub struct Teardown {
     pub removed: Vec<String>,
-    pub problems: Vec<String>,
+    pub problems: Vec<TeardownProblem>,
+}
+
+/// Something teardown (or a namespace's deletion) could not do; the rest went on.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TeardownProblem {
+    /// A program, or a process of its PID namespace, was still there at the deadline.
+    #[error("{0}")]
+    ProgramLeft(#[source] LabError),
+    /// The peer of a veth in a deleted namespace could not be set aside.
+    #[error("{0}")]
+    PeerLeft(#[source] LabError),
+    /// What a namespace held could not be listed (with `-v`).
+    #[error("listing the links of {ns}: {error}")]
+    Listing {
+        ns: String,
+        #[source]
+        error: LabError,
+    },
+    /// The run's record could not be removed.
+    #[error("removing the run record: {0}")]
+    Record(#[source] Arc<std::io::Error>),
 }
 
 impl Lab<Netlink> {
@@ -297,14 +318,14 @@ impl<K: Kernel> Lab<K> {
 
     fn ns(&self, id: NsId) -> LabResult<&NsEntry<K::Ns>> {
         self.namespaces.get(&id).ok_or_else(|| {
-            LabError::NotFound("that namespace was deleted: create a new one".to_string())
+            LabError::not_found("that namespace was deleted: create a new one".to_string())
         })
     }
 
     /// A link and the namespace it is in now.
     fn link(&self, id: LinkId) -> LabResult<(&LinkEntry, &NsEntry<K::Ns>)> {
         let entry = self.links.get(&id).ok_or_else(|| {
-            LabError::NotFound("that link is gone: its namespace was deleted".to_string())
+            LabError::not_found("that link is gone: its namespace was deleted".to_string())
         })?;
         Ok((entry, self.ns(entry.ns)?))
     }
@@ -325,7 +346,7 @@ impl<K: Kernel> Lab<K> {
     pub fn create_namespace(&mut self, name: &Name) -> LabResult<NsId> {
         let name = name.as_str();
         if self.namespaces.values().any(|n| n.name == name) {
-            return Err(LabError::Exists(format!(
+            return Err(LabError::exists(format!(
                 "namespace {name} already exists in this run: pick another name or delete it first"
             )));
         }
@@ -372,7 +393,7 @@ impl<K: Kernel> Lab<K> {
         let ns = self
             .namespaces
             .remove(&id)
-            .ok_or_else(|| LabError::NotFound("that namespace was already deleted".to_string()))?;
+            .ok_or_else(|| LabError::not_found("that namespace was already deleted".to_string()))?;
         self.doors.deleted(&ns.name);
         let stopped = self.kill_processes(Some(id)).await;
         self.programs.unwatch(id);
@@ -392,8 +413,9 @@ impl<K: Kernel> Lab<K> {
             self.retired += 1;
             let name = format!("{}{:x}", kernel::RETIRED, self.retired);
             match self.kernel.retire_link(&other.held, index, &name).await {
-                Ok(()) | Err(LabError::NotFound(_)) => {}
-                Err(e) => problems.push(e.to_string()),
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => problems.push(TeardownProblem::PeerLeft(e)),
             }
         }
         // Its links, and the peers of its veths wherever they are, are gone with it.
@@ -422,9 +444,13 @@ impl<K: Kernel> Lab<K> {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(LabError::Os(format!(
+            Err(LabError::os(format!(
                 "namespace {name} is deleted, but setting its links' peers aside failed: {}",
-                problems.join("; ")
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
             )))
         }
     }
@@ -514,9 +540,10 @@ impl<K: Kernel> Lab<K> {
             let links = match self.kernel.links(&ns.held, None).await {
                 Ok(l) => l.into_iter().map(|l| l.name).collect::<Vec<_>>().join(", "),
                 Err(e) => {
-                    report
-                        .problems
-                        .push(format!("listing the links of {}: {e}", ns.name));
+                    report.problems.push(TeardownProblem::Listing {
+                        ns: ns.name.clone(),
+                        error: e,
+                    });
                     "?".to_string()
                 }
             };
@@ -527,9 +554,7 @@ impl<K: Kernel> Lab<K> {
             drop(ns);
         }
         if let Err(e) = self.record.remove() {
-            report
-                .problems
-                .push(format!("removing the run record: {e}"));
+            report.problems.push(TeardownProblem::Record(Arc::new(e)));
         }
         report
     }

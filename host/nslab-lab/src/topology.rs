@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::kernel::{route, Kernel, LinkChange, LinkInfoView, Route, Shaping};
 use super::{Lab, LinkId, LinkKind, NsId};
+use crate::error::ErrorKind;
 use crate::error::{LabError, LabResult};
 use crate::input::{destination_text, Cidr, Mac, Name, RouteSpec};
 
@@ -65,7 +66,7 @@ impl<K: Kernel> Lab<K> {
         b_ns: NsId,
     ) -> LabResult<(LinkId, LinkId)> {
         if a == b && a_ns == b_ns {
-            return Err(LabError::Invalid(format!(
+            return Err(LabError::invalid(format!(
                 "both ends of a veth pair are called {a} in the same namespace: give them different names"
             )));
         }
@@ -102,7 +103,7 @@ impl<K: Kernel> Lab<K> {
             .kernel
             .link_index(&ns.held, "lo")
             .await?
-            .ok_or_else(|| LabError::NotFound(format!("namespace {} has no loopback", ns.name)))?;
+            .ok_or_else(|| LabError::not_found(format!("namespace {} has no loopback", ns.name)))?;
         if let Some((id, _)) = self
             .links
             .iter()
@@ -122,7 +123,7 @@ impl<K: Kernel> Lab<K> {
             .find(|(_, l)| l.ns == ns_id && l.name == name)
             .map(|(id, _)| *id)
             .ok_or_else(|| {
-                LabError::NotFound(format!(
+                LabError::not_found(format!(
                     "namespace {} has no link {name} of this run (links a program made are not \
                      the run's)",
                     ns.name
@@ -142,7 +143,7 @@ impl<K: Kernel> Lab<K> {
             .await?;
         found
             .pop()
-            .ok_or_else(|| LabError::NotFound(format!("link {} in {} is gone", l.name, ns.name)))
+            .ok_or_else(|| LabError::not_found(format!("link {} in {} is gone", l.name, ns.name)))
     }
 
     pub async fn links_in(&self, ns: NsId) -> LabResult<Vec<LinkInfoView>> {
@@ -170,11 +171,13 @@ impl<K: Kernel> Lab<K> {
             self.kernel
                 .set_link(&ns.held, l.index, LinkChange::Mtu(mtu), w)
                 .await
-                .map_err(|e| match e {
-                    LabError::Invalid(t) => LabError::Invalid(format!(
-                        "{t}: the MTU is outside what this link accepts (68-65535 for a veth)"
-                    )),
-                    other => other,
+                .map_err(|e| match e.kind() {
+                    ErrorKind::Invalid => e.reworded(ErrorKind::Invalid, |t| {
+                        format!(
+                            "{t}: the MTU is outside what this link accepts (68-65535 for a veth)"
+                        )
+                    }),
+                    _ => e,
                 })
         })
         .await
@@ -198,7 +201,7 @@ impl<K: Kernel> Lab<K> {
             return Ok(());
         }
         if l.name == "lo" {
-            return Err(LabError::Invalid(format!(
+            return Err(LabError::invalid(format!(
                 "the loopback of {} cannot move: every namespace keeps its own",
                 from.name
             )));
@@ -252,7 +255,7 @@ impl<K: Kernel> Lab<K> {
         let (l, ns) = self.link(id)?;
         let (b, bns) = self.link(bridge)?;
         if l.ns != b.ns {
-            return Err(LabError::Invalid(format!(
+            return Err(LabError::invalid(format!(
                 "{} ({}) and {} ({}) are in different namespaces: a link joins a bridge of its own namespace",
                 l.name, ns.name, b.name, bns.name
             )));
@@ -260,14 +263,14 @@ impl<K: Kernel> Lab<K> {
         // What the kernel would refuse with an errno that says nothing (ELOOP, EINVAL).
         match l.kind {
             LinkKind::Bridge => {
-                return Err(LabError::Invalid(format!(
+                return Err(LabError::invalid(format!(
                     "{} is itself a bridge: a bridge cannot be a port of a bridge (nor of \
                      itself); join two bridges with a veth pair, one end a port of each",
                     l.name
                 )))
             }
             LinkKind::Loopback => {
-                return Err(LabError::Invalid(format!(
+                return Err(LabError::invalid(format!(
                     "{} is the loopback: it cannot be a port of a bridge; use a veth end",
                     l.name
                 )))
@@ -282,7 +285,7 @@ impl<K: Kernel> Lab<K> {
             .map(|v| v.kind)
             .unwrap_or_default();
         if kind != "bridge" {
-            return Err(LabError::Invalid(format!(
+            return Err(LabError::invalid(format!(
                 "{} is a {kind} link, not a bridge: create one with link.bridge",
                 b.name
             )));
@@ -351,7 +354,7 @@ impl<K: Kernel> Lab<K> {
             Some(name) => {
                 let found = self.kernel.link_index(&ns.held, name.as_str()).await?;
                 let index = found.ok_or_else(|| {
-                    LabError::NotFound(format!(
+                    LabError::not_found(format!(
                         "route via device {name}: namespace {} has no such link",
                         ns.name
                     ))

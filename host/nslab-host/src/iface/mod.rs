@@ -15,6 +15,7 @@ use wasmtime::component::{HasData, ResourceTable};
 pub use crate::error::CallError;
 use crate::policy::{Declared, Op, Policy};
 use crate::scenario_report::Report;
+use nslab_lab::error::ErrorKind;
 use nslab_lab::error::{LabError, LabResult};
 use nslab_lab::Lab;
 use nslab_report::console::Console;
@@ -47,7 +48,11 @@ impl LabView<'_> {
     /// more, which goes on without waiting for them.
     pub async fn check(&mut self, op: Op<'_>) -> LabResult<()> {
         let answer = self.policy.check(&op, self.declared);
-        if let Err(LabError::Denied(why) | LabError::Limit(why)) = &answer {
+        if let Err(e) = &answer {
+            if !matches!(e.kind(), ErrorKind::Denied | ErrorKind::Limit) {
+                return answer;
+            }
+            let why = e.message();
             if let Some(lab) = &self.lab {
                 lab.tell_starts().await;
             }
@@ -71,7 +76,7 @@ impl LabView<'_> {
     /// The lab, leaving the starts of background programs untold: for one more start.
     pub fn lab_as_is(&mut self) -> LabResult<&mut Lab> {
         self.lab.as_deref_mut().ok_or_else(|| {
-            LabError::Bug("a host function reached the lab before asking the policy".into())
+            LabError::bug("a host function reached the lab before asking the policy")
         })
     }
 }

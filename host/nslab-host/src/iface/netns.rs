@@ -43,7 +43,7 @@ impl HostNamespace for LabView<'_> {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
             && !name.starts_with(['-', '.']);
         if !valid {
-            return Err(LabError::Invalid(format!(
+            return Err(LabError::invalid(format!(
                 "host name {:?}: use 1-64 of A-Z a-z 0-9 - . not starting with - or .",
                 nslab_lab::text::printable(&name)
             ))
@@ -69,7 +69,7 @@ impl HostNamespace for LabView<'_> {
     ) -> Result<(), CallError> {
         let path = FilePath::parse(&path)?;
         if mode > 0o7777 {
-            return Err(LabError::Invalid(format!(
+            return Err(LabError::invalid(format!(
                 "file mode {mode:o} for {path}: permission bits are at most 7777 (octal)"
             ))
             .into());

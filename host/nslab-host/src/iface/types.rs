@@ -1,4 +1,4 @@
-use nslab_lab::error::LabError;
+use nslab_lab::error::ErrorKind;
 
 use super::{CallError, LabView};
 use crate::bindings::types::{Error, Host};
@@ -10,15 +10,16 @@ impl Host for LabView<'_> {
             CallError::Lab(err) => err,
             CallError::Handle(_) => return Err(wasmtime::format_err!("host bug: {err}")),
         };
-        Ok(match err {
-            LabError::Denied(s) => Error::Denied(s),
-            LabError::Invalid(s) => Error::Invalid(s),
-            LabError::Exists(s) => Error::Exists(s),
-            LabError::NotFound(s) => Error::NotFound(s),
-            LabError::Limit(s) => Error::Limit(s),
-            LabError::Os(s) => Error::Os(s),
-            LabError::Timeout(s) => Error::Timeout(s),
-            LabError::Bug(s) => return Err(wasmtime::format_err!("host bug: {s}")),
+        let s = err.to_string();
+        Ok(match err.kind() {
+            ErrorKind::Denied => Error::Denied(s),
+            ErrorKind::Invalid => Error::Invalid(s),
+            ErrorKind::Exists => Error::Exists(s),
+            ErrorKind::NotFound => Error::NotFound(s),
+            ErrorKind::Limit => Error::Limit(s),
+            ErrorKind::Os => Error::Os(s),
+            ErrorKind::Timeout => Error::Timeout(s),
+            ErrorKind::Bug => return Err(wasmtime::format_err!("host bug: {s}")),
         })
     }
 }

@@ -192,24 +192,24 @@ impl Policy {
     /// The one choke point: every host function asks here before it touches anything.
     pub fn check(&self, op: &Op<'_>, declared: &Declared) -> LabResult<()> {
         let Some(declared) = declared else {
-            return Err(LabError::Denied(
-                "host calls are not allowed during describe(): it only says what the scenario is and needs".into(),
+            return Err(LabError::denied(
+                "host calls are not allowed during describe(): it only says what the scenario is and needs",
             ));
         };
         // Every operation is named: a new one cannot be allowed by default.
         match *op {
-            Op::CreateNamespace { held } if held >= self.max_namespaces => Err(LabError::Limit(format!(
+            Op::CreateNamespace { held } if held >= self.max_namespaces => Err(LabError::limit(format!(
                 "namespace limit reached: this run already holds {held} (policy limit max-namespaces = {}; raise it with --max-namespaces)",
                 self.max_namespaces
             ))),
             Op::CreateNamespace { .. } => Ok(()),
-            Op::CreateLinks { held, count } if held + count > self.max_links => Err(LabError::Limit(format!(
+            Op::CreateLinks { held, count } if held + count > self.max_links => Err(LabError::limit(format!(
                 "link limit reached: this run holds {held} links and asked for {count} more (policy limit max-links = {}: links held at once; raise it with --max-links, or delete links the scenario no longer needs)",
                 self.max_links
             ))),
             Op::CreateLinks { .. } => Ok(()),
             Op::Address { cidr } if !self.address_ranges.iter().any(|r| r.contains(&cidr.addr)) => {
-                Err(LabError::Denied(format!(
+                Err(LabError::denied(format!(
                     "address {cidr} refused: it is outside the ranges a scenario may assign (policy key address-ranges); \
                      allow it with --allow-addresses {}",
                     IpNet::new(cidr.addr, cidr.prefix).map(|n| n.trunc().to_string()).unwrap_or_else(|_| cidr.to_string())
@@ -217,7 +217,7 @@ impl Policy {
             }
             Op::Address { .. } => Ok(()),
             Op::Route { gateway: Some(g) } if !self.address_ranges.iter().any(|r| r.contains(&g)) => {
-                Err(LabError::Denied(format!(
+                Err(LabError::denied(format!(
                     "route via {g} refused: the gateway is outside the ranges a scenario may assign (policy key address-ranges); \
                      allow it with --allow-addresses {}",
                     IpNet::from(g)
@@ -229,17 +229,17 @@ impl Policy {
                 self.check_exec(program, env, timeout_ms, live, bytes, declared)
             }
             Op::Report { bytes } => self.check_bytes("report text", bytes),
-            Op::WriteFile { bytes, .. } if bytes > self.file_bytes => Err(LabError::Limit(format!(
+            Op::WriteFile { bytes, .. } if bytes > self.file_bytes => Err(LabError::limit(format!(
                 "a file of {bytes} bytes refused: the most is {} (policy limit file-bytes; raise it with --file-bytes)",
                 self.file_bytes
             ))),
-            Op::WriteFile { written, .. } if written >= self.max_files => Err(LabError::Limit(format!(
+            Op::WriteFile { written, .. } if written >= self.max_files => Err(LabError::limit(format!(
                 "file refused: this run has given its namespaces {written} files (policy limit max-files = {}; raise it with --max-files)",
                 self.max_files
             ))),
             Op::WriteFile { .. } | Op::ReadFile => Ok(()),
             Op::Attach { bytes, attached } if bytes.saturating_add(attached) > self.attach_bytes => {
-                Err(LabError::Limit(format!(
+                Err(LabError::limit(format!(
                     "a report file of {bytes} bytes refused: the run's report files may hold {} bytes in all and \
                      {attached} are used (policy limit attach-bytes; raise it with --attach-bytes)",
                     self.attach_bytes
@@ -251,7 +251,7 @@ impl Policy {
 
     fn check_bytes(&self, what: &str, bytes: usize) -> LabResult<()> {
         if bytes > self.call_bytes {
-            return Err(LabError::Limit(format!(
+            return Err(LabError::limit(format!(
                 "{what} of {bytes} bytes refused: one call may pass at most {} (policy limit call-bytes; raise it with --max-call-data)",
                 self.call_bytes
             )));
@@ -274,32 +274,32 @@ impl Policy {
             || program == ".."
             || program.contains('\0')
         {
-            return Err(LabError::Denied(format!(
+            return Err(LabError::denied(format!(
                 "exec of {program:?} refused: a program is named by its bare name (like \"ping\"); \
                  the runner resolves it in its own fixed PATH, never from a path the scenario gives"
             )));
         }
         if self.exec_deny.contains(program) {
-            return Err(LabError::Denied(format!(
+            return Err(LabError::denied(format!(
                 "exec of {program:?} refused: it is denied by the policy (exec-deny, from {})",
                 self.sources["exec-deny"]
             )));
         }
         if !self.exec_allow.contains(program) {
-            return Err(LabError::Denied(format!(
+            return Err(LabError::denied(format!(
                 "exec of {program:?} refused: it is not on the exec allowlist ({}); allow it with --allow-exec {program}",
                 self.exec_allow.iter().cloned().collect::<Vec<_>>().join(", ")
             )));
         }
         if !declared.contains(program) {
-            return Err(LabError::Denied(format!(
+            return Err(LabError::denied(format!(
                 "exec of {program:?} refused: the scenario did not declare it in describe().programs ({}); \
                  a scenario runs only the programs it declares",
                 declared.iter().cloned().collect::<Vec<_>>().join(", ")
             )));
         }
         if let Some((key, _)) = env.iter().find(|(k, _)| env_key_never(k)) {
-            return Err(LabError::Denied(format!(
+            return Err(LabError::denied(format!(
                 "exec of {program:?} refused: the scenario may not set {key} (it changes which code or program runs)"
             )));
         }
@@ -307,21 +307,21 @@ impl Policy {
             .iter()
             .find(|(k, _)| !self.exec_env_allow.contains(k.as_str()))
         {
-            return Err(LabError::Denied(format!(
+            return Err(LabError::denied(format!(
                 "exec of {program:?} refused: the scenario may not set {key}: it is not on the environment allowlist \
                  (policy key exec-env-allow); allow it with --allow-env {key}"
             )));
         }
         if let Some(ms) = timeout_ms {
             if Duration::from_millis(ms.into()) > self.exec_timeout_max {
-                return Err(LabError::Limit(format!(
+                return Err(LabError::limit(format!(
                     "exec of {program:?} asked for a {ms} ms time limit: the most a scenario may ask is {} ms (policy limit exec-timeout-max)",
                     self.exec_timeout_max.as_millis()
                 )));
             }
         }
         if live >= self.max_processes {
-            return Err(LabError::Limit(format!(
+            return Err(LabError::limit(format!(
                 "exec of {program:?} refused: {live} of the run's programs are running (policy limit max-processes = {}; raise it with --max-processes)",
                 self.max_processes
             )));
@@ -341,6 +341,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nslab_lab::error::ErrorKind;
 
     fn running() -> Policy {
         Policy::default()
@@ -376,7 +377,7 @@ mod tests {
         check(&p, &exec("ping", &[])).unwrap();
         check(&p, &exec("ip", &[])).unwrap();
         let err = check(&p, &exec("nc", &[])).unwrap_err();
-        assert!(matches!(err, LabError::Denied(_)));
+        assert!(err.kind() == ErrorKind::Denied);
         assert_eq!(
             err.to_string(),
             "exec of \"nc\" refused: it is not on the exec allowlist (ip, iperf3, ping, ss); allow it with --allow-exec nc"
@@ -428,7 +429,7 @@ mod tests {
         for key in ["LD_PRELOAD", "LD_LIBRARY_PATH", "PATH"] {
             let env = [(key.to_string(), "/tmp/x".to_string())];
             let err = check(&p, &exec("ping", &env)).unwrap_err();
-            assert!(matches!(err, LabError::Denied(_)), "{key}");
+            assert!(err.kind() == ErrorKind::Denied, "{key}");
             assert!(err.to_string().contains(key));
         }
         check(&p, &exec("ping", &[("LANG".into(), "C".into())])).unwrap();
@@ -447,7 +448,7 @@ mod tests {
         ] {
             let env = [(key.to_string(), "/tmp/x".to_string())];
             let err = check(&p, &exec("ping", &env)).unwrap_err();
-            assert!(matches!(err, LabError::Denied(_)), "{key}");
+            assert!(err.kind() == ErrorKind::Denied, "{key}");
         }
         let err = check(&p, &exec("ping", &[("FOO".into(), "1".into())])).unwrap_err();
         assert!(
@@ -472,10 +473,13 @@ mod tests {
     fn counts_sizes_and_timeouts_are_limited() {
         let p = running();
         check(&p, &Op::CreateNamespace { held: 63 }).unwrap();
-        assert!(matches!(
-            check(&p, &Op::CreateNamespace { held: 64 }),
-            Err(LabError::Limit(_))
-        ));
+        assert!(
+            check(&p, &Op::CreateNamespace { held: 64 })
+                .as_ref()
+                .err()
+                .map(LabError::kind)
+                == Some(ErrorKind::Limit)
+        );
         check(
             &p,
             &Op::CreateLinks {
@@ -484,16 +488,19 @@ mod tests {
             },
         )
         .unwrap();
-        assert!(matches!(
+        assert!(
             check(
                 &p,
                 &Op::CreateLinks {
                     held: 255,
                     count: 2
                 }
-            ),
-            Err(LabError::Limit(_))
-        ));
+            )
+            .as_ref()
+            .err()
+            .map(LabError::kind)
+                == Some(ErrorKind::Limit)
+        );
         let op = Op::Exec {
             program: "ping",
             env: &[],

@@ -17,6 +17,7 @@ use nix::errno::Errno;
 
 use super::protocol::{self, Reply, Request};
 use super::HELPER_ANSWER_SECS;
+use crate::error::ErrorKind;
 use crate::error::{LabError, LabResult};
 
 /// How many answers to program starts may wait on the socket, unread. Each holds a pidfd in
@@ -153,7 +154,7 @@ impl Held<'_> {
             Ok((Reply::Failed(_), _)) => None,
             Ok((other, fds)) => {
                 self.abandon(&slot);
-                return Err(LabError::Os(format!(
+                return Err(LabError::os(format!(
                     "start a program: the lab helper said {other:?} with {} descriptors",
                     fds.len()
                 )));
@@ -183,18 +184,18 @@ impl Held<'_> {
         let mut answer = recv(&self.channel.socket);
         for _ in 1..rounds {
             match answer {
-                Err(LabError::Timeout(_)) => answer = recv(&self.channel.socket),
+                Err(ref e) if e.kind() == ErrorKind::Timeout => answer = recv(&self.channel.socket),
                 _ => break,
             }
         }
         let waited = rounds * HELPER_ANSWER_SECS;
         answer.map_err(|e| {
-            if let LabError::Timeout(_) = e {
+            if e.kind() == ErrorKind::Timeout {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(self.channel.helper as i32),
                     nix::sys::signal::Signal::SIGKILL,
                 );
-                return LabError::Os(format!(
+                return LabError::os(format!(
                     "the lab helper did not answer within {waited} s (a program may have put something that blocks where a file was asked for, or the machine is overloaded); it was stopped, and the run cannot go on"
                 ));
             }
@@ -215,15 +216,15 @@ pub fn recv(socket: &OwnedFd) -> LabResult<(Reply, Vec<OwnedFd>)> {
     let mut buf = [0u8; 5];
     let (n, fds) = protocol::receive(socket.as_raw_fd(), &mut buf).map_err(|e| match e {
         // The socket's receive timeout (Helper::start).
-        Errno::EAGAIN => LabError::Timeout(format!(
+        Errno::EAGAIN => LabError::timeout(format!(
             "the lab helper did not answer within {HELPER_ANSWER_SECS} s"
         )),
         e => LabError::from_errno(e, "hear from the lab helper"),
     })?;
     if n == 0 {
-        return Err(LabError::Os("the lab helper exited unexpectedly".into()));
+        return Err(LabError::os("the lab helper exited unexpectedly"));
     }
     let reply = Reply::decode(&buf[..n])
-        .ok_or_else(|| LabError::Os(format!("the lab helper said {:?}", &buf[..n])))?;
+        .ok_or_else(|| LabError::os(format!("the lab helper said {:?}", &buf[..n])))?;
     Ok((reply, fds))
 }

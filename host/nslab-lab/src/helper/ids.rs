@@ -70,7 +70,7 @@ impl IdRange {
                 });
             }
         }
-        Err(LabError::Limit(format!(
+        Err(LabError::limit(format!(
             "{what}: all {ID_SLOTS} id ranges are in use by runs in progress"
         )))
     }
@@ -174,7 +174,7 @@ impl IdMap {
                         .output()
                         .map_err(|e| LabError::from_io(&e, format!("run {tool}")))?;
                     if !out.status.success() {
-                        return Err(LabError::Os(format!(
+                        return Err(LabError::os(format!(
                             "{tool} {}: {}",
                             args.join(" "),
                             String::from_utf8_lossy(&out.stderr).trim()

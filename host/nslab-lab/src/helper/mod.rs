@@ -221,9 +221,7 @@ impl Helper {
             .into_iter();
         match (fds.next(), fds.next(), fds.next()) {
             (Some(boxfs), Some(uts), Some(events)) => Ok((boxfs, uts, events)),
-            _ => Err(LabError::Bug(
-                "the lab helper's reply lost a descriptor".into(),
-            )),
+            _ => Err(LabError::bug("the lab helper's reply lost a descriptor")),
         }
     }
 
@@ -281,7 +279,7 @@ impl Helper {
             .answer(&request, &[boxfs.as_raw_fd()], &what)?
             .into_iter()
             .next();
-        Ok(file.ok_or_else(|| LabError::Os(format!("{what}: the lab helper sent no file")))?)
+        Ok(file.ok_or_else(|| LabError::os(format!("{what}: the lab helper sent no file")))?)
     }
 
     /// The helper's answer to a request that makes something: exactly `count` fds, or the
@@ -296,7 +294,7 @@ impl Helper {
         match self.channel.request(request, fds)? {
             (Reply::Done, fds) if fds.len() == count => Ok(fds),
             (Reply::Failed(errno), _) => Err(LabError::from_errno(errno, what)),
-            (other, fds) => Err(LabError::Os(format!(
+            (other, fds) => Err(LabError::os(format!(
                 "{what}: the lab helper said {other:?} with {} descriptors",
                 fds.len()
             ))),
@@ -318,7 +316,7 @@ impl Helper {
                 what: what.to_string(),
             }),
             (other, _) => {
-                Err(LabError::Os(format!("{what}: the lab helper said {other:?}")).into())
+                Err(LabError::os(format!("{what}: the lab helper said {other:?}")).into())
             }
         }
     }
@@ -347,9 +345,7 @@ impl Helper {
             .into_iter();
         match (fds.next(), fds.next()) {
             (Some(ns), Some(netlink)) => Ok((ns, netlink)),
-            _ => Err(LabError::Bug(
-                "the lab helper's reply lost a descriptor".into(),
-            )),
+            _ => Err(LabError::bug("the lab helper's reply lost a descriptor")),
         }
     }
 }
@@ -383,7 +379,7 @@ fn expect(socket: &OwnedFd, wanted: Reply, mode: &Mode) -> LabResult<()> {
         (Reply::Failed(errno), _) => {
             if *mode != Mode::Root && matches!(errno, Errno::EPERM | Errno::ENOSPC | Errno::EUSERS)
             {
-                return Err(LabError::Denied(format!(
+                return Err(LabError::denied(format!(
                     "the kernel refused an ordinary user the user namespace a rootless run needs ({}): \
                      user.max_user_namespaces, kernel.unprivileged_userns_clone or \
                      kernel.apparmor_restrict_unprivileged_userns forbids it (or the runner already \
@@ -397,7 +393,7 @@ fn expect(socket: &OwnedFd, wanted: Reply, mode: &Mode) -> LabResult<()> {
                 "set up the lab's user namespace",
             ))
         }
-        (other, _) => Err(LabError::Os(format!(
+        (other, _) => Err(LabError::os(format!(
             "the lab helper said {other:?}, expected {wanted:?}"
         ))),
     }

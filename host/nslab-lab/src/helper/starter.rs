@@ -43,14 +43,14 @@ impl Starter {
             (reply, fds) => match <[OwnedFd; 2]>::try_from(fds) {
                 Ok([socket, pidfd]) if reply == Reply::Done => (socket, pidfd),
                 Ok(_) | Err(_) => {
-                    return Err(LabError::Os(format!(
+                    return Err(LabError::os(format!(
                         "{what}: the lab helper said {reply:?}, not its socket and pidfd"
                     )))
                 }
             },
         };
         let pid = crate::process::pidfd_pid(pidfd.as_raw_fd())
-            .ok_or_else(|| LabError::Os(format!("{what}: it is gone")))?;
+            .ok_or_else(|| LabError::os(format!("{what}: it is gone")))?;
         // As the helper's own socket: every answer comes at once or the run fails (mod.rs).
         let _ = nix::sys::socket::setsockopt(
             &socket,
@@ -91,11 +91,11 @@ impl Starter {
         };
         match self.channel.request(&request, &[netns])? {
             (Reply::Done, mut fds) if fds.len() == 1 => Ok(fds.remove(0)),
-            (Reply::Failed(nix::errno::Errno::ENODEV), _) => Err(LabError::NotFound(format!(
+            (Reply::Failed(nix::errno::Errno::ENODEV), _) => Err(LabError::not_found(format!(
                 "{what}: there is no interface {ifname} in that namespace"
             ))),
             (Reply::Failed(errno), _) => Err(LabError::from_errno(errno, &what)),
-            (other, fds) => Err(LabError::Os(format!(
+            (other, fds) => Err(LabError::os(format!(
                 "{what}: the lab helper said {other:?} with {} descriptors",
                 fds.len()
             ))),

@@ -11,7 +11,7 @@ use netlink_packet_route::link::{
 use rtnetlink::{LinkMessageBuilder, LinkUnspec};
 
 use super::netns::Namespace;
-use crate::error::{netlink_errno, LabError, LabResult};
+use crate::error::{netlink_errno, ErrorKind, LabError, LabResult};
 use crate::input::{format_mac, Cidr};
 
 /// What `ip link show` and `ip address show` say of one interface.
@@ -66,14 +66,14 @@ pub async fn add_veth(
                 indexes = None
             }
             Err(e) => match LabError::from_netlink(e, &what) {
-                LabError::Exists(t) => {
+                e if e.kind() == ErrorKind::Exists => {
                     // A name taken says so, naming the end and its namespace.
                     for (name, ns) in [(a, a_ns), (b, b_ns)] {
                         ensure_free(ns, name).await?;
                     }
                     // Both names are free: it was an index a program took meanwhile.
                     if indexes.take().is_none() {
-                        return Err(LabError::Exists(t));
+                        return Err(e);
                     }
                 }
                 e => return Err(e),
@@ -84,7 +84,7 @@ pub async fn add_veth(
         return Ok(chosen);
     }
     let lookup = |name: &'static str| {
-        LabError::Os(format!(
+        LabError::os(format!(
             "{what}: the kernel made it but {name} is not there"
         ))
     };
@@ -107,7 +107,7 @@ pub async fn add_veth(
 /// EEXIST would not say which end of a pair collided.
 async fn ensure_free(ns: &Namespace, name: &str) -> LabResult<()> {
     match find(ns, name).await? {
-        Some(_) => Err(LabError::Exists(format!(
+        Some(_) => Err(LabError::exists(format!(
             "link {name} already exists in namespace {}: pick another name or remove it first",
             ns.name
         ))),
@@ -128,7 +128,7 @@ pub async fn find(ns: &Namespace, name: &str) -> LabResult<Option<LinkMessage>> 
     match found {
         Ok(msg) => Ok(msg),
         Err(e) => match LabError::from_netlink(e, format!("look up link {name} in {}", ns.name)) {
-            LabError::NotFound(_) => Ok(None),
+            e if e.kind() == ErrorKind::NotFound => Ok(None),
             other => Err(other),
         },
     }
@@ -145,7 +145,7 @@ pub async fn get(ns: &Namespace, index: u32, name: &str) -> LabResult<LinkMessag
         .try_next()
         .await
         .map_err(|e| LabError::from_netlink(e, &what))?
-        .ok_or_else(|| LabError::NotFound(format!("{what}: it is gone")))
+        .ok_or_else(|| LabError::not_found(format!("{what}: it is gone")))
 }
 
 /// Send a change to one link (flags, mtu, address, namespace) as `ip link set` does.
@@ -198,7 +198,7 @@ pub async fn add_bridge(ns: &Namespace, name: &str) -> LabResult<u32> {
         .map_err(|e| LabError::from_netlink(e, &what))?;
     Ok(find(ns, name)
         .await?
-        .ok_or_else(|| LabError::Os(format!("{what}: the kernel made it but it is not there")))?
+        .ok_or_else(|| LabError::os(format!("{what}: the kernel made it but it is not there")))?
         .header
         .index)
 }
@@ -225,10 +225,12 @@ pub async fn move_to(
         Err(e) if netlink_errno(&e) == Some(nix::errno::Errno::EBUSY) => {}
         Err(e) => {
             return Err(match LabError::from_netlink(e, what) {
-                LabError::Exists(_) => LabError::Exists(format!(
+                e if e.kind() == ErrorKind::Exists => e.reworded(ErrorKind::Exists, |_| {
+                    format!(
                     "cannot move {name} into {}: that namespace already has a link with this name",
                     to.name
-                )),
+                )
+                }),
                 other => other,
             })
         }
@@ -238,7 +240,7 @@ pub async fn move_to(
         .build();
     set(from, msg, what).await?;
     let moved = find(to, name).await?.ok_or_else(|| {
-        LabError::Os(format!("{what}: the link is not in {} afterwards", to.name))
+        LabError::os(format!("{what}: the link is not in {} afterwards", to.name))
     })?;
     to.saw_index(moved.header.index);
     Ok(moved.header.index)
@@ -262,7 +264,7 @@ pub async fn remove_address(ns: &Namespace, index: u32, cidr: Cidr, what: &str) 
         .into_iter()
         .find(|(i, m)| *i == index && address_of(m) == Some(cidr));
     let Some((_, msg)) = found else {
-        return Err(LabError::NotFound(format!(
+        return Err(LabError::not_found(format!(
             "{what}: the link has no such address"
         )));
     };

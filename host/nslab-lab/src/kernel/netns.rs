@@ -113,7 +113,7 @@ impl NsFactory {
     pub fn helper(&self) -> LabResult<&Helper> {
         self.helper
             .as_ref()
-            .ok_or_else(|| LabError::Os("the run has no lab helper yet".to_string()))
+            .ok_or_else(|| LabError::os("the run has no lab helper yet".to_string()))
     }
 
     /// Start the helper, and so the run's user namespace, if it is not started yet: true if it

@@ -9,7 +9,7 @@ use netlink_packet_route::route::{
 use rtnetlink::RouteMessageBuilder;
 
 use super::netns::Namespace;
-use crate::error::{LabError, LabResult};
+use crate::error::{ErrorKind, LabError, LabResult};
 use crate::input::Cidr;
 
 /// A route with its device resolved in the namespace, ready for the kernel.
@@ -24,7 +24,7 @@ pub struct Route {
 
 fn message(r: &Route) -> LabResult<RouteMessage> {
     let family_clash = |gw: IpAddr| {
-        LabError::Invalid(format!(
+        LabError::invalid(format!(
             "route to {} via {gw}: the gateway is not of the destination's address family",
             r.destination
         ))
@@ -63,7 +63,7 @@ fn message(r: &Route) -> LabResult<RouteMessage> {
 
 pub async fn add(ns: &Namespace, r: &Route, what: &str) -> LabResult<()> {
     if r.gateway.is_none() && r.device.is_none() {
-        return Err(LabError::Invalid(format!(
+        return Err(LabError::invalid(format!(
             "{what}: a route needs a gateway, a device, or both"
         )));
     }
@@ -82,7 +82,9 @@ pub async fn remove(ns: &Namespace, r: &Route, what: &str) -> LabResult<()> {
     msg.header.scope = RouteScope::NoWhere;
     ns.netlink().route().del(msg).execute().await.map_err(|e| {
         match LabError::from_netlink(e, what) {
-            LabError::NotFound(t) => LabError::NotFound(format!("{t}: no such route")),
+            e if e.kind() == ErrorKind::NotFound => {
+                e.reworded(ErrorKind::NotFound, |t| format!("{t}: no such route"))
+            }
             other => other,
         }
     })

@@ -11,7 +11,7 @@ use rtnetlink::packet_core::{
 };
 
 use super::netns::Namespace;
-use crate::error::{LabError, LabResult};
+use crate::error::{ErrorKind, LabError, LabResult};
 
 /// The fastest rate a link may be shaped to: 10 Tbit/s, far past what a veth carries, and where
 /// tbf's arithmetic on bytes per second still has room (2.9e18 bit/s reached the kernel before).
@@ -33,19 +33,19 @@ impl Shaping {
 
     pub fn validate(&self) -> LabResult<()> {
         if self.loss_ppm > 1_000_000 {
-            return Err(LabError::Invalid(format!(
+            return Err(LabError::invalid(format!(
                 "loss of {} ppm is more than 100% (1000000 ppm)",
                 self.loss_ppm
             )));
         }
         if self.jitter_us > self.delay_us {
-            return Err(LabError::Invalid(format!(
+            return Err(LabError::invalid(format!(
                 "jitter of {} us is larger than the delay of {} us: netem needs jitter <= delay",
                 self.jitter_us, self.delay_us
             )));
         }
         if self.rate_bps > MAX_RATE_BPS {
-            return Err(LabError::Invalid(format!(
+            return Err(LabError::invalid(format!(
                 "a rate of {} bit/s is more than any link carries: shape at most {} ({} bit/s)",
                 self.rate_bps,
                 format_rate(MAX_RATE_BPS),
@@ -53,8 +53,8 @@ impl Shaping {
             )));
         }
         if *self == Shaping::default() {
-            return Err(LabError::Invalid(
-                "shaping with no delay, loss or rate: use clear-shaping to remove shaping".into(),
+            return Err(LabError::invalid(
+                "shaping with no delay, loss or rate: use clear-shaping to remove shaping",
             ));
         }
         Ok(())
@@ -231,13 +231,13 @@ pub async fn set(ns: &Namespace, index: u32, s: &Shaping, what: &str) -> LabResu
     )
     .await;
     match sent.map_err(|e| LabError::from_netlink(e, what)) {
-        Err(LabError::NotFound(_)) if s.needs_netem() => Err(LabError::Os(format!(
+        Err(e) if e.kind() == ErrorKind::NotFound && s.needs_netem() => Err(e.reworded(ErrorKind::Os, |_| format!(
             "{what}: this kernel has no netem (the qdisc kind is unknown to it), which delay, jitter and loss need; \
              rate alone works (tbf)"
         ))),
         // As a kernel without the module (or one that cannot load it: no /lib/modules for
         // this kernel) answers: ENOENT, "No such file or directory".
-        Err(LabError::NotFound(_)) => Err(LabError::Os(format!(
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(e.reworded(ErrorKind::Os, |_| format!(
             "{what}: this kernel has no tbf (the qdisc kind is unknown to it, and could not be \
              loaded: sch_tbf), which a rate alone needs; load it (modprobe sch_tbf) or shape with \
              a delay too (netem has a rate of its own)"
@@ -256,7 +256,7 @@ pub async fn clear(ns: &Namespace, index: u32, what: &str) -> LabResult<()> {
     .await;
     match sent.map_err(|e| LabError::from_netlink(e, what)) {
         // No shaping to remove: the link keeps its default qdisc.
-        Err(LabError::NotFound(_) | LabError::Invalid(_)) => Ok(()),
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Invalid) => Ok(()),
         other => other,
     }
 }

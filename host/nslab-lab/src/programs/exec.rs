@@ -201,7 +201,7 @@ impl Running {
             let status = match tokio::time::timeout_at(deadline, self.status()).await {
                 Ok(status) => status,
                 Err(_) => {
-                    return Err(LabError::Timeout(format!(
+                    return Err(LabError::timeout(format!(
                         "{} (pid {}) did not end within {} s of SIGKILL: it is stuck in the kernel",
                         self.what,
                         self.id(),
@@ -258,7 +258,7 @@ impl Running {
                 return Ok(found);
             }
             if tokio::time::timeout_at(deadline, news).await.is_err() {
-                return Err(LabError::Timeout(format!(
+                return Err(LabError::timeout(format!(
                     "{}: no line containing {text:?} within {} ms; it is still running",
                     self.what,
                     limit.as_millis()
@@ -284,7 +284,7 @@ impl Running {
         for mut task in std::mem::take(&mut self.capturing) {
             match tokio::time::timeout_at(deadline, &mut task).await {
                 Ok(joined) => {
-                    joined.map_err(|e| LabError::Bug(format!("capturing output: {e}")))?
+                    joined.map_err(|e| LabError::bug(format!("capturing output: {e}")))?
                 }
                 Err(_) => {
                     task.abort();

@@ -57,13 +57,13 @@ pub fn in_system_path(program: &str) -> Option<PathBuf> {
 /// and allowed.
 pub fn resolve(program: &str) -> LabResult<PathBuf> {
     in_system_path(program).ok_or_else(|| match elsewhere(program) {
-        Some(path) => LabError::NotFound(format!(
+        Some(path) => LabError::not_found(format!(
             "program {program:?} is allowed by name, but it is not on the system PATH \
                  ({SYSTEM_PATH}): it is at {}; allow it by path instead: --allow-exec {}",
             path.display(),
             path.display()
         )),
-        None => LabError::NotFound(format!(
+        None => LabError::not_found(format!(
             "program {program:?} is allowed but not installed: it is in none of {SYSTEM_PATH}; \
                  install it on this machine (for example with apt-get)"
         )),

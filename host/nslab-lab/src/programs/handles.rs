@@ -43,9 +43,10 @@ impl<K: Kernel> Lab<K> {
     /// A program the scenario holds, once every start before it has been told (its pid with it).
     async fn process(&mut self, id: ProcId) -> LabResult<&mut ProcEntry> {
         self.programs.tell_starts().await;
-        self.programs.processes.get_mut(&id).ok_or_else(|| {
-            LabError::NotFound("that program is gone: its namespace was deleted".into())
-        })
+        self.programs
+            .processes
+            .get_mut(&id)
+            .ok_or_else(|| LabError::not_found("that program is gone: its namespace was deleted"))
     }
 
     pub async fn process_id(&mut self, id: ProcId) -> LabResult<u32> {
@@ -75,7 +76,7 @@ impl<K: Kernel> Lab<K> {
                 }
                 Ok(out)
             }
-            None => Err(LabError::Timeout(format!(
+            None => Err(LabError::timeout(format!(
                 "{} (pid {}) is still running after {} ms: wait again, or kill it",
                 entry.program,
                 entry.running.id(),
@@ -103,7 +104,7 @@ impl<K: Kernel> Lab<K> {
             .wait_for_line(text, limit)
             .await?
             .ok_or_else(|| {
-                LabError::NotFound(format!(
+                LabError::not_found(format!(
                     "{shown} ended without printing a line containing {text:?}"
                 ))
             })
@@ -162,7 +163,7 @@ impl<K: Kernel> Lab<K> {
         for (shown, problem) in ends {
             match problem {
                 None => stopped.killed.push(shown),
-                Some(e) => stopped.left.push(e.to_string()),
+                Some(e) => stopped.left.push(crate::TeardownProblem::ProgramLeft(e)),
             }
         }
         stopped
@@ -173,6 +174,6 @@ impl<K: Kernel> Lab<K> {
 #[derive(Debug, Default)]
 pub(crate) struct Stopped {
     pub killed: Vec<String>,
-    /// Programs still there at the deadline, each in a sentence.
-    pub left: Vec<String>,
+    /// Programs still there at the deadline.
+    pub left: Vec<crate::TeardownProblem>,
 }

@@ -230,10 +230,10 @@ impl<K: Kernel> Lab<K> {
                     &janitor,
                     &alive,
                 )
-                .map_err(LabError::Os)?;
+                .map_err(LabError::os)?;
                 if let Some(helper) = self.kernel.port()?.pid() {
                     c.adopt(helper).map_err(|e| {
-                        LabError::Os(format!(
+                        LabError::os(format!(
                             "cannot move the lab helper into the run's cgroup: {e}"
                         ))
                     })?;
@@ -262,7 +262,7 @@ impl<K: Kernel> Lab<K> {
                 .get_mut(&ns_id)
                 .and_then(|ns| K::ns_box_mut(&mut ns.held).link_events.take())
                 .ok_or_else(|| {
-                    LabError::Bug("a namespace's box came without its link-events socket".into())
+                    LabError::bug("a namespace's box came without its link-events socket")
                 })?;
             let ns = self.ns(ns_id)?;
             let watcher =
@@ -273,7 +273,7 @@ impl<K: Kernel> Lab<K> {
         }
         if self.programs.confinement.is_none() {
             let executables = self.programs.work_out_code().executables.clone();
-            let confinement = confine::Confinement::new(executables).map_err(LabError::Os)?;
+            let confinement = confine::Confinement::new(executables).map_err(LabError::os)?;
             let cgroups = match &self.programs.memory {
                 MemoryBound::Cgroup(c) => c.program_procs(),
                 _ => Vec::new(),
@@ -299,7 +299,7 @@ impl<K: Kernel> Lab<K> {
             .uts
             .as_ref()
             .map(AsRawFd::as_raw_fd)
-            .ok_or_else(|| LabError::NotFound("that namespace was deleted".to_string()))?;
+            .ok_or_else(|| LabError::not_found("that namespace was deleted".to_string()))?;
         let boxing = Boxing {
             netns: K::ns_fd(&ns.held).as_raw_fd(),
             mntns,

@@ -88,7 +88,7 @@ fn patience() -> Duration {
 }
 
 fn too_slow(what: &str) -> LabError {
-    LabError::Os(format!(
+    LabError::os(format!(
         "{what}: its init did not get it started within {} s (the machine may be \
          overloaded); it was stopped",
         patience().as_secs()
@@ -165,7 +165,7 @@ fn never_forked(code: Option<i32>, what: &str) -> LabError {
             LabError::from_errno(errno, format!("{what}: its init could not enter the lab"))
         }
         Some(StartError::Clone(errno)) => spawn_error(errno, what),
-        _ => LabError::Os(format!(
+        _ => LabError::os(format!(
             "{what}: its init ended before it started the program"
         )),
     }
@@ -212,7 +212,7 @@ fn exec_errno_of(code: i32) -> Errno {
 /// run's process limit (RLIMIT_NPROC), not a passing fault.
 pub fn spawn_error(e: Errno, what: &str) -> LabError {
     if e == Errno::EAGAIN {
-        return LabError::Limit(format!(
+        return LabError::limit(format!(
             "{what}: the run's programs already have as many processes and threads as allowed \
              (policy limit max-processes; raise it with --max-processes)"
         ));
@@ -223,6 +223,7 @@ pub fn spawn_error(e: Errno, what: &str) -> LabError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     fn pipe() -> (OwnedFd, OwnedFd) {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap()
@@ -285,7 +286,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(&e, LabError::Limit(m) if m.contains("--max-processes")),
+            (e.kind() == ErrorKind::Limit && e.message().contains("--max-processes")),
             "{e}"
         );
     }

@@ -138,7 +138,7 @@ impl Outcome {
         let result = state
             .result
             .take()
-            .unwrap_or_else(|| Err(LabError::Bug("a start was told before it was read".into())));
+            .unwrap_or_else(|| Err(LabError::bug("a start was told before it was read")));
         (result, state.errors.take())
     }
 }

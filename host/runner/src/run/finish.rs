@@ -74,7 +74,7 @@ pub async fn end(
         kept: false,
         kernel_requests,
         removed: report.removed.clone(),
-        problems: report.problems.clone(),
+        problems: report.problems.iter().map(ToString::to_string).collect(),
     });
 }
 

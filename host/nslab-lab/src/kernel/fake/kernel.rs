@@ -193,7 +193,7 @@ impl Kernel for Fake {
             let (fname, tname) = (s.name_of(from.id), s.name_of(to.id));
             s.request(format!("move {name} ({fname}) to {tname}"), what)?;
             if s.has_name(to.id, name) {
-                return Err(LabError::Exists(format!(
+                return Err(LabError::exists(format!(
                     "cannot move {name} into {tname}: that namespace already has a link with this name"
                 )));
             }
@@ -248,7 +248,7 @@ impl Kernel for Fake {
             let before = link.addresses.len();
             link.addresses.retain(|a| *a != cidr);
             if link.addresses.len() == before {
-                return Err(LabError::NotFound(format!(
+                return Err(LabError::not_found(format!(
                     "{what}: the link has no such address"
                 )));
             }
@@ -298,7 +298,7 @@ impl Kernel for Fake {
             let nn = s.name_of(ns.id);
             s.request(format!("route add {} ({nn})", r.destination), what)?;
             if r.gateway.is_none() && r.device.is_none() {
-                return Err(LabError::Invalid(format!(
+                return Err(LabError::invalid(format!(
                     "{what}: a route needs a gateway, a device, or both"
                 )));
             }
@@ -349,7 +349,7 @@ impl Kernel for Fake {
             let before = n.routes.len();
             n.routes.retain(|x| x.destination != r.destination);
             if n.routes.len() == before {
-                return Err(LabError::NotFound(format!(
+                return Err(LabError::not_found(format!(
                     "{what}: No such process (ESRCH): no such route"
                 )));
             }

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use nix::errno::Errno;
 
 use super::state::{lock, State};
+use crate::error::ErrorKind;
 use crate::error::{LabError, LabResult};
 use crate::helper::channel::Init;
 use crate::helper::ids::GroupDrop;
@@ -138,7 +139,7 @@ impl Port for FakePort {
             s.request(format!("start {line}"), &format!("start {program}"))
                 .inspect_err(|e| {
                     // As the helper does when it cannot clone an init: said on the pipe too.
-                    if let LabError::Limit(_) | LabError::Os(_) = e {
+                    if matches!(e.kind(), ErrorKind::Limit | ErrorKind::Os) {
                         let code = StartError::Clone(Errno::EAGAIN).encode().to_ne_bytes();
                         let _ = nix::unistd::write(
                             // SAFETY: lent for this call (see `own`).

@@ -74,7 +74,7 @@ impl State {
     pub fn ns(&mut self, id: u32) -> LabResult<&mut Netns> {
         self.namespaces
             .get_mut(&id)
-            .ok_or_else(|| LabError::NotFound("the fake kernel has no such namespace".into()))
+            .ok_or_else(|| LabError::not_found("the fake kernel has no such namespace"))
     }
 
     pub fn link(&mut self, ns: u32, index: u32, what: &str) -> LabResult<&mut Link> {
@@ -139,7 +139,7 @@ impl State {
     }
 
     pub fn exists(&self, ns: u32, name: &str) -> LabError {
-        LabError::Exists(format!(
+        LabError::exists(format!(
             "link {name} already exists in namespace {}: pick another name or remove it first",
             self.name_of(ns)
         ))
