@@ -76,8 +76,8 @@ async fn ping_pair() -> LabResult<i32> {
 
 async fn build_and_ping(lab: &mut Lab) -> LabResult<i32> {
     let name = |n: &str| Name::parse("name", n);
-    let a = lab.create_namespace(&name("left")?)?;
-    let b = lab.create_namespace(&name("right")?)?;
+    let a = lab.create_namespace(&name("left")?).await?;
+    let b = lab.create_namespace(&name("right")?).await?;
     let (left, right) = lab.veth(&name("eth0")?, a, &name("eth0")?, b).await?;
     for (end, cidr) in [(left, "10.77.0.1/24"), (right, "10.77.0.2/24")] {
         lab.add_address(end, cidr.parse::<Cidr>()?).await?;

@@ -130,14 +130,14 @@ impl<K: crate::kernel::Kernel> Lab<K> {
 
     /// Open the door of namespace `name` now: its box, and what confines programs there, made
     /// if they are not yet (as for a first program).
-    pub fn open_door(&mut self, name: &str) -> LabResult<()> {
+    pub async fn open_door(&mut self, name: &str) -> LabResult<()> {
         let id = self
             .namespaces
             .iter()
             .find(|(_, n)| n.name == name)
             .map(|(id, _)| *id)
             .ok_or_else(|| LabError::not_found(format!("no namespace {name} in this run")))?;
-        self.boxing(id).map(|_| ())
+        self.boxing(id).await.map(|_| ())
     }
 
     /// Called once a namespace's box is ready for its first program: its door opens.

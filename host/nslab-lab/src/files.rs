@@ -41,7 +41,7 @@ fn explain(failure: FileFailure, path: &FilePath, ns: &str) -> LabError {
 
 impl<K: Kernel> Lab<K> {
     /// The filesystem box of a namespace (helper/sandbox.rs), made on first use.
-    pub(super) fn boxfs(&mut self, ns_id: NsId) -> LabResult<BorrowedFd<'_>> {
+    pub(super) async fn boxfs(&mut self, ns_id: NsId) -> LabResult<BorrowedFd<'_>> {
         if K::ns_box(&self.ns(ns_id)?.held).boxfs.is_none() {
             // Made with the run's cgroups, so what the box's builder does is the run's too.
             self.run_cgroup()?;
@@ -53,13 +53,17 @@ impl<K: Kernel> Lab<K> {
                 boxfs,
                 uts,
                 link_events,
-            } = self.kernel.port()?.new_box(
-                &ns.name,
-                K::ns_fd(&ns.held),
-                limits.scratch_bytes,
-                &limits.by_path,
-                code,
-            )?;
+            } = self
+                .kernel
+                .port()?
+                .new_box(
+                    &ns.name,
+                    K::ns_fd(&ns.held),
+                    limits.scratch_bytes,
+                    &limits.by_path,
+                    code,
+                )
+                .await?;
             if let Some(ns) = self.namespaces.get_mut(&ns_id) {
                 let made = K::ns_box_mut(&mut ns.held);
                 made.boxfs = Some(boxfs);
@@ -76,14 +80,17 @@ impl<K: Kernel> Lab<K> {
 
     /// Set the host name the namespace's programs see (its box's UTS namespace, made now if
     /// it is not yet).
-    pub fn set_hostname(&mut self, ns_id: NsId, hostname: &str) -> LabResult<()> {
-        self.boxfs(ns_id)?;
+    pub async fn set_hostname(&mut self, ns_id: NsId, hostname: &str) -> LabResult<()> {
+        self.boxfs(ns_id).await?;
         let ns = self.ns(ns_id)?;
         let uts = K::ns_box(&ns.held)
             .uts
             .as_ref()
             .ok_or_else(|| LabError::not_found("that namespace was deleted".to_string()))?;
-        self.kernel.port()?.set_hostname(uts.as_fd(), hostname)?;
+        self.kernel
+            .port()?
+            .set_hostname(uts.as_fd(), hostname)
+            .await?;
         self.did(&format!("hostname {hostname} ({})", ns.name));
         Ok(())
     }
@@ -93,7 +100,7 @@ impl<K: Kernel> Lab<K> {
     }
 
     /// Give the namespace's programs a file at `path`.
-    pub fn write_file(
+    pub async fn write_file(
         &mut self,
         ns_id: NsId,
         path: &FilePath,
@@ -102,12 +109,14 @@ impl<K: Kernel> Lab<K> {
     ) -> LabResult<()> {
         let name = self.ns(ns_id)?.name.clone();
         let boxfs = self
-            .boxfs(ns_id)?
+            .boxfs(ns_id)
+            .await?
             .try_clone_to_owned()
             .map_err(|e| LabError::from_io(&e, format!("write {path} in {name}")))?;
         self.kernel
             .port()?
             .write_file(boxfs.as_fd(), path.as_str(), contents, mode)
+            .await
             .map_err(|e| explain(e, path, &name))?;
         self.files_written += 1;
         self.did(&format!(
@@ -118,17 +127,24 @@ impl<K: Kernel> Lab<K> {
     }
 
     /// Read a file as the namespace's programs see it, at most `max` bytes.
-    pub fn read_file(&mut self, ns_id: NsId, path: &FilePath, max: usize) -> LabResult<Vec<u8>> {
+    pub async fn read_file(
+        &mut self,
+        ns_id: NsId,
+        path: &FilePath,
+        max: usize,
+    ) -> LabResult<Vec<u8>> {
         let name = self.ns(ns_id)?.name.clone();
         let what = format!("read {path} in {name}");
         let boxfs = self
-            .boxfs(ns_id)?
+            .boxfs(ns_id)
+            .await?
             .try_clone_to_owned()
             .map_err(|e| LabError::from_io(&e, &what))?;
         let file = self
             .kernel
             .port()?
             .open_file(boxfs.as_fd(), path.as_str())
+            .await
             .map_err(|e| explain(e, path, &name))?;
         let mut bytes = Vec::new();
         std::fs::File::from(file)

@@ -48,7 +48,7 @@
 //! let config = LabConfig { mode: Mode::Root, limits, record, sink: Arc::new(Quiet) };
 //! let mut lab = Lab::real(std::env::current_exe().unwrap(), config);
 //! let name = |n: &str| Name::parse("namespace", n).unwrap();
-//! let (a, b) = (lab.create_namespace(&name("a"))?, lab.create_namespace(&name("b"))?);
+//! let (a, b) = (lab.create_namespace(&name("a")).await?, lab.create_namespace(&name("b")).await?);
 //! let (ea, eb) = lab.veth(&name("eth0"), a, &name("eth0"), b).await?;
 //! for (end, cidr) in [(ea, "10.0.0.1/24"), (eb, "10.0.0.2/24")] {
 //!     lab.add_address(end, cidr.parse::<Cidr>().unwrap()).await?;
@@ -343,7 +343,7 @@ impl<K: Kernel> Lab<K> {
 
     // ---- namespaces ----
 
-    pub fn create_namespace(&mut self, name: &Name) -> LabResult<NsId> {
+    pub async fn create_namespace(&mut self, name: &Name) -> LabResult<NsId> {
         let name = name.as_str();
         if self.namespaces.values().any(|n| n.name == name) {
             return Err(LabError::exists(format!(
@@ -351,7 +351,7 @@ impl<K: Kernel> Lab<K> {
             )));
         }
         self.start_principal()?;
-        let (held, inode) = self.kernel.create_namespace(name)?;
+        let (held, inode) = self.kernel.create_namespace(name).await?;
         let id = NsId(self.next());
         self.namespaces.insert(
             id,
@@ -597,7 +597,7 @@ impl<K: Kernel> Drop for Lab<K> {
 /// let config = LabConfig { mode: Mode::Root, limits, record, sink: sink.clone() };
 /// let mut lab = Lab::new(fake.clone(), config);
 /// let name = |n: &str| Name::parse("name", n).unwrap();
-/// let (a, b) = (lab.create_namespace(&name("a")).unwrap(), lab.create_namespace(&name("b")).unwrap());
+/// let (a, b) = (lab.create_namespace(&name("a")).await.unwrap(), lab.create_namespace(&name("b")).await.unwrap());
 /// lab.veth(&name("x"), a, &name("y"), b).await.unwrap();
 /// assert_eq!(fake.links_of("a"), ["lo", "x@b/y"]);
 /// assert!(lab.teardown().await.problems.is_empty());

@@ -329,7 +329,7 @@ impl<K: Kernel> Lab<K> {
         Ok(())
     }
 
-    pub fn set_forwarding(&mut self, id: NsId, on: bool) -> LabResult<()> {
+    pub async fn set_forwarding(&mut self, id: NsId, on: bool) -> LabResult<()> {
         let ns = self.ns(id)?;
         let what = format!(
             "sysctl net.ipv4.ip_forward={} net.ipv6.conf.all.forwarding={} ({})",
@@ -337,7 +337,7 @@ impl<K: Kernel> Lab<K> {
             u8::from(on),
             ns.name
         );
-        self.kernel.set_forwarding(&ns.held, on, &what)?;
+        self.kernel.set_forwarding(&ns.held, on, &what).await?;
         self.did(&what);
         match on {
             true => self.forwarding.insert(id),

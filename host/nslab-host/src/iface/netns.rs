@@ -15,7 +15,7 @@ impl HostNamespace for LabView<'_> {
         let name = Name::parse("namespace", &name)?;
         let held = self.lab.as_ref().map_or(0, |l| l.namespace_count());
         self.ask(Op::CreateNamespace { held }).await?;
-        let id = self.lab().await?.create_namespace(&name)?;
+        let id = self.lab().await?.create_namespace(&name).await?;
         Ok(self.table.push(id)?)
     }
 
@@ -51,13 +51,13 @@ impl HostNamespace for LabView<'_> {
         }
         self.ask(Op::Owned).await?;
         let id = *self.table.get(&ns)?;
-        Ok(self.lab().await?.set_hostname(id, &name)?)
+        Ok(self.lab().await?.set_hostname(id, &name).await?)
     }
 
     async fn set_forwarding(&mut self, ns: Resource<NsId>, on: bool) -> Result<(), CallError> {
         self.ask(Op::Owned).await?;
         let id = *self.table.get(&ns)?;
-        Ok(self.lab().await?.set_forwarding(id, on)?)
+        Ok(self.lab().await?.set_forwarding(id, on).await?)
     }
 
     async fn write_file(
@@ -81,7 +81,11 @@ impl HostNamespace for LabView<'_> {
         })
         .await?;
         let id = *self.table.get(&ns)?;
-        Ok(self.lab().await?.write_file(id, &path, &contents, mode)?)
+        Ok(self
+            .lab()
+            .await?
+            .write_file(id, &path, &contents, mode)
+            .await?)
     }
 
     async fn read_file(&mut self, ns: Resource<NsId>, path: String) -> Result<Vec<u8>, CallError> {
@@ -89,7 +93,7 @@ impl HostNamespace for LabView<'_> {
         self.ask(Op::ReadFile).await?;
         let id = *self.table.get(&ns)?;
         let max = self.policy.file_bytes;
-        Ok(self.lab().await?.read_file(id, &path, max)?)
+        Ok(self.lab().await?.read_file(id, &path, max).await?)
     }
 
     /// Dropping the handle does not delete the namespace: it lives until `delete` or the end of

@@ -201,7 +201,7 @@ impl Helper {
     /// each, read-only, at /nslab/bin/NAME.
     /// Also the box's UTS namespace, whose host name is `name`, and a socket subscribed to the
     /// namespace's link events (watch.rs): (mount, uts, events).
-    pub fn new_box(
+    pub async fn new_box(
         &self,
         name: &str,
         netns: BorrowedFd<'_>,
@@ -217,7 +217,8 @@ impl Helper {
         };
         let what = format!("build the filesystem box of namespace {name}");
         let mut fds = self
-            .reply_fds(&request, &[netns.as_raw_fd()], &what, 3)?
+            .reply_fds(request, &[netns.as_raw_fd()], &what, 3)
+            .await?
             .into_iter();
         match (fds.next(), fds.next(), fds.next()) {
             (Some(boxfs), Some(uts), Some(events)) => Ok((boxfs, uts, events)),
@@ -226,15 +227,16 @@ impl Helper {
     }
 
     /// Set the host name the programs of a lab namespace see (its UTS namespace `uts`).
-    pub fn set_hostname(&self, uts: BorrowedFd<'_>, hostname: &str) -> LabResult<()> {
+    pub async fn set_hostname(&self, uts: BorrowedFd<'_>, hostname: &str) -> LabResult<()> {
         let request = Request::SetHostname {
             hostname: hostname.to_string(),
         };
         self.answer(
-            &request,
+            request,
             &[uts.as_raw_fd()],
             &format!("set the host name {hostname}"),
         )
+        .await
         .map(|_| ())
         .map_err(|f| match f {
             FileFailure::Other(e) => e,
@@ -245,7 +247,7 @@ impl Helper {
     /// Write `contents` to `path` as the programs of the box `boxfs` see it, with `mode`. The
     /// write happens inside the box, by a process that is root of the run's user namespace
     /// only: whatever a program made of that path (a symlink, say), it cannot reach the host.
-    pub fn write_file(
+    pub async fn write_file(
         &self,
         boxfs: BorrowedFd<'_>,
         path: &str,
@@ -264,34 +266,68 @@ impl Helper {
             mode,
             path: path.to_string(),
         };
-        self.answer(&request, &[boxfs.as_raw_fd(), memfd.as_raw_fd()], &what)
+        self.answer(request, &[boxfs.as_raw_fd(), memfd.as_raw_fd()], &what)
+            .await
             .map(|_| ())
     }
 
     /// Open `path` for reading as the programs of the box `boxfs` see it (inside the box, as
     /// [`Helper::write_file`] writes).
-    pub fn open_file(&self, boxfs: BorrowedFd<'_>, path: &str) -> Result<OwnedFd, FileFailure> {
+    pub async fn open_file(
+        &self,
+        boxfs: BorrowedFd<'_>,
+        path: &str,
+    ) -> Result<OwnedFd, FileFailure> {
         let what = format!("read {path}");
         let request = Request::OpenFile {
             path: path.to_string(),
         };
         let file = self
-            .answer(&request, &[boxfs.as_raw_fd()], &what)?
+            .answer(request, &[boxfs.as_raw_fd()], &what)
+            .await?
             .into_iter()
             .next();
         Ok(file.ok_or_else(|| LabError::os(format!("{what}: the lab helper sent no file")))?)
     }
 
+    /// A round trip to the helper that does not hold the caller's thread: on a thread that may
+    /// block (tokio's blocking pool), with copies of the fds it passes, so that the request is
+    /// whole even if the caller goes away meanwhile. Outside a runtime, on this thread.
+    async fn round_trip(
+        &self,
+        request: Request,
+        fds: &[RawFd],
+    ) -> LabResult<(Reply, Vec<OwnedFd>)> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.channel.request(&request, fds);
+        }
+        let owned = fds
+            .iter()
+            .map(|&fd| {
+                // SAFETY: the caller holds `fd` open for this call; the copy is ours.
+                unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
+            })
+            .collect::<std::io::Result<Vec<OwnedFd>>>()
+            .map_err(|e| LabError::from_io(&e, "pass descriptors to the lab helper"))?;
+        let channel = self.channel.clone();
+        tokio::task::spawn_blocking(move || {
+            let raw: Vec<RawFd> = owned.iter().map(AsRawFd::as_raw_fd).collect();
+            channel.request(&request, &raw)
+        })
+        .await
+        .map_err(|e| LabError::bug(format!("a request to the lab helper: {e}")))?
+    }
+
     /// The helper's answer to a request that makes something: exactly `count` fds, or the
     /// errno it failed with, as an error about `what`.
-    fn reply_fds(
+    async fn reply_fds(
         &self,
-        request: &Request,
+        request: Request,
         fds: &[RawFd],
         what: &str,
         count: usize,
     ) -> LabResult<Vec<OwnedFd>> {
-        match self.channel.request(request, fds)? {
+        match self.round_trip(request, fds).await? {
             (Reply::Done, fds) if fds.len() == count => Ok(fds),
             (Reply::Failed(errno), _) => Err(LabError::from_errno(errno, what)),
             (other, fds) => Err(LabError::os(format!(
@@ -303,13 +339,13 @@ impl Helper {
 
     /// The helper's answer to a file request: the fds it passed, or the errno the box
     /// answered with (kept as it is, for the caller to say what it means there).
-    fn answer(
+    async fn answer(
         &self,
-        request: &Request,
+        request: Request,
         fds: &[RawFd],
         what: &str,
     ) -> Result<Vec<OwnedFd>, FileFailure> {
-        match self.channel.request(request, fds)? {
+        match self.round_trip(request, fds).await? {
             (Reply::Done, fds) => Ok(fds),
             (Reply::Failed(errno), _) => Err(FileFailure::InBox {
                 errno,
@@ -323,25 +359,27 @@ impl Helper {
 
     /// Turn forwarding on or off in the namespace `netns`: the helper enters it and writes its
     /// /proc/sys/net (the helper enters it).
-    pub fn set_forwarding(&self, netns: BorrowedFd<'_>, on: bool, what: &str) -> LabResult<()> {
-        self.reply_fds(
-            &Request::SetForwarding { on },
-            &[netns.as_raw_fd()],
-            what,
-            0,
-        )
-        .map(|_| ())
+    pub async fn set_forwarding(
+        &self,
+        netns: BorrowedFd<'_>,
+        on: bool,
+        what: &str,
+    ) -> LabResult<()> {
+        self.reply_fds(Request::SetForwarding { on }, &[netns.as_raw_fd()], what, 0)
+            .await
+            .map(|_| ())
     }
 
     /// A new network namespace inside the run's user namespace: (namespace fd, netlink socket).
-    pub fn new_netns(&self, name: &str) -> LabResult<(OwnedFd, OwnedFd)> {
+    pub async fn new_netns(&self, name: &str) -> LabResult<(OwnedFd, OwnedFd)> {
         let mut fds = self
             .reply_fds(
-                &Request::NewNetns,
+                Request::NewNetns,
                 &[],
                 &format!("create namespace {name}"),
                 2,
-            )?
+            )
+            .await?
             .into_iter();
         match (fds.next(), fds.next()) {
             (Some(ns), Some(netlink)) => Ok((ns, netlink)),

@@ -5,6 +5,7 @@
 //! kernel's starts plain processes of the test's own, unboxed (kernel/fake/port.rs), so that
 //! the programs' bookkeeping is tested without root.
 
+use std::future::Future;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
@@ -25,6 +26,9 @@ pub struct NewBox {
 }
 
 /// The lab's port to its helper.
+///
+/// Its round trips are awaited: the real helper's run on tokio's blocking pool, so that a
+/// helper slow to answer (up to its 10 s) holds no worker of the runtime.
 pub trait Port: Send + Sync {
     /// The box of namespace `name` (held by `netns`): at most `scratch_bytes` writable, the
     /// programs allowed `by_path` at /nslab/bin/NAME, `code` mounted executable.
@@ -35,9 +39,13 @@ pub trait Port: Send + Sync {
         scratch_bytes: u64,
         by_path: &[(String, PathBuf)],
         code: &[PathBuf],
-    ) -> LabResult<NewBox>;
+    ) -> impl Future<Output = LabResult<NewBox>> + Send;
     /// Set the host name a box's programs see (its UTS namespace `uts`).
-    fn set_hostname(&self, uts: BorrowedFd<'_>, hostname: &str) -> LabResult<()>;
+    fn set_hostname(
+        &self,
+        uts: BorrowedFd<'_>,
+        hostname: &str,
+    ) -> impl Future<Output = LabResult<()>> + Send;
     /// Write `contents` to `path` as the programs of the box `boxfs` see it.
     fn write_file(
         &self,
@@ -45,11 +53,15 @@ pub trait Port: Send + Sync {
         path: &str,
         contents: &[u8],
         mode: u32,
-    ) -> Result<(), FileFailure>;
+    ) -> impl Future<Output = Result<(), FileFailure>> + Send;
     /// Open `path` for reading as the programs of the box `boxfs` see it.
-    fn open_file(&self, boxfs: BorrowedFd<'_>, path: &str) -> Result<OwnedFd, FileFailure>;
+    fn open_file(
+        &self,
+        boxfs: BorrowedFd<'_>,
+        path: &str,
+    ) -> impl Future<Output = Result<OwnedFd, FileFailure>> + Send;
     /// Say what confines every program of the run, with its fds (protocol.rs).
-    fn confine(&self, c: Confinement, fds: &[RawFd]) -> LabResult<()>;
+    fn confine(&self, c: Confinement, fds: &[RawFd]) -> impl Future<Output = LabResult<()>> + Send;
     /// Start `command` with `fds`, without waiting: the start's outcome comes on its pipes
     /// (programs/starts.rs), the init's pidfd when first needed.
     fn start_program(&self, command: &Command, fds: StartFds<RawFd>) -> LabResult<Init>;
@@ -63,7 +75,7 @@ pub trait Port: Send + Sync {
 }
 
 impl Port for Helper {
-    fn new_box(
+    async fn new_box(
         &self,
         name: &str,
         netns: BorrowedFd<'_>,
@@ -72,7 +84,7 @@ impl Port for Helper {
         code: &[PathBuf],
     ) -> LabResult<NewBox> {
         let (boxfs, uts, link_events) =
-            Helper::new_box(self, name, netns, scratch_bytes, by_path, code)?;
+            Helper::new_box(self, name, netns, scratch_bytes, by_path, code).await?;
         Ok(NewBox {
             boxfs,
             uts,
@@ -80,26 +92,26 @@ impl Port for Helper {
         })
     }
 
-    fn set_hostname(&self, uts: BorrowedFd<'_>, hostname: &str) -> LabResult<()> {
-        Helper::set_hostname(self, uts, hostname)
+    async fn set_hostname(&self, uts: BorrowedFd<'_>, hostname: &str) -> LabResult<()> {
+        Helper::set_hostname(self, uts, hostname).await
     }
 
-    fn write_file(
+    async fn write_file(
         &self,
         boxfs: BorrowedFd<'_>,
         path: &str,
         contents: &[u8],
         mode: u32,
     ) -> Result<(), FileFailure> {
-        Helper::write_file(self, boxfs, path, contents, mode)
+        Helper::write_file(self, boxfs, path, contents, mode).await
     }
 
-    fn open_file(&self, boxfs: BorrowedFd<'_>, path: &str) -> Result<OwnedFd, FileFailure> {
-        Helper::open_file(self, boxfs, path)
+    async fn open_file(&self, boxfs: BorrowedFd<'_>, path: &str) -> Result<OwnedFd, FileFailure> {
+        Helper::open_file(self, boxfs, path).await
     }
 
-    fn confine(&self, c: Confinement, fds: &[RawFd]) -> LabResult<()> {
-        Helper::confine(self, c, fds)
+    async fn confine(&self, c: Confinement, fds: &[RawFd]) -> LabResult<()> {
+        Helper::confine(self, c, fds).await
     }
 
     fn start_program(&self, command: &Command, fds: StartFds<RawFd>) -> LabResult<Init> {

@@ -106,8 +106,9 @@ impl Starter {
 impl Helper {
     /// Say what every program of the run is confined by (helper/spawn.rs), with the fds that go
     /// with it: the Landlock ruleset, then the `cgroup.procs` programs join, as `c` says.
-    pub fn confine(&self, c: protocol::Confinement, fds: &[RawFd]) -> LabResult<()> {
-        self.reply_fds(&Request::Confine(c), fds, "confine the run's programs", 0)
+    pub async fn confine(&self, c: protocol::Confinement, fds: &[RawFd]) -> LabResult<()> {
+        self.reply_fds(Request::Confine(c), fds, "confine the run's programs", 0)
+            .await
             .map(|_| ())
     }
 

@@ -93,7 +93,10 @@ pub trait Kernel: Send + Sync {
     /// Some when it was started now.
     fn start(&mut self) -> LabResult<Option<Principal>>;
     /// A new network namespace, its loopback down: the handle and its inode.
-    fn create_namespace(&mut self, name: &str) -> LabResult<(Self::Ns, u64)>;
+    fn create_namespace(
+        &mut self,
+        name: &str,
+    ) -> impl Future<Output = LabResult<(Self::Ns, u64)>> + Send;
     /// Requests made to the kernel so far (for the account, and a test that keeps it in check).
     fn requests(&self) -> u64;
 
@@ -161,7 +164,12 @@ pub trait Kernel: Send + Sync {
         index: u32,
         what: &str,
     ) -> impl Future<Output = LabResult<()>> + Send;
-    fn set_forwarding(&self, ns: &Self::Ns, on: bool, what: &str) -> LabResult<()>;
+    fn set_forwarding(
+        &self,
+        ns: &Self::Ns,
+        on: bool,
+        what: &str,
+    ) -> impl Future<Output = LabResult<()>> + Send;
     fn add_route(
         &self,
         ns: &Self::Ns,

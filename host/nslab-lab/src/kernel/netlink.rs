@@ -63,8 +63,8 @@ impl Kernel for Netlink {
         }))
     }
 
-    fn create_namespace(&mut self, name: &str) -> LabResult<(Namespace, u64)> {
-        let ns = self.factory.create(name)?;
+    async fn create_namespace(&mut self, name: &str) -> LabResult<(Namespace, u64)> {
+        let ns = self.factory.create(name).await?;
         let inode = ns.inode;
         Ok((ns, inode))
     }
@@ -166,8 +166,11 @@ impl Kernel for Netlink {
     /// Per-namespace settings under /proc/sys/net resolve to the namespace of the process that
     /// opens them: the helper enters the namespace and writes them, so no thread of the runner
     /// ever changes namespace.
-    fn set_forwarding(&self, ns: &Namespace, on: bool, what: &str) -> LabResult<()> {
-        self.factory.helper()?.set_forwarding(ns.fd(), on, what)
+    async fn set_forwarding(&self, ns: &Namespace, on: bool, what: &str) -> LabResult<()> {
+        self.factory
+            .helper()?
+            .set_forwarding(ns.fd(), on, what)
+            .await
     }
 
     async fn add_route(&self, ns: &Namespace, r: &Route, what: &str) -> LabResult<()> {

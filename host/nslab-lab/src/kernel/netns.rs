@@ -127,9 +127,9 @@ impl NsFactory {
     }
 
     /// Create a namespace; its loopback is down, as after `ip netns add`.
-    pub fn create(&mut self, name: &str) -> LabResult<Namespace> {
+    pub async fn create(&mut self, name: &str) -> LabResult<Namespace> {
         let helper = self.helper()?;
-        let (fd, netlink_fd) = helper.new_netns(name)?;
+        let (fd, netlink_fd) = helper.new_netns(name).await?;
         let what = format!("create namespace {name}");
         let inode = nix::sys::stat::fstat(&fd)
             .map_err(|e| LabError::from_errno(e, &what))?

@@ -33,10 +33,10 @@ fn output_pipe(what: &str) -> LabResult<(pipe::Receiver, OwnedFd)> {
 
 /// Start a program inside a namespace, through the lab helper. Its output is told to the sink
 /// line by line (tagged with `tag`, for background programs), and captured as it comes.
-pub async fn start(
+pub async fn start<P: Port>(
     ns_name: &str,
     boxing: Boxing,
-    helper: &dyn Port,
+    helper: &P,
     req: ExecRequest,
     sink: Arc<dyn Sink>,
     tag: Option<String>,
@@ -210,10 +210,10 @@ pub(super) fn environment(passed: &[(String, String)]) -> Vec<Vec<u8>> {
 }
 
 /// Run a program to completion (or its time limit) inside a namespace.
-pub async fn run(
+pub async fn run<P: Port>(
     ns_name: &str,
     boxing: Boxing,
-    helper: &dyn Port,
+    helper: &P,
     req: ExecRequest,
     sink: Arc<dyn Sink>,
     starts: &Arc<StartLog>,

@@ -249,9 +249,9 @@ impl<K: Kernel> Lab<K> {
     /// filesystem box, the watch on the namespace's links; and, at the run's first program,
     /// the run's cgroups and what confines every program, handed to the helper that starts
     /// them (helper/spawn.rs).
-    pub(super) fn boxing(&mut self, ns_id: NsId) -> LabResult<Boxing> {
+    pub(super) async fn boxing(&mut self, ns_id: NsId) -> LabResult<Boxing> {
         self.run_cgroup()?;
-        let mntns = self.boxfs(ns_id)?.as_raw_fd();
+        let mntns = self.boxfs(ns_id).await?.as_raw_fd();
         // The namespace's first program: its links are watched, and its door opens, from now.
         let first = !self.programs.watchers.contains_key(&ns_id);
         if first {
@@ -280,18 +280,20 @@ impl<K: Kernel> Lab<K> {
             };
             let landlock = confinement.ruleset_fd();
             let helper = self.kernel.port()?;
-            helper.confine(
-                Confinement {
-                    max_processes: super::program_processes(self.programs.limits.max_processes),
-                    address_space: matches!(self.programs.memory, MemoryBound::PerProgram)
-                        .then_some(self.programs.limits.program_memory),
-                    drop_groups: helper.groups() == GroupDrop::Inside,
-                    landlock: landlock.is_some(),
-                    cgroups: cgroups.len() as u8,
-                    filters: confinement.filter_bytes(),
-                },
-                &landlock.into_iter().chain(cgroups).collect::<Vec<_>>(),
-            )?;
+            helper
+                .confine(
+                    Confinement {
+                        max_processes: super::program_processes(self.programs.limits.max_processes),
+                        address_space: matches!(self.programs.memory, MemoryBound::PerProgram)
+                            .then_some(self.programs.limits.program_memory),
+                        drop_groups: helper.groups() == GroupDrop::Inside,
+                        landlock: landlock.is_some(),
+                        cgroups: cgroups.len() as u8,
+                        filters: confinement.filter_bytes(),
+                    },
+                    &landlock.into_iter().chain(cgroups).collect::<Vec<_>>(),
+                )
+                .await?;
             self.programs.confinement = Some(confinement);
         }
         let ns = self.ns(ns_id)?;
@@ -312,7 +314,7 @@ impl<K: Kernel> Lab<K> {
     }
 
     pub async fn exec(&mut self, ns_id: NsId, req: ExecRequest) -> LabResult<ExecOutput> {
-        let boxing = self.boxing(ns_id)?;
+        let boxing = self.boxing(ns_id).await?;
         let name = self.ns(ns_id)?.name.clone();
         self.sink.event(LabEvent::Command {
             ns: &name,
@@ -349,7 +351,7 @@ impl<K: Kernel> Lab<K> {
         self.programs
             .processes
             .retain(|_, p| !(p.orphan && p.running.exited()));
-        let boxing = self.boxing(ns_id)?;
+        let boxing = self.boxing(ns_id).await?;
         let name = self.ns(ns_id)?.name.clone();
         let program = req.program.clone();
         let live = Live::enter(&self.programs.live);

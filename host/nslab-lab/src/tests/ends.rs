@@ -66,8 +66,8 @@ async fn a_detailed_teardown_lists_what_each_namespace_held() {
             sink: Arc::new(Verbose::default()),
         },
     );
-    let a = lab.create_namespace(&name("a")).unwrap();
-    let b = lab.create_namespace(&name("b")).unwrap();
+    let a = lab.create_namespace(&name("a")).await.unwrap();
+    let b = lab.create_namespace(&name("b")).await.unwrap();
     lab.veth(&name("x"), a, &name("y"), b).await.unwrap();
     let report = lab.teardown().await;
     assert!(

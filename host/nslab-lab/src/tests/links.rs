@@ -382,10 +382,10 @@ async fn shaping_is_set_replaced_and_cleared() {
 async fn forwarding_is_turned_on_and_off_and_drawn() {
     let mut t = lab();
     let a = t.ns("a");
-    t.lab.set_forwarding(a, true).unwrap();
+    t.lab.set_forwarding(a, true).await.unwrap();
     assert!(t.fake.forwarding("a"));
     assert!(t.lab.topology().namespaces[0].forwarding);
-    t.lab.set_forwarding(a, false).unwrap();
+    t.lab.set_forwarding(a, false).await.unwrap();
     assert!(!t.fake.forwarding("a"));
     assert!(!t.lab.topology().namespaces[0].forwarding);
 }

@@ -86,8 +86,9 @@ fn route(dest: &str, gw: Option<&str>, dev: Option<&str>) -> RouteSpec {
 }
 
 impl Test {
+    /// A namespace made on the fake, which answers at once: no runtime needed to wait.
     fn ns(&mut self, n: &str) -> NsId {
-        self.lab.create_namespace(&name(n)).unwrap()
+        futures::executor::block_on(self.lab.create_namespace(&name(n))).unwrap()
     }
 
     async fn veth(&mut self, a: &str, an: NsId, b: &str, bn: NsId) -> (LinkId, LinkId) {

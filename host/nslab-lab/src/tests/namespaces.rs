@@ -21,7 +21,7 @@ async fn a_second_namespace_of_the_same_name_is_refused_before_the_kernel_is_ask
     let mut t = lab();
     t.ns("a");
     is(
-        t.lab.create_namespace(&name("a")),
+        t.lab.create_namespace(&name("a")).await,
         |e| e.kind() == ErrorKind::Exists,
         "namespace a already exists in this run",
     );
@@ -62,7 +62,7 @@ async fn a_namespace_the_kernel_refuses_leaves_no_entry_and_no_record() {
     let mut t = lab();
     t.fake.fail_next("netns add", Errno::ENOSPC);
     is(
-        t.lab.create_namespace(&name("a")),
+        t.lab.create_namespace(&name("a")).await,
         |e| e.kind() == ErrorKind::Limit,
         "create namespace a",
     );

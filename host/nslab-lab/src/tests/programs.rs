@@ -331,6 +331,7 @@ async fn files_go_to_the_namespaces_box_and_are_read_back_within_the_limit() {
     let path = FilePath::parse("/etc/bird/bird.conf").unwrap();
     t.lab
         .write_file(a, &path, b"router id 1.1.1.1;", 0o644)
+        .await
         .unwrap();
     assert_eq!(t.lab.files_written(), 1);
     assert_eq!(
@@ -339,16 +340,16 @@ async fn files_go_to_the_namespaces_box_and_are_read_back_within_the_limit() {
         "the box is made at the first file"
     );
     assert_eq!(
-        t.lab.read_file(a, &path, 1 << 10).unwrap(),
+        t.lab.read_file(a, &path, 1 << 10).await.unwrap(),
         b"router id 1.1.1.1;"
     );
     is(
-        t.lab.read_file(a, &path, 4),
+        t.lab.read_file(a, &path, 4).await,
         |e| e.kind() == ErrorKind::Limit,
         "--file-bytes",
     );
     is(
-        t.lab.read_file(b, &path, 1 << 10),
+        t.lab.read_file(b, &path, 1 << 10).await,
         |e| e.kind() == ErrorKind::NotFound,
         "in namespace b",
     );
@@ -359,7 +360,7 @@ async fn files_go_to_the_namespaces_box_and_are_read_back_within_the_limit() {
 async fn a_host_name_is_set_in_the_namespaces_own_uts_namespace() {
     let mut t = lab();
     let a = t.ns("a");
-    t.lab.set_hostname(a, "router1").unwrap();
+    t.lab.set_hostname(a, "router1").await.unwrap();
     assert_eq!(t.fake.logged("hostname"), ["hostname router1 (uts a)"]);
     assert!(t.said("hostname router1 (a)"));
     t.lab.teardown().await;

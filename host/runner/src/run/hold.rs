@@ -193,7 +193,10 @@ async fn wait(
             ask = run.control.asks.recv() => match ask {
                 Some(ToHold::Release) | None => break "release".to_string(),
                 Some(ToHold::OpenDoor(ns, answer)) => {
-                    let opened = lab_of(&mut run.store).open_door(&ns).map_err(|e| e.to_string());
+                    let opened = lab_of(&mut run.store)
+                        .open_door(&ns)
+                        .await
+                        .map_err(|e| e.to_string());
                     let _ = answer.send(opened);
                 }
             },

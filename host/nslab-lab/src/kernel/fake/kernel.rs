@@ -54,7 +54,7 @@ impl Kernel for Fake {
         }))
     }
 
-    fn create_namespace(&mut self, name: &str) -> LabResult<(FakeNs, u64)> {
+    async fn create_namespace(&mut self, name: &str) -> LabResult<(FakeNs, u64)> {
         let id = self.with(|s| {
             s.request(
                 format!("netns add {name}"),
@@ -284,7 +284,7 @@ impl Kernel for Fake {
         })
     }
 
-    fn set_forwarding(&self, ns: &FakeNs, on: bool, what: &str) -> LabResult<()> {
+    async fn set_forwarding(&self, ns: &FakeNs, on: bool, what: &str) -> LabResult<()> {
         self.with(|s| {
             let nn = s.name_of(ns.id);
             s.request(format!("forwarding {on} ({nn})"), what)?;

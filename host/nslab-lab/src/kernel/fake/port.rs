@@ -57,7 +57,7 @@ fn own(fd: RawFd) -> LabResult<OwnedFd> {
 }
 
 impl Port for FakePort {
-    fn new_box(
+    async fn new_box(
         &self,
         name: &str,
         _netns: BorrowedFd<'_>,
@@ -77,13 +77,13 @@ impl Port for FakePort {
         })
     }
 
-    fn set_hostname(&self, uts: BorrowedFd<'_>, hostname: &str) -> LabResult<()> {
+    async fn set_hostname(&self, uts: BorrowedFd<'_>, hostname: &str) -> LabResult<()> {
         let mut s = lock(&self.state);
         let of = named(&s, uts);
         s.request(format!("hostname {hostname} ({of})"), "set the host name")
     }
 
-    fn write_file(
+    async fn write_file(
         &self,
         boxfs: BorrowedFd<'_>,
         path: &str,
@@ -97,7 +97,7 @@ impl Port for FakePort {
         Ok(())
     }
 
-    fn open_file(&self, boxfs: BorrowedFd<'_>, path: &str) -> Result<OwnedFd, FileFailure> {
+    async fn open_file(&self, boxfs: BorrowedFd<'_>, path: &str) -> Result<OwnedFd, FileFailure> {
         let mut s = lock(&self.state);
         let of = named(&s, boxfs);
         s.request(format!("read {path} ({of})"), &format!("read {path}"))?;
@@ -119,7 +119,7 @@ impl Port for FakePort {
         Ok(file.into())
     }
 
-    fn confine(&self, _c: Confinement, _fds: &[RawFd]) -> LabResult<()> {
+    async fn confine(&self, _c: Confinement, _fds: &[RawFd]) -> LabResult<()> {
         lock(&self.state).request("confine".into(), "confine the run's programs")
     }
 
