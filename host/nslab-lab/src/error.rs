@@ -108,6 +108,15 @@ impl LabError {
         self.reworded(kind, |s| format!("{s} ({place})"))
     }
 
+    /// An error of `kind`, said as `message`, caused by `source`.
+    pub fn caused(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> LabError {
+        Self::new(kind, message).with_source(source)
+    }
+
     fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Arc::new(source));
         self

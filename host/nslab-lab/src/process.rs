@@ -2,54 +2,49 @@
 //! inits): a leaf, so that neither the helper nor the programs depend on each other
 //! for them.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 
 /// Where programs are looked up, whatever the scenario or the runner's own environment says.
 pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Be killed (SIGKILL) when the parent dies. Async-signal-safe; false with errno set on failure.
-/// A credential change clears it, so it is set again after each.
+/// Be killed (SIGKILL) when the parent dies: false if the kernel refused. Async-signal-safe
+/// (a raw system call, errno untouched). A credential change clears it, so it is set again
+/// after each.
 pub fn set_pdeathsig() -> bool {
-    // SAFETY: plain prctl on the calling process.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        ) == 0
-    }
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)).is_ok()
 }
 
 /// A pidfd for `pid`, which must be a child not yet reaped (or known to be alive).
 pub fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the fd is owned at once.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just gave us this fd; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ESRCH))?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
 }
 
 /// Send `sig` through `pidfd`: it reaches that process or nothing, never one that reused its
 /// pid. Why it could not be sent, if it could not (ESRCH: it has ended).
-pub fn pidfd_signal(pidfd: &impl AsRawFd, sig: libc::c_int) -> std::io::Result<()> {
-    // SAFETY: plain syscall on a pidfd the caller holds.
-    let sent = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
+pub fn pidfd_signal(pidfd: impl AsFd, sig: libc::c_int) -> std::io::Result<()> {
+    let sig = rustix::process::Signal::from_named_raw(sig)
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(rustix::process::pidfd_send_signal(pidfd, sig)?)
+}
+
+/// Whether `fd` is readable now, without waiting (a pidfd is once its process has ended).
+pub fn readable_now(fd: impl AsFd) -> bool {
+    let mut polled = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let now = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    if sent != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    rustix::event::poll(&mut polled, Some(&now)).is_ok_and(|n| n == 1)
 }
 
 /// The pid of the process `pidfd` refers to, as this process sees it (its fdinfo's `Pid:`);
@@ -77,6 +72,7 @@ pub fn process_start(pid: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn a_pidfd_names_its_process_until_it_is_reaped() {

@@ -2,6 +2,7 @@
 //! `runner inspect`, the run's header) rather than found out after: where the kernel cannot
 //! enforce a limit here, the runner says so and how it is bounded instead.
 
+use nslab_lab::error::LabResult;
 use nslab_lab::host::cgroup;
 
 /// One limit, and how it holds on this machine.
@@ -71,7 +72,7 @@ pub fn on_this_machine() -> Vec<Enforcement> {
 /// per-user count of the user that owns the run's user namespace (the run's own host id for
 /// root; the user for an ordinary user). Linux counts RLIMIT_NPROC per user namespace since
 /// 5.14 ("ucounts").
-fn processes(cgroups: &Result<cgroup::Hierarchy, String>, rootless: bool) -> Enforcement {
+fn processes(cgroups: &LabResult<cgroup::Hierarchy>, rootless: bool) -> Enforcement {
     let per_user = match kernel_version() {
         Some(v) if v < (5, 14) => {
             return Enforcement {

@@ -21,6 +21,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::error::{ErrorKind, LabError, LabResult};
 use landlock::{path_beneath_rules, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -40,7 +41,7 @@ pub struct Confinement {
 impl Confinement {
     /// Confine programs to executing `executables`: the run's programs and the ELF loaders
     /// they name, as [`executables`] resolves them.
-    pub fn new(executables: Vec<PathBuf>) -> Result<Confinement, String> {
+    pub fn new(executables: Vec<PathBuf>) -> LabResult<Confinement> {
         Ok(Confinement {
             ruleset: execute_ruleset(&executables)?,
             executables,
@@ -125,20 +126,32 @@ fn interpreter<H: object::read::elf::FileHeader<Endian = object::Endianness>>(
 
 /// A Landlock ruleset that handles execution only and allows it for `files`; None where this
 /// kernel has no Landlock (`runner policy` and the run's header then say so).
-fn execute_ruleset(files: &[PathBuf]) -> Result<Option<OwnedFd>, String> {
+fn execute_ruleset(files: &[PathBuf]) -> Result<Option<OwnedFd>, ConfineError> {
     if landlock_abi().is_none() {
         return Ok(None);
     }
-    let fail =
-        |e: &dyn std::fmt::Display| format!("cannot make the programs' Landlock ruleset: {e}");
     let created = Ruleset::default()
-        .handle_access(AccessFs::Execute)
-        .map_err(|e| fail(&e))?
-        .create()
-        .map_err(|e| fail(&e))?
-        .add_rules(path_beneath_rules(files, AccessFs::Execute))
-        .map_err(|e| fail(&e))?;
+        .handle_access(AccessFs::Execute)?
+        .create()?
+        .add_rules(path_beneath_rules(files, AccessFs::Execute))?;
     Ok(created.into())
+}
+
+/// Why what confines the run's programs could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfineError {
+    #[error("cannot make the programs' Landlock ruleset: {0}")]
+    Landlock(#[from] landlock::RulesetError),
+    #[error("no syscall filter for this architecture: {0}")]
+    Architecture(#[source] seccompiler::BackendError),
+    #[error("cannot build the syscall filter: {0}")]
+    Filter(#[from] seccompiler::BackendError),
+}
+
+impl From<ConfineError> for LabError {
+    fn from(e: ConfineError) -> LabError {
+        LabError::caused(ErrorKind::Os, e.to_string(), e)
+    }
 }
 
 /// The Landlock ABI this kernel has, if any (execute rights exist since ABI 1).
@@ -204,13 +217,13 @@ const NEW_NAMESPACES: &[u64] = &[
 ];
 
 /// The two filters: the deny list (EPERM), and clone3 (ENOSYS).
-fn filters() -> Result<Vec<BpfProgram>, String> {
+fn filters() -> Result<Vec<BpfProgram>, ConfineError> {
     let arch = seccompiler::TargetArch::try_from(std::env::consts::ARCH)
-        .map_err(|e| format!("no syscall filter for this architecture: {e}"))?;
-    let fail = |e: seccompiler::BackendError| format!("cannot build the syscall filter: {e}");
+        .map_err(ConfineError::Architecture)?;
+    let fail = ConfineError::Filter;
     let mut denied: std::collections::BTreeMap<i64, Vec<SeccompRule>> =
         DENIED.iter().map(|&(_, nr)| (nr, Vec::new())).collect();
-    let flag_rules = |arg: u8| -> Result<Vec<SeccompRule>, String> {
+    let flag_rules = |arg: u8| -> Result<Vec<SeccompRule>, ConfineError> {
         NEW_NAMESPACES
             .iter()
             .map(|&flag| {
@@ -241,9 +254,7 @@ fn filters() -> Result<Vec<BpfProgram>, String> {
         arch,
     )
     .map_err(fail)?;
-    let compile = |f: SeccompFilter| {
-        BpfProgram::try_from(f).map_err(|e| format!("cannot compile the syscall filter: {e}"))
-    };
+    let compile = |f: SeccompFilter| BpfProgram::try_from(f).map_err(ConfineError::Filter);
     Ok(vec![compile(deny)?, compile(clone3)?])
 }
 

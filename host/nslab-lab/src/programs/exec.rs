@@ -3,7 +3,7 @@
 //! an empty environment but a fixed PATH and what the scenario passed; waited for through the
 //! pipe its init writes its status to, and signalled only through a pidfd of that init.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -119,18 +119,11 @@ impl Running {
         if self.done.is_some() {
             return true;
         }
-        let pidfd = match self.init.answered() {
-            None => return false,
-            Some(None) => return true,
-            Some(Some(pidfd)) => pidfd,
-        };
-        let mut poll = libc::pollfd {
-            fd: pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll on one pidfd we own, without waiting.
-        unsafe { libc::poll(&mut poll, 1, 0) == 1 }
+        match self.init.answered() {
+            None => false,
+            Some(None) => true,
+            Some(Some(pidfd)) => crate::process::readable_now(pidfd),
+        }
     }
 
     /// The program's status, once its init has ended: what the init wrote, or, if it wrote

@@ -212,7 +212,7 @@ impl<K: Kernel> Lab<K> {
         }
         let hierarchy = match self.kernel.cgroup_janitor() {
             Some(janitor) => cgroup::detect().map(|h| (h, janitor.to_path_buf())),
-            None => Err(String::new()),
+            None => Err(LabError::not_found("no cgroups on this kernel")),
         };
         self.programs.memory = match hierarchy {
             Ok((h, janitor)) => {
@@ -229,8 +229,7 @@ impl<K: Kernel> Lab<K> {
                     self.programs.limits.max_processes,
                     &janitor,
                     &alive,
-                )
-                .map_err(LabError::os)?;
+                )?;
                 if let Some(helper) = self.kernel.port()?.pid() {
                     c.adopt(helper).map_err(|e| {
                         LabError::os(format!(
@@ -273,7 +272,7 @@ impl<K: Kernel> Lab<K> {
         }
         if self.programs.confinement.is_none() {
             let executables = self.programs.work_out_code().executables.clone();
-            let confinement = confine::Confinement::new(executables).map_err(LabError::os)?;
+            let confinement = confine::Confinement::new(executables)?;
             let cgroups = match &self.programs.memory {
                 MemoryBound::Cgroup(c) => c.program_procs(),
                 _ => Vec::new(),

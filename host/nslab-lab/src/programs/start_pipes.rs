@@ -132,17 +132,19 @@ fn await_fork_blocking(forked: &OwnedFd, errors: &OwnedFd, what: &str) -> LabRes
     let deadline = Instant::now() + patience();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut poll = libc::pollfd {
-            fd: forked.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
+        let left = rustix::event::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos().into(),
         };
-        // SAFETY: poll on one fd we own, with a pollfd that lives through the call.
-        match unsafe { libc::poll(&mut poll, 1, left.as_millis().min(i32::MAX as u128) as i32) } {
-            0 => return Err(too_slow(what)),
-            n if n > 0 => break,
-            _ if Errno::last() == Errno::EINTR => continue,
-            _ => return Err(LabError::from_errno(Errno::last(), what)),
+        let mut polled = [rustix::event::PollFd::new(
+            forked,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut polled, Some(&left)) {
+            Ok(0) => return Err(too_slow(what)),
+            Ok(_) => break,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(LabError::from_io(&e.into(), what)),
         }
     }
     // One write of 4 bytes to a pipe arrives whole; end of file reads as none.

@@ -6,7 +6,7 @@
 //! and its teardown kills the programs and removes everything.
 
 use std::collections::HashSet;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -94,19 +94,9 @@ impl LinkLimit {
                     return;
                 };
                 let got = ready.try_io(|s| {
-                    // SAFETY: recv into a buffer we own, on a socket we own.
-                    let n = unsafe {
-                        libc::recv(
-                            s.get_ref().as_raw_fd(),
-                            buf.as_mut_ptr().cast(),
-                            buf.len(),
-                            libc::MSG_DONTWAIT,
-                        )
-                    };
-                    if n < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(n as usize)
+                    rustix::net::recv(s.get_ref(), &mut buf[..], rustix::net::RecvFlags::DONTWAIT)
+                        .map(|(got, _)| got)
+                        .map_err(std::io::Error::from)
                 });
                 match got {
                     Ok(Ok(n)) => limit.apply(&buf[..n], known),

@@ -102,47 +102,30 @@ pub fn stream(
         if count.is_some_and(|c| written >= c) {
             return Ok((written, Ended::Counted));
         }
-        let mut polls = [
-            super::pollin(socket.as_raw_fd()),
-            super::pollin(signals),
-            super::pollin(run_end.unwrap_or(-1)),
-        ];
-        // SAFETY: poll on fds the caller owns, with the array's length.
-        let n = unsafe { libc::poll(polls.as_mut_ptr(), 3, -1) };
-        if n < 0 {
-            if nix::errno::Errno::last() == nix::errno::Errno::EINTR {
-                continue;
-            }
-            return Err(std::io::Error::last_os_error());
-        }
-        if polls[1].revents != 0 {
+        let polls = match super::ready(&[socket.as_raw_fd(), signals, run_end.unwrap_or(-1)], -1) {
+            Ok(polls) => polls,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if polls[1] {
             return Ok((written, Ended::Signal));
         }
-        if polls[0].revents != 0 {
-            // MSG_TRUNC: the frame's length on the wire, even where it is longer than kept.
-            // SAFETY: recv into a live buffer of its length.
-            let got = unsafe {
-                libc::recv(
-                    socket.as_raw_fd(),
-                    frame.as_mut_ptr().cast(),
-                    frame.len(),
-                    libc::MSG_TRUNC | libc::MSG_DONTWAIT,
-                )
+        if polls[0] {
+            // TRUNC: the frame's length on the wire, even where it is longer than kept.
+            use rustix::io::Errno;
+            use rustix::net::RecvFlags;
+            let wire = match rustix::net::recv(
+                &socket,
+                &mut frame[..],
+                RecvFlags::TRUNC | RecvFlags::DONTWAIT,
+            ) {
+                Ok((_, wire)) => wire,
+                Err(Errno::AGAIN | Errno::INTR) => continue,
+                // The interface went down (a link set down) or away (its namespace).
+                Err(Errno::NETDOWN | Errno::NXIO) if !down_ends => continue,
+                Err(Errno::NETDOWN | Errno::NXIO) => return Ok((written, Ended::RunEnded)),
+                Err(e) => return Err(e.into()),
             };
-            if got < 0 {
-                match nix::errno::Errno::last() {
-                    nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR => continue,
-                    // The interface went down (a link set down) or away (its namespace).
-                    nix::errno::Errno::ENETDOWN | nix::errno::Errno::ENXIO if !down_ends => {
-                        continue
-                    }
-                    nix::errno::Errno::ENETDOWN | nix::errno::Errno::ENXIO => {
-                        return Ok((written, Ended::RunEnded))
-                    }
-                    e => return Err(e.into()),
-                }
-            }
-            let wire = got as usize;
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default();
@@ -153,7 +136,7 @@ pub fn stream(
             written += 1;
             continue;
         }
-        if polls[2].revents != 0 {
+        if polls[2] {
             return Ok((written, Ended::RunEnded));
         }
     }

@@ -95,20 +95,15 @@ fn shell_argv() -> Vec<String> {
 /// Wait on the control connection for the program's end, passing on signals.
 fn await_end(conn: &OwnedFd, sigs: &OwnedFd, run: &str) -> Outcome {
     loop {
-        let mut polls = [
-            super::pollin(conn.as_raw_fd()),
-            super::pollin(sigs.as_raw_fd()),
-        ];
-        // SAFETY: poll on two fds we own.
-        if unsafe { libc::poll(polls.as_mut_ptr(), 2, -1) } < 0 {
+        let Ok(polls) = super::ready(&[conn.as_raw_fd(), sigs.as_raw_fd()], -1) else {
             continue;
-        }
-        if polls[1].revents != 0 {
+        };
+        if polls[1] {
             if let Some(sig) = take_signal(sigs) {
                 let _ = wire::send(conn.as_raw_fd(), &Ask::Signal(sig), &[]);
             }
         }
-        if polls[0].revents != 0 {
+        if polls[0] {
             return match wire::receive::<Answer>(conn.as_raw_fd()) {
                 Ok(Some((Answer::Exited(code), _))) => Outcome {
                     status: status(code),

@@ -27,12 +27,33 @@ use std::path::{Path, PathBuf};
 
 /// What poll(2) waits on for `fd`: something to read, or its end (a negative fd is passed
 /// over).
-pub(crate) fn pollin(fd: std::os::fd::RawFd) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
+/// Which of `fds` are readable (or at their end), waiting up to `timeout_ms` (-1: for good);
+/// a negative fd is left out, as poll(2) does.
+pub(crate) fn ready(
+    fds: &[std::os::fd::RawFd],
+    timeout_ms: i32,
+) -> Result<Vec<bool>, rustix::io::Errno> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let open: Vec<usize> = (0..fds.len()).filter(|&i| fds[i] >= 0).collect();
+    // SAFETY: the callers hold every non-negative fd they pass open for this call.
+    let borrowed: Vec<_> = open
+        .iter()
+        .map(|&i| unsafe { std::os::fd::BorrowedFd::borrow_raw(fds[i]) })
+        .collect();
+    let mut polled: Vec<PollFd<'_>> = borrowed
+        .iter()
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .collect();
+    let timeout = (timeout_ms >= 0).then(|| Timespec {
+        tv_sec: i64::from(timeout_ms / 1000),
+        tv_nsec: i64::from(timeout_ms % 1000) * 1_000_000,
+    });
+    rustix::event::poll(&mut polled, timeout.as_ref())?;
+    let mut out = vec![false; fds.len()];
+    for (p, &i) in polled.iter().zip(&open) {
+        out[i] = !p.revents().is_empty();
     }
+    Ok(out)
 }
 
 /// What [`copy`] did.
@@ -48,34 +69,30 @@ pub(crate) enum Copied {
 
 /// Write all of `bytes` to `fd`: false if it could not take them (its reader went away).
 pub(crate) fn write_all(fd: std::os::fd::RawFd, mut bytes: &[u8]) -> bool {
+    // SAFETY: the caller holds `fd` open for this call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     while !bytes.is_empty() {
-        // SAFETY: write from a live buffer of the length given.
-        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        if n < 0 {
-            if nix::errno::Errno::last() == nix::errno::Errno::EINTR {
-                continue;
-            }
-            return false;
+        match rustix::io::write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return false,
         }
-        bytes = &bytes[n as usize..];
     }
     true
 }
 
 /// One read from `from` (which poll said is readable), written whole to `to`.
 pub(crate) fn copy(from: std::os::fd::RawFd, to: std::os::fd::RawFd, buf: &mut [u8]) -> Copied {
+    // SAFETY: the caller holds `from` open for this call.
+    let from = unsafe { std::os::fd::BorrowedFd::borrow_raw(from) };
     let n = loop {
-        // SAFETY: read into a live buffer of its length.
-        let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
-            continue;
+        match rustix::io::read(from, &mut *buf) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Ok(n) if n > 0 => break n,
+            _ => return Copied::ReadEnded,
         }
-        break n;
     };
-    if n <= 0 {
-        return Copied::ReadEnded;
-    }
-    match write_all(to, &buf[..n as usize]) {
+    match write_all(to, &buf[..n]) {
         true => Copied::Some,
         false => Copied::WriteFailed,
     }

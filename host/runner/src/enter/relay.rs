@@ -39,27 +39,26 @@ pub fn relay(mut piped: Piped, done: RawFd, signals: RawFd, forward: &mut dyn Fn
     let (mut out_open, mut err_open, mut ended) = (true, true, false);
     while out_open || err_open {
         let fd = |open: bool, fd: RawFd| if open { fd } else { -1 };
-        let mut polls = [
-            super::pollin(fd(out_open, piped.stdout.as_raw_fd())),
-            super::pollin(fd(err_open, piped.stderr.as_raw_fd())),
-            super::pollin(fd(piped.stdin.is_some(), 0)),
-            super::pollin(fd(!ended, done)),
-            super::pollin(signals),
+        let fds = [
+            fd(out_open, piped.stdout.as_raw_fd()),
+            fd(err_open, piped.stderr.as_raw_fd()),
+            fd(piped.stdin.is_some(), 0),
+            fd(!ended, done),
+            signals,
         ];
         // Once ended, what is left in the pipes is read, then no more is waited for.
         let timeout = if ended { 100 } else { -1 };
-        // SAFETY: poll on fds this function owns or borrows, with the array's length.
-        let n = unsafe { libc::poll(polls.as_mut_ptr(), 5, timeout) };
-        if n == 0 && ended {
+        let polls = super::ready(&fds, timeout).unwrap_or_else(|_| vec![false; fds.len()]);
+        if ended && !polls.contains(&true) {
             return;
         }
-        if polls[0].revents != 0 {
+        if polls[0] {
             out_open = copy(piped.stdout.as_raw_fd(), 1, &mut buf) == Copied::Some;
         }
-        if polls[1].revents != 0 {
+        if polls[1] {
             err_open = copy(piped.stderr.as_raw_fd(), 2, &mut buf) == Copied::Some;
         }
-        if polls[2].revents != 0 {
+        if polls[2] {
             if let Some(stdin) = &piped.stdin {
                 if copy(0, stdin.as_raw_fd(), &mut buf) != Copied::Some {
                     // The operator's input ended, or the command stopped reading it.
@@ -67,10 +66,10 @@ pub fn relay(mut piped: Piped, done: RawFd, signals: RawFd, forward: &mut dyn Fn
                 }
             }
         }
-        if polls[3].revents != 0 {
+        if polls[3] {
             ended = true;
         }
-        if polls[4].revents != 0 {
+        if polls[4] {
             let mut sig = [0u8; 1];
             // SAFETY: read one byte into a live buffer.
             if unsafe { libc::read(signals, sig.as_mut_ptr().cast(), 1) } == 1 {

@@ -132,14 +132,8 @@ impl Drop for Server {
 }
 
 fn readable(fds: &[RawFd], timeout: Option<Duration>) -> Vec<bool> {
-    let mut polls: Vec<libc::pollfd> = fds.iter().map(|&fd| super::pollin(fd)).collect();
     let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
-    // SAFETY: poll on fds the caller owns, with the length of the array.
-    let n = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, ms) };
-    if n < 0 {
-        return vec![false; fds.len()];
-    }
-    polls.iter().map(|p| p.revents != 0).collect()
+    super::ready(fds, ms).unwrap_or_else(|_| vec![false; fds.len()])
 }
 
 fn accept_all(

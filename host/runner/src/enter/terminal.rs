@@ -71,22 +71,22 @@ pub fn relay(master: &OwnedFd, done: RawFd) {
     let mut buf = [0u8; 16 << 10];
     let mut ended: Option<Instant> = None;
     loop {
-        let mut polls = [
-            super::pollin(pty),
-            super::pollin(if stdin_open { stdin } else { -1 }),
-            super::pollin(if ended.is_none() { done } else { -1 }),
+        let fds = [
+            pty,
+            if stdin_open { stdin } else { -1 },
+            if ended.is_none() { done } else { -1 },
         ];
         // A quarter of a second at most, to follow the window's size without a signal handler.
-        // SAFETY: poll on fds this function borrows, with the array's length.
-        let n = unsafe { libc::poll(polls.as_mut_ptr(), 3, 250) };
-        if n < 0 && nix::errno::Errno::last() != nix::errno::Errno::EINTR {
-            return;
-        }
+        let polls = match super::ready(&fds, 250) {
+            Ok(polls) => polls,
+            Err(rustix::io::Errno::INTR) => vec![false; fds.len()],
+            Err(_) => return,
+        };
         // EIO on the pty: every holder of the shell's side has closed it.
-        if polls[0].revents != 0 && copy(pty, stdout, &mut buf) != Copied::Some {
+        if polls[0] && copy(pty, stdout, &mut buf) != Copied::Some {
             return;
         }
-        if polls[1].revents != 0 {
+        if polls[1] {
             match copy(stdin, pty, &mut buf) {
                 Copied::Some => {}
                 // The operator's input ended (a pipe): the shell's does too.
@@ -97,7 +97,7 @@ pub fn relay(master: &OwnedFd, done: RawFd) {
                 Copied::WriteFailed => return,
             }
         }
-        if polls[2].revents != 0 {
+        if polls[2] {
             ended = Some(Instant::now());
         }
         if ended.is_some_and(|t| t.elapsed() > Duration::from_millis(300)) {

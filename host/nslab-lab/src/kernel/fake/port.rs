@@ -5,7 +5,7 @@
 //! programs (starts told in order, output, waiting, killing, counting, releasing) runs
 //! without root.
 
-use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -188,12 +188,8 @@ impl Port for FakePort {
         let pid = child.id();
         let _ = nix::unistd::write(&forked, &pid.to_ne_bytes());
         drop((forked, errors));
-        // SAFETY: pidfd_open of our own child, not yet reaped (the thread below reaps it).
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        let pidfd = (pidfd >= 0).then(|| {
-            // SAFETY: the kernel just gave us this descriptor.
-            unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) }
-        });
+        // Our own child, not yet reaped (the thread below reaps it).
+        let pidfd = crate::process::pidfd_open(pid).ok();
         // The program's init, as far as the lab can tell: it writes the status as it ends.
         std::thread::spawn(move || {
             use std::os::unix::process::ExitStatusExt;

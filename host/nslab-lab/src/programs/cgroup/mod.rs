@@ -23,6 +23,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 
+use crate::error::{LabError, LabResult};
+
 /// The hidden subcommand that runs [`janitor`].
 mod delegated;
 mod ending;
@@ -105,14 +107,15 @@ impl Hierarchy {
 }
 
 /// Find the memory controller from mountinfo and /proc/self/cgroup, or say why there is none.
-pub fn detect() -> Result<Hierarchy, String> {
+pub fn detect() -> LabResult<Hierarchy> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+        .map_err(|e| LabError::from_io(&e, "read /proc/self/mountinfo"))?;
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let found = parse(&mountinfo, &own).ok_or_else(|| {
-        "this machine has no memory cgroup controller mounted (neither cgroup v1 `memory` nor \
-         cgroup v2 with `memory` in cgroup.controllers)"
-            .to_string()
+        LabError::not_found(
+            "this machine has no memory cgroup controller mounted (neither cgroup v1 `memory` \
+             nor cgroup v2 with `memory` in cgroup.controllers)",
+        )
     })?;
     let found = match found {
         Hierarchy::V2 { root, .. } => delegated::v2_parent(root, &own),
@@ -122,10 +125,10 @@ pub fn detect() -> Result<Hierarchy, String> {
         let controllers =
             std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
         if !controllers.split_whitespace().any(|c| c == "memory") {
-            return Err(format!(
+            return Err(LabError::not_found(format!(
                 "the cgroup v2 hierarchy at {} has no memory controller (it is bound to another hierarchy or disabled)",
                 root.display()
-            ));
+            )));
         }
     }
     let parent = found.parent();
@@ -134,10 +137,10 @@ pub fn detect() -> Result<Hierarchy, String> {
         .find(|p| p.exists())
         .unwrap_or(Path::new("/"));
     if nix::unistd::access(existing, nix::unistd::AccessFlags::W_OK).is_err() {
-        return Err(format!(
+        return Err(LabError::denied(format!(
             "the runner may not create cgroups at {} (it needs root, or a delegated cgroup)",
             parent.display()
-        ));
+        )));
     }
     Ok(found)
 }
@@ -247,8 +250,8 @@ fn procs_of(dir: &Path) -> std::io::Result<OwnedFd> {
     ))
 }
 
-fn failed(what: &str, e: std::io::Error) -> String {
-    format!("cannot set up the run's cgroups ({what}): {e}")
+fn failed(what: &str, e: std::io::Error) -> LabError {
+    LabError::from_io(&e, format!("cannot set up the run's cgroups ({what})"))
 }
 
 /// A run's cgroups while they are made (v1.rs, v2.rs): their name, and every directory made so
@@ -260,26 +263,26 @@ struct Builder {
 
 impl Builder {
     /// Make the directory `dir`.
-    fn mkdir(&mut self, dir: PathBuf) -> Result<PathBuf, String> {
+    fn mkdir(&mut self, dir: PathBuf) -> LabResult<PathBuf> {
         std::fs::create_dir(&dir).map_err(|e| failed(&dir.display().to_string(), e))?;
         self.made.push(dir.clone());
         Ok(dir)
     }
 
     /// Make the run's cgroup below `parent`.
-    fn run_dir(&mut self, parent: &Path) -> Result<PathBuf, String> {
+    fn run_dir(&mut self, parent: &Path) -> LabResult<PathBuf> {
         let dir = parent.join(&self.name);
         self.mkdir(dir)
     }
 }
 
 /// Set a cgroup file (a limit, a controller).
-fn limit(file: PathBuf, value: &str) -> Result<(), String> {
+fn limit(file: PathBuf, value: &str) -> LabResult<()> {
     write(&file, value).map_err(|e| failed(&file.display().to_string(), e))
 }
 
 /// A cgroup's `cgroup.procs`, open for joining it.
-fn procs(dir: &Path) -> Result<OwnedFd, String> {
+fn procs(dir: &Path) -> LabResult<OwnedFd> {
     procs_of(dir).map_err(|e| failed("cgroup.procs", e))
 }
 
@@ -302,7 +305,7 @@ impl RunCgroup {
         processes: usize,
         exe: &Path,
         alive: &dyn Fn(&str) -> bool,
-    ) -> Result<RunCgroup, String> {
+    ) -> LabResult<RunCgroup> {
         for parent in h.parents() {
             sweep(&parent, alive);
         }

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::{limit, procs, Builder, Built};
+use crate::error::LabResult;
 
 /// Make them: the memory cgroup holds the helper (the programs are its children, and join it
 /// with it), the pids and cpu ones are joined by each program.
@@ -15,7 +16,7 @@ pub(super) fn build(
     cpu: Option<&Path>,
     bytes: u64,
     processes: usize,
-) -> Result<Built, String> {
+) -> LabResult<Built> {
     let memory = b.run_dir(parent)?;
     limit(memory.join("memory.limit_in_bytes"), &bytes.to_string())?;
     // With swap accounting, swap must not be a way around the limit.

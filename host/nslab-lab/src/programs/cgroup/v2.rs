@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::{delegated, failed, limit, procs, write, Builder, Built};
+use crate::error::LabResult;
 
 /// Make them. The way down: from the root for root's runs; an ordinary user may enable
 /// controllers only in the cgroup delegated to them, which must first hold no process: the
@@ -17,7 +18,7 @@ pub(super) fn build(
     has_pids: bool,
     bytes: u64,
     processes: usize,
-) -> Result<Built, String> {
+) -> LabResult<Built> {
     let way: Vec<&Path> = if delegated {
         delegated::leave(parent).map_err(|e| failed("leave the delegated cgroup's top", e))?;
         vec![parent]
