@@ -156,7 +156,7 @@ impl Running {
     pub fn signal(&self, sig: libc::c_int) {
         // ESRCH (it has already ended) is expected; one never cloned has nothing to signal.
         if let Some(pidfd) = self.init.pidfd() {
-            let _ = crate::process::pidfd_signal(&pidfd, sig);
+            let _ = crate::process::pidfd_signal(pidfd, sig);
         }
     }
 

@@ -117,7 +117,7 @@ impl OperatorProgram {
     /// SIGKILL ends its whole PID namespace.
     pub fn signal(&self, sig: libc::c_int) {
         if let Some(pidfd) = self.init.pidfd() {
-            let _ = crate::process::pidfd_signal(&pidfd, sig);
+            let _ = crate::process::pidfd_signal(pidfd, sig);
         }
     }
 

@@ -79,7 +79,7 @@ fn first_child(init: &Init) -> u32 {
 /// An init that did not start its program: stop it (it may be stuck, or already gone).
 fn stop(init: &Init) {
     if let Some(pidfd) = init.pidfd() {
-        let _ = crate::process::pidfd_signal(&pidfd, libc::SIGKILL);
+        let _ = crate::process::pidfd_signal(pidfd, libc::SIGKILL);
     }
 }
 

@@ -115,7 +115,7 @@ pub fn stream(
             use rustix::io::Errno;
             use rustix::net::RecvFlags;
             let wire = match rustix::net::recv(
-                &socket,
+                socket,
                 &mut frame[..],
                 RecvFlags::TRUNC | RecvFlags::DONTWAIT,
             ) {
