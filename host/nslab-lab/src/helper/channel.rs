@@ -38,8 +38,43 @@ pub struct Channel {
     socket: OwnedFd,
     /// The helper's pid, to stop it when it does not answer.
     helper: u32,
-    unread: Mutex<VecDeque<Arc<InitSlot>>>,
+    unread: Mutex<VecDeque<Awaited>>,
 }
+
+/// What waits for one of the helper's answers, which come in the order asked.
+enum Awaited {
+    /// A program's start: its init's pidfd.
+    Start(Arc<InitSlot>),
+    /// A request whose caller waits without holding the channel ([`Channel::request_async`]).
+    Answer(Arc<AnswerSlot>),
+}
+
+/// The helper's answer to a request: its reply and the fds that came with it.
+type Answer = LabResult<(Reply, Vec<OwnedFd>)>;
+
+/// The answer to a request made by [`Channel::request_async`], once read.
+#[derive(Default)]
+struct AnswerSlot(Mutex<Option<Answer>>);
+
+impl AnswerSlot {
+    fn fill(&self, answer: Answer) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(answer);
+    }
+
+    fn take(&self) -> Option<Answer> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn filled(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+}
+
+/// How long a request on the runtime waits for its answer on the worker, a few microseconds
+/// at a time and letting other tasks run in between, before the rest of the wait moves to
+/// tokio's blocking pool: most answers come well within it, and a hop to another thread costs
+/// more than they take (bench/versus.sh).
+const ON_THE_WORKER: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A program's init as the helper will answer for it: a pidfd once its answer is read, or
 /// None if the helper could not clone it (or went away first).
@@ -86,7 +121,7 @@ impl Init {
 /// The channel while one caller holds it: a request and its answer are never split.
 pub struct Held<'a> {
     channel: &'a Channel,
-    unread: MutexGuard<'a, VecDeque<Arc<InitSlot>>>,
+    unread: MutexGuard<'a, VecDeque<Awaited>>,
 }
 
 impl Channel {
@@ -117,6 +152,64 @@ impl Channel {
         held.receive(1)
     }
 
+    /// Send a request and wait for its answer without holding a tokio worker: the request is
+    /// sent at once (its fds go with it), and its answer is read in order, by whoever reads
+    /// the helper's answers first; this waits on the worker for [`ON_THE_WORKER`] at most, in
+    /// slices of 50 µs between which other tasks run, then on tokio's blocking pool.
+    pub async fn request_async(
+        self: &Arc<Self>,
+        request: &Request,
+        fds: &[RawFd],
+    ) -> LabResult<(Reply, Vec<OwnedFd>)> {
+        let slot = Arc::new(AnswerSlot::default());
+        {
+            let mut held = self.lock();
+            send(&self.socket, request, fds)?;
+            held.unread.push_back(Awaited::Answer(slot.clone()));
+        }
+        let until = std::time::Instant::now() + ON_THE_WORKER;
+        let slice = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 50_000,
+        };
+        loop {
+            if let Some(answer) = slot.take() {
+                return answer;
+            }
+            if std::time::Instant::now() >= until {
+                break;
+            }
+            let mut polled = [rustix::event::PollFd::new(
+                &self.socket,
+                rustix::event::PollFlags::IN,
+            )];
+            if rustix::event::poll(&mut polled, Some(&slice)).is_ok_and(|n| n > 0) {
+                // An answer is there: read what has come, in order, up to ours.
+                let mut held = self.lock();
+                while !slot.filled() && crate::process::readable_now(&self.socket) {
+                    if held.read_one().is_err() {
+                        break;
+                    }
+                }
+                continue;
+            }
+            tokio::task::yield_now().await;
+        }
+        let (channel, waiting) = (self.clone(), slot.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut held = channel.lock();
+            while !waiting.filled() && !held.unread.is_empty() {
+                if held.read_one().is_err() {
+                    break;
+                }
+            }
+        })
+        .await
+        .map_err(|e| LabError::bug(format!("waiting for the lab helper: {e}")))?;
+        slot.take()
+            .unwrap_or_else(|| Err(LabError::bug("the lab helper's answer was lost")))
+    }
+
     /// Hand a program's start to the helper without waiting for its answer: the init, whose
     /// pidfd is read later.
     pub fn request_start(self: &Arc<Self>, fds: &[RawFd]) -> LabResult<Init> {
@@ -126,7 +219,7 @@ impl Channel {
         }
         send(&self.socket, &Request::Spawn, fds)?;
         let slot = Arc::new(InitSlot::default());
-        held.unread.push_back(slot.clone());
+        held.unread.push_back(Awaited::Start(slot.clone()));
         Ok(Init {
             slot,
             channel: Arc::downgrade(self),
@@ -145,22 +238,33 @@ impl Held<'_> {
     }
 
     fn read_one(&mut self) -> LabResult<()> {
-        let Some(slot) = self.unread.pop_front() else {
-            return Ok(());
+        let slot = match self.unread.pop_front() {
+            None => return Ok(()),
+            Some(Awaited::Start(slot)) => slot,
+            Some(Awaited::Answer(answer)) => {
+                let got = self.receive(1);
+                if let Err(e) = &got {
+                    self.abandon(None);
+                    answer.fill(Err(e.clone()));
+                    return Err(e.clone());
+                }
+                answer.fill(got);
+                return Ok(());
+            }
         };
         let answer = self.receive(START_PATIENCE_SECS / HELPER_ANSWER_SECS);
         let pidfd = match answer {
             Ok((Reply::Spawned, fds)) if fds.len() == 1 => fds.into_iter().next(),
             Ok((Reply::Failed(_), _)) => None,
             Ok((other, fds)) => {
-                self.abandon(&slot);
+                self.abandon(Some(&slot));
                 return Err(LabError::os(format!(
                     "start a program: the lab helper said {other:?} with {} descriptors",
                     fds.len()
                 )));
             }
             Err(e) => {
-                self.abandon(&slot);
+                self.abandon(Some(&slot));
                 return Err(e);
             }
         };
@@ -168,11 +272,21 @@ impl Held<'_> {
         Ok(())
     }
 
-    /// The helper will not answer: no init waiting for its answer will have a pidfd.
-    fn abandon(&mut self, slot: &InitSlot) {
-        let _ = slot.0.set(None);
-        for s in self.unread.drain(..) {
-            let _ = s.0.set(None);
+    /// The helper will not answer: no init waiting for its answer will have a pidfd, and no
+    /// request its answer.
+    fn abandon(&mut self, slot: Option<&InitSlot>) {
+        if let Some(slot) = slot {
+            let _ = slot.0.set(None);
+        }
+        for waiting in self.unread.drain(..) {
+            match waiting {
+                Awaited::Start(s) => {
+                    let _ = s.0.set(None);
+                }
+                Awaited::Answer(a) => a.fill(Err(LabError::os(
+                    "the lab helper went away before it answered",
+                ))),
+            }
         }
     }
 
@@ -227,4 +341,86 @@ pub fn recv(socket: &OwnedFd) -> LabResult<(Reply, Vec<OwnedFd>)> {
     let reply = Reply::decode(&buf[..n])
         .ok_or_else(|| LabError::os(format!("the lab helper said {:?}", &buf[..n])))?;
     Ok((reply, fds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+
+    /// A helper that answers each request in order with Failed(n) for the n-th (from 1),
+    /// after `delays[n - 1]`: the answer says which request it was for.
+    fn helper(delays: Vec<std::time::Duration>) -> (Arc<Channel>, std::thread::JoinHandle<()>) {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let answering = std::thread::spawn(move || {
+            let mut buf = vec![0u8; protocol::MAX_MESSAGE];
+            for (n, delay) in delays.into_iter().enumerate() {
+                let Ok((len, _)) = protocol::receive(theirs.as_raw_fd(), &mut buf) else {
+                    return;
+                };
+                assert!(len > 0);
+                std::thread::sleep(delay);
+                let reply = Reply::Failed(Errno::from_raw(n as i32 + 1)).encode();
+                protocol::send(theirs.as_raw_fd(), &reply, &[]).unwrap();
+            }
+        });
+        (Channel::new(ours, 0), answering)
+    }
+
+    fn errno_of(answer: LabResult<(Reply, Vec<OwnedFd>)>) -> i32 {
+        match answer.unwrap().0 {
+            Reply::Failed(e) => e as i32,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn each_request_gets_its_own_answer_fast_or_slow_and_starts_are_read_first() {
+        let ms = std::time::Duration::from_millis;
+        let (channel, answering) = helper(vec![ms(0), ms(0), ms(30), ms(0)]);
+        // A start's answer (the 1st) is still unread when the next request is made.
+        let null: Vec<std::fs::File> = (0..protocol::SPAWN_FDS)
+            .map(|_| std::fs::File::open("/dev/null").unwrap())
+            .collect();
+        let fds: Vec<RawFd> = null.iter().map(AsRawFd::as_raw_fd).collect();
+        let init = channel.request_start(&fds).unwrap();
+        assert_eq!(
+            errno_of(channel.request_async(&Request::NewNetns, &[]).await),
+            2
+        );
+        assert!(
+            matches!(init.answered(), Some(None)),
+            "the start's answer was read first, and said it failed"
+        );
+        // Slower than the worker waits: the rest of the wait is on the blocking pool, and a
+        // task of the same one-thread runtime runs meanwhile.
+        let ticks = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let ticking = tokio::spawn({
+            let ticks = ticks.clone();
+            async move {
+                loop {
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(ms(1)).await;
+                }
+            }
+        });
+        assert_eq!(
+            errno_of(channel.request_async(&Request::NewNetns, &[]).await),
+            3
+        );
+        assert!(
+            ticks.load(std::sync::atomic::Ordering::SeqCst) >= 5,
+            "another task ran while the answer was awaited"
+        );
+        ticking.abort();
+        // A blocking request after them gets the next answer.
+        assert_eq!(errno_of(channel.request(&Request::NewNetns, &[])), 4);
+        answering.join().unwrap();
+    }
 }

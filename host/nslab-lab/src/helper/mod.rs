@@ -290,9 +290,8 @@ impl Helper {
         Ok(file.ok_or_else(|| LabError::os(format!("{what}: the lab helper sent no file")))?)
     }
 
-    /// A round trip to the helper that does not hold the caller's thread: on a thread that may
-    /// block (tokio's blocking pool), with copies of the fds it passes, so that the request is
-    /// whole even if the caller goes away meanwhile. Outside a runtime, on this thread.
+    /// A round trip to the helper that does not hold a tokio worker ([`Channel::request_async`]);
+    /// outside a runtime, on this thread.
     async fn round_trip(
         &self,
         request: Request,
@@ -301,21 +300,7 @@ impl Helper {
         if tokio::runtime::Handle::try_current().is_err() {
             return self.channel.request(&request, fds);
         }
-        let owned = fds
-            .iter()
-            .map(|&fd| {
-                // SAFETY: the caller holds `fd` open for this call; the copy is ours.
-                unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
-            })
-            .collect::<std::io::Result<Vec<OwnedFd>>>()
-            .map_err(|e| LabError::from_io(&e, "pass descriptors to the lab helper"))?;
-        let channel = self.channel.clone();
-        tokio::task::spawn_blocking(move || {
-            let raw: Vec<RawFd> = owned.iter().map(AsRawFd::as_raw_fd).collect();
-            channel.request(&request, &raw)
-        })
-        .await
-        .map_err(|e| LabError::bug(format!("a request to the lab helper: {e}")))?
+        self.channel.request_async(&request, fds).await
     }
 
     /// The helper's answer to a request that makes something: exactly `count` fds, or the
