@@ -9,6 +9,7 @@
 #   to the runner's exit (every daemon gone, every namespace closed); by hand, kill -9 of every
 #   daemon until they are all gone, then ip netns del.
 #   bench/birdgrid.sh [-r RUNS] [-w CONVERGE_S] [SIDE...]   (default: -r 3, -w 60, SIDE = 10 20)
+# RUNNER=PATH measures another build of the runner (an older commit's, to compare).
 # Needs root and a quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,8 +29,8 @@ byhand=../shared/bench/birdgrid/byhand.sh
 [[ -r $byhand ]] || { echo "bench/birdgrid.sh: $byhand is missing" >&2; exit 2; }
 scripts/setup.sh >/dev/null
 (cd guests && cargo build --quiet --release --target wasm32-wasip2 -p fabric)
-cargo build --quiet --release -p runner
-runner=target/release/runner
+[[ -n ${RUNNER:-} ]] || cargo build --quiet --release -p runner
+runner=${RUNNER:-target/release/runner}
 fabric=guests/target/wasm32-wasip2/release/fabric.wasm
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -99,18 +99,16 @@ pub struct Loaded {
     pub lookup: Lookup,
 }
 
-/// Read, check, compile and link a scenario file; the error is the sentence to print.
+/// Read, check, compile and link a scenario file; its error says what the file is and what to
+/// do instead.
 /// `cache`, if any, keeps what was compiled for the next run (cache.rs).
-pub fn load_scenario(file: &Path, cache: Option<&Cache>) -> Result<Loaded, String> {
-    let bytes = load::read(file).map_err(|e| e.to_string())?;
-    let engine = engine().map_err(|e| format!("cannot set up WebAssembly: {e:#}"))?;
-    let linker = linker(&engine).map_err(|e| format!("cannot set up WebAssembly: {e:#}"))?;
-    let invalid = |e: wasmtime::Error| {
-        LoadError::Invalid {
-            path: file.display().to_string(),
-            reason: root_cause(&e),
-        }
-        .to_string()
+pub fn load_scenario(file: &Path, cache: Option<&Cache>) -> Result<Loaded, LoadError> {
+    let bytes = load::read(file)?;
+    let engine = engine().map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+    let linker = linker(&engine).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+    let invalid = |e: wasmtime::Error| LoadError::Invalid {
+        path: file.display().to_string(),
+        reason: root_cause(&e),
     };
     let (component, lookup) = match cache {
         Some(cache) => cache.component(&engine, &bytes).map_err(invalid)?,
@@ -119,7 +117,7 @@ pub fn load_scenario(file: &Path, cache: Option<&Cache>) -> Result<Loaded, Strin
             Lookup::Miss,
         ),
     };
-    let pre = prepare(&linker, file, &component).map_err(|e| e.to_string())?;
+    let pre = prepare(&linker, file, &component)?;
     Ok(Loaded {
         engine,
         component,

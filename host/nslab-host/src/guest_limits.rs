@@ -110,6 +110,16 @@ pub struct GuestOutput {
     starts: Option<Arc<StartLog>>,
 }
 
+/// The guest wrote past its output budget: it is stopped.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error(
+    "it wrote more than {limit} bytes to its stdout, stderr and report (policy limit \
+     guest-output-bytes; raise it with --guest-output)"
+)]
+pub struct OverBudget {
+    pub limit: usize,
+}
+
 /// What the guest's streams share: the byte budget.
 pub struct OutputBudget {
     used: AtomicUsize,
@@ -169,21 +179,18 @@ impl GuestOutput {
 
     /// Count `bytes` of what the guest prints against its budget: its streams and its report
     /// text share one. Past it, the guest is stopped.
-    pub fn charge(&self, bytes: usize) -> Result<(), String> {
+    pub fn charge(&self, bytes: usize) -> Result<(), OverBudget> {
         let b = &self.shared;
         let used = b
             .used
             .fetch_add(bytes, Ordering::SeqCst)
             .saturating_add(bytes);
         if used > b.limit {
-            let why = format!(
-                "it wrote more than {} bytes to its stdout, stderr and report (policy limit guest-output-bytes; raise it with --guest-output)",
-                b.limit
-            );
+            let over = OverBudget { limit: b.limit };
             if !b.over.swap(true, Ordering::SeqCst) {
-                b.tripped.trip(why.clone());
+                b.tripped.trip(over.to_string());
             }
-            return Err(why);
+            return Err(over);
         }
         Ok(())
     }

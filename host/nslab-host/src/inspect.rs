@@ -60,12 +60,26 @@ pub fn declared_files(policy: &Policy, declared: &[String]) -> Vec<std::path::Pa
         .collect()
 }
 
+/// Why a scenario could not be inspected.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// The file is no scenario (or could not be read, or compiled).
+    #[error(transparent)]
+    Load(#[from] crate::load::LoadError),
+    /// Its describe() took longer than the policy's describe-timeout.
+    #[error("{0}")]
+    TooSlow(String),
+    /// Its describe() trapped (or called the host, which nothing may then).
+    #[error("{0}")]
+    Trapped(String),
+}
+
 /// `cache`: the compile cache's directory, if one is used (cache.rs).
 pub async fn inspect(
     file: &Path,
     policy: Policy,
     cache: Option<&Path>,
-) -> Result<Inspection, String> {
+) -> Result<Inspection, InspectError> {
     let cache = cache.and_then(crate::cache::Cache::open);
     let loaded = load_scenario(file, cache.as_ref())?;
     let sha256 = sha256_hex(&loaded.bytes);
@@ -87,9 +101,14 @@ pub async fn inspect(
     ticker.abort();
     let info = match described {
         Ok((_, info)) => info.printable(),
-        Err(Described::TooSlow(why)) => return Err(format!("{}: {why}", file.display())),
+        Err(Described::TooSlow(why)) => {
+            return Err(InspectError::TooSlow(format!("{}: {why}", file.display())))
+        }
         Err(Described::Trapped(e)) => {
-            return Err(format!("{} could not be described: {e:#}", file.display()))
+            return Err(InspectError::Trapped(format!(
+                "{} could not be described: {e:#}",
+                file.display()
+            )))
         }
     };
     Ok(Inspection {

@@ -27,6 +27,9 @@ pub enum LoadError {
     CoreModule { path: String },
     #[error("{path} is not a valid WebAssembly component: {reason}")]
     Invalid { path: String, reason: String },
+    /// wasmtime itself could not be set up (no file's fault).
+    #[error("cannot set up WebAssembly: {0}")]
+    Engine(String),
     #[error(
         "{path} is a component but not an nslab scenario: {reason}. A scenario is built against \
          the world {WORLD} (see wit/) and exports `describe` and `run`"

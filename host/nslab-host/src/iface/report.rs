@@ -9,7 +9,7 @@ impl Host for LabView<'_> {
         self.ask(Op::Report { bytes: name.len() }).await?;
         self.output
             .charge(name.len())
-            .map_err(wasmtime::Error::msg)?;
+            .map_err(wasmtime::Error::new)?;
         self.report.step(&self.console, name);
         Ok(())
     }
@@ -21,7 +21,7 @@ impl Host for LabView<'_> {
         .await?;
         self.output
             .charge(name.len() + detail.len())
-            .map_err(wasmtime::Error::msg)?;
+            .map_err(wasmtime::Error::new)?;
         self.report.check(&self.console, name, passed, detail);
         Ok(())
     }

@@ -14,6 +14,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use super::PolicyError;
+
 use super::{env_key_never, DEFAULT_ADDRESS_RANGES, DEFAULT_ENV_ALLOW, DEFAULT_EXEC_ALLOW};
 
 /// How each kind of value is read from a file, changed by a flag, and shown.
@@ -168,10 +170,10 @@ macro_rules! keys {
         }
 
         impl Policy {
-            fn apply_file(&mut self, f: PolicyFile, src: &str) -> Result<(), String> {
+            fn apply_file(&mut self, f: PolicyFile, src: &str) -> Result<(), PolicyError> {
                 $(
                     if let Some(v) = f.$field {
-                        self.$field = kinds::$kind::from_file($key, v)?;
+                        self.$field = kinds::$kind::from_file($key, v).map_err(PolicyError::Value)?;
                         self.sources.insert($key, src.to_string());
                     }
                 )*
@@ -338,7 +340,7 @@ impl PolicyFlags {
 
 impl Policy {
     /// The effective policy: defaults, then the file (`flags.policy`), then the flags.
-    pub fn build(flags: &PolicyFlags) -> Result<Policy, String> {
+    pub fn build(flags: &PolicyFlags) -> Result<Policy, PolicyError> {
         let mut p = Policy::default();
         if let Some(path) = &flags.policy {
             p.apply_file(read_file(path)?, &format!("file {}", path.display()))?;
@@ -346,17 +348,17 @@ impl Policy {
         p.apply_flags(&flags.trimmed());
         p.resolve_exec_paths()?;
         if let Some(key) = p.exec_env_allow.iter().find(|k| env_key_never(k)) {
-            return Err(format!(
+            return Err(PolicyError::Conflict(format!(
                 "exec-env-allow ({}) lists {key}: no policy may allow {key}, for it changes which code or program runs",
                 p.sources["exec-env-allow"]
-            ));
+            )));
         }
         if p.exec_timeout > p.exec_timeout_max {
-            return Err(format!(
+            return Err(PolicyError::Conflict(format!(
                 "exec-timeout ({}) is longer than exec-timeout-max ({}): raise exec-timeout-max in the policy file",
                 humantime::format_duration(p.exec_timeout),
                 humantime::format_duration(p.exec_timeout_max)
-            ));
+            )));
         }
         Ok(p)
     }
@@ -366,7 +368,7 @@ impl Policy {
     /// Turn each exec-allow entry that is a path into its name, remembering the file: the
     /// program under test, named by the operator (`--allow-exec ./target/release/sut`). The file
     /// is found now, so a later change of the working directory or a symlink changes nothing.
-    fn resolve_exec_paths(&mut self) -> Result<(), String> {
+    fn resolve_exec_paths(&mut self) -> Result<(), PolicyError> {
         use std::os::unix::fs::PermissionsExt;
         let paths: Vec<String> = self
             .exec_allow
@@ -376,14 +378,18 @@ impl Policy {
             .collect();
         for given in paths {
             self.exec_allow.remove(&given);
+            let program = |why: String, source: Option<std::io::Error>| PolicyError::Program {
+                given: given.clone(),
+                why,
+                source,
+            };
             let file = std::fs::canonicalize(&given)
-                .map_err(|e| format!("--allow-exec {given}: cannot find that file: {e}"))?;
-            let meta =
-                std::fs::metadata(&file).map_err(|e| format!("--allow-exec {given}: {e}"))?;
+                .map_err(|e| program(format!("cannot find that file: {e}"), Some(e)))?;
+            let meta = std::fs::metadata(&file).map_err(|e| program(e.to_string(), Some(e)))?;
             if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
-                return Err(format!(
-                    "--allow-exec {given}: {} is not an executable file",
-                    file.display()
+                return Err(program(
+                    format!("{} is not an executable file", file.display()),
+                    None,
                 ));
             }
             let name = file
@@ -391,13 +397,15 @@ impl Policy {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             if nslab_lab::input::Name::parse("program", &name).is_err() {
-                return Err(format!(
-                    "--allow-exec {given}: its file name {name:?} cannot be a program name (1-15 of [A-Za-z0-9_.-]): rename or link it"
+                return Err(program(
+                    format!("its file name {name:?} cannot be a program name (1-15 of [A-Za-z0-9_.-]): rename or link it"),
+                    None,
                 ));
             }
             if self.exec_allow.contains(&name) || self.exec_paths.contains_key(&name) {
-                return Err(format!(
-                    "--allow-exec {given}: a program named {name} is already allowed; a scenario runs programs by name, so each name may mean one file"
+                return Err(program(
+                    format!("a program named {name} is already allowed; a scenario runs programs by name, so each name may mean one file"),
+                    None,
                 ));
             }
             self.exec_allow.insert(name.clone());
@@ -407,14 +415,13 @@ impl Policy {
     }
 }
 
-fn read_file(path: &Path) -> Result<PolicyFile, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the policy file {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| {
-        format!(
-            "the policy file {} is not valid: {}",
-            path.display(),
-            e.message()
-        )
+fn read_file(path: &Path) -> Result<PolicyFile, PolicyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| PolicyError::Parse {
+        path: path.to_path_buf(),
+        source,
     })
 }

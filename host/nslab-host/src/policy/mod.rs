@@ -5,6 +5,7 @@
 //! documented in docs/policy.md.
 
 mod config;
+mod error;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 pub use config::{parse_size, ByteSize, Policy, PolicyFile, PolicyFlags, KEYS};
+pub use error::PolicyError;
 use nslab_lab::error::{LabError, LabResult};
 use nslab_lab::input::Cidr;
 
@@ -462,7 +464,7 @@ mod tests {
             allow_env: vec!["GLIBC_TUNABLES".into()],
             ..Default::default()
         };
-        let err = Policy::build(&flags).unwrap_err();
+        let err = Policy::build(&flags).unwrap_err().to_string();
         assert!(err.contains("no policy may allow GLIBC_TUNABLES"), "{err}");
         p.exec_env_allow.insert("LOCPATH".into());
         let env = [("LOCPATH".to_string(), "/tmp".to_string())];
@@ -625,13 +627,18 @@ mod tests {
             ..Default::default()
         })
         .unwrap_err();
-        assert!(err.contains("unknown field `max-namespaecs`"), "{err}");
+        assert!(matches!(err, PolicyError::Parse { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("unknown field `max-namespaecs`"),
+            "{err}"
+        );
         std::fs::write(&path, "exec-timeout = \"20m\"\n").unwrap();
         let err = Policy::build(&PolicyFlags {
             policy: Some(path.clone()),
             ..Default::default()
         })
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("exec-timeout (20m) is longer than exec-timeout-max (10m)"),
             "{err}"
@@ -642,6 +649,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap_err()
+        .to_string()
         .starts_with("cannot read the policy file"));
     }
 

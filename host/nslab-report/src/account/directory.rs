@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use crate::output::OutputError;
+
 use super::{graph, html, junit, Line, Listed, RunAccount};
 
 /// Write the events, one JSON object per line.
@@ -42,28 +44,24 @@ pub fn write_report(
     account: &RunAccount,
     lines: &[Line],
     attachments: &[(String, Vec<u8>)],
-) -> Result<(), String> {
+) -> Result<(), OutputError> {
     let out = crate::output::OutputDir::create(dir)?;
-    let fail = |e: std::io::Error| e.to_string();
     let svg = graph::render(&account.topology, graph::Format::Svg);
-    out.write("topology.svg", svg.as_bytes()).map_err(fail)?;
-    out.write("events.jsonl", &events_text(lines).map_err(fail)?)
-        .map_err(fail)?;
-    out.write("junit.xml", junit::xml(&[(account, None)]).as_bytes())
-        .map_err(fail)?;
+    out.write("topology.svg", svg.as_bytes())?;
+    out.write("events.jsonl", &events_text(lines)?)?;
+    out.write("junit.xml", junit::xml(&[(account, None)]).as_bytes())?;
     if !attachments.is_empty() {
-        let files = out.subdir("files").map_err(fail)?;
+        let files = out.subdir("files")?;
         for (name, bytes) in attachments {
             // Names were checked when the scenario attached them (no path, no dot first).
-            files.write(&saved_name(name), bytes).map_err(fail)?;
+            files.write(&saved_name(name), bytes)?;
         }
     }
-    out.write("index.html", html::run_page(account, &svg).as_bytes())
-        .map_err(fail)
+    Ok(out.write("index.html", html::run_page(account, &svg).as_bytes())?)
 }
 
 /// Write the index of `runner test --report DIR`: one line per run, linking to its report.
-pub fn write_test_index(dir: &Path, runs: &[Listed]) -> Result<(), String> {
+pub fn write_test_index(dir: &Path, runs: &[Listed]) -> Result<(), OutputError> {
     let out = crate::output::OutputDir::create(dir)?;
     let listing: Vec<Entry> = runs
         .iter()
@@ -72,10 +70,48 @@ pub fn write_test_index(dir: &Path, runs: &[Listed]) -> Result<(), String> {
             shard: r.shard.clone(),
         })
         .collect();
-    let json = serde_json::to_vec_pretty(&listing).map_err(|e| e.to_string())?;
-    out.write(RUNS, &json).map_err(|e| e.to_string())?;
-    out.write("index.html", html::test_page(runs).as_bytes())
-        .map_err(|e| e.to_string())
+    let json = serde_json::to_vec_pretty(&listing).map_err(std::io::Error::other)?;
+    out.write(RUNS, &json)?;
+    Ok(out.write("index.html", html::test_page(runs).as_bytes())?)
+}
+
+/// Why report directories could not be merged (`runner report merge`).
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// An input is not a test report's directory, or cannot be read: the sentence says which.
+    #[error("{what}: {source}")]
+    Read {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An input's listing of runs is not one.
+    #[error("{what}: {source}")]
+    Listing {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An input's listing names what is not a run's directory.
+    #[error("{0}")]
+    NotARun(String),
+    /// The merged report could not be written.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+}
+
+impl From<MergeError> for String {
+    fn from(e: MergeError) -> String {
+        e.to_string()
+    }
+}
+
+/// The error of reading `what`.
+fn read_error(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> MergeError {
+    move |source| MergeError::Read {
+        what: what.to_string(),
+        source,
+    }
 }
 
 /// Where a test report lists its runs, for `runner report merge`.
@@ -98,11 +134,11 @@ struct ReportFile {
 
 /// A report directory's files, in order, as the runner wrote them: regular files only (never
 /// a symlink or a FIFO someone put there), one level of subdirectories (`files/`).
-fn report_files(dir: &Path) -> Result<Vec<ReportFile>, String> {
+fn report_files(dir: &Path) -> Result<Vec<ReportFile>, MergeError> {
     let mut found = Vec::new();
-    let list = |d: &Path| -> Result<Vec<std::fs::DirEntry>, String> {
+    let list = |d: &Path| -> Result<Vec<std::fs::DirEntry>, MergeError> {
         let mut e: Vec<_> = std::fs::read_dir(d)
-            .map_err(|e| format!("cannot list {}: {e}", d.display()))?
+            .map_err(read_error(format!("cannot list {}", d.display())))?
             .flatten()
             .collect();
         e.sort_by_key(|e| e.file_name());
@@ -110,9 +146,9 @@ fn report_files(dir: &Path) -> Result<Vec<ReportFile>, String> {
     };
     for e in list(dir)? {
         let name = e.file_name().to_string_lossy().into_owned();
-        let meta = std::fs::symlink_metadata(e.path()).map_err(|e| e.to_string())?;
+        let meta = std::fs::symlink_metadata(e.path()).map_err(read_error(e.path().display()))?;
         if meta.is_file() {
-            let bytes = std::fs::read(e.path()).map_err(|e| e.to_string())?;
+            let bytes = std::fs::read(e.path()).map_err(read_error(e.path().display()))?;
             found.push(ReportFile {
                 sub: None,
                 name,
@@ -120,9 +156,10 @@ fn report_files(dir: &Path) -> Result<Vec<ReportFile>, String> {
             });
         } else if meta.is_dir() {
             for f in list(&e.path())? {
-                let inner = std::fs::symlink_metadata(f.path()).map_err(|e| e.to_string())?;
+                let inner =
+                    std::fs::symlink_metadata(f.path()).map_err(read_error(f.path().display()))?;
                 if inner.is_file() {
-                    let bytes = std::fs::read(f.path()).map_err(|e| e.to_string())?;
+                    let bytes = std::fs::read(f.path()).map_err(read_error(f.path().display()))?;
                     found.push(ReportFile {
                         sub: Some(name.clone()),
                         name: f.file_name().to_string_lossy().into_owned(),
@@ -138,35 +175,37 @@ fn report_files(dir: &Path) -> Result<Vec<ReportFile>, String> {
 /// Join the report directories of `runner test --report` runs (shards of one suite, say) into
 /// `out`: every run's own directory copied, one index, one listing and one JUnit file of them
 /// all. The number of runs.
-pub fn merge_reports(inputs: &[std::path::PathBuf], out: &Path) -> Result<usize, String> {
+pub fn merge_reports(inputs: &[std::path::PathBuf], out: &Path) -> Result<usize, MergeError> {
     let mut runs: Vec<(Listed, std::path::PathBuf)> = Vec::new();
     for input in inputs {
         let listing = std::fs::read(input.join(RUNS)).map_err(|e| {
-            format!(
+            MergeError::NotARun(format!(
                 "{}: no {RUNS} ({e}): name report directories written by `runner test --report`",
                 input.display()
-            )
+            ))
         })?;
-        let entries: Vec<Entry> = serde_json::from_slice(&listing).map_err(|e| {
-            format!(
-                "{}: {RUNS} is not a listing of runs: {e}",
-                input.join(RUNS).display()
-            )
-        })?;
+        let entries: Vec<Entry> =
+            serde_json::from_slice(&listing).map_err(|source| MergeError::Listing {
+                what: format!(
+                    "{}: {RUNS} is not a listing of runs",
+                    input.join(RUNS).display()
+                ),
+                source,
+            })?;
         for entry in entries {
             // A plain name, as the runner writes them: never a path out of the report.
             let plain =
                 !entry.dir.is_empty() && !entry.dir.starts_with('.') && !entry.dir.contains('/');
             if !plain {
-                return Err(format!(
+                return Err(MergeError::NotARun(format!(
                     "{}: {RUNS} names {:?}, which is not a run's directory",
                     input.display(),
                     entry.dir
-                ));
+                )));
             }
             let source = input.join(&entry.dir);
             let events = std::fs::read_to_string(source.join("events.jsonl"))
-                .map_err(|e| format!("{}: {e}", source.join("events.jsonl").display()))?;
+                .map_err(read_error(source.join("events.jsonl").display()))?;
             let lines: Vec<Line> = events
                 .lines()
                 .filter_map(|l| serde_json::from_str(l).ok())
@@ -188,16 +227,16 @@ pub fn merge_reports(inputs: &[std::path::PathBuf], out: &Path) -> Result<usize,
         }
     }
     let target = crate::output::OutputDir::create(out)?;
-    let fail = |e: std::io::Error| e.to_string();
+    let written = |e: std::io::Error| MergeError::Output(e.into());
     for (listed, source) in &runs {
-        let run_dir = target.subdir(&listed.dir).map_err(fail)?;
+        let run_dir = target.subdir(&listed.dir).map_err(written)?;
         for ReportFile { sub, name, bytes } in report_files(source)? {
             match sub {
-                None => run_dir.write(&name, &bytes).map_err(fail)?,
+                None => run_dir.write(&name, &bytes).map_err(written)?,
                 Some(sub) => run_dir
                     .subdir(&sub)
                     .and_then(|d| d.write(&name, &bytes))
-                    .map_err(fail)?,
+                    .map_err(written)?,
             }
         }
     }
@@ -208,7 +247,7 @@ pub fn merge_reports(inputs: &[std::path::PathBuf], out: &Path) -> Result<usize,
         .collect();
     target
         .write("junit.xml", junit::xml(&suites).as_bytes())
-        .map_err(fail)?;
+        .map_err(written)?;
     write_test_index(out, &listed)?;
     Ok(listed.len())
 }
@@ -254,7 +293,10 @@ mod tests {
             shard(&input, bad);
             let out = s.0.join("out");
             let e = merge_reports(std::slice::from_ref(&input), &out).unwrap_err();
-            assert!(e.contains("which is not a run's directory"), "{bad}: {e}");
+            assert!(
+                matches!(&e, MergeError::NotARun(m) if m.contains("which is not a run's directory")),
+                "{bad}: {e}"
+            );
             assert!(!out.exists(), "{bad}: nothing is written");
         }
     }

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use nslab_lab::Topology;
 
-pub use directory::{merge_reports, saved_name, write_report, write_test_index};
+pub use directory::{merge_reports, saved_name, write_report, write_test_index, MergeError};
 pub use events::{Ending, Event, Line, Stream, Verdict, SCHEMA};
 pub use journal::Journal;
 

@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{check, user_name};
+use super::{check, io, user_name, OutputError};
 
 /// A directory the runner writes into, held by its descriptor.
 pub struct OutputDir {
@@ -103,9 +103,9 @@ static TEMPORARY: AtomicU64 = AtomicU64::new(0);
 
 impl OutputDir {
     /// Check `path` ([`check`]), make what of it is missing, and hold the directory by fd.
-    pub fn create(path: &Path) -> Result<OutputDir, String> {
+    pub fn create(path: &Path) -> Result<OutputDir, OutputError> {
         check(path)?;
-        let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+        let fail = |e: std::io::Error| io(path.display())(e);
         // Safe ancestors cannot change under us: resolving the existing part once is enough.
         let mut existing = path.to_path_buf();
         let mut missing: Vec<OsString> = Vec::new();
@@ -126,7 +126,7 @@ impl OutputDir {
         for name in missing.into_iter().rev() {
             fd = Self::make_below(&fd, &name).map_err(fail)?;
         }
-        own_directory(&fd, path).map_err(|e| e.to_string())?;
+        own_directory(&fd, path)?;
         Ok(OutputDir {
             fd,
             path: path.to_path_buf(),

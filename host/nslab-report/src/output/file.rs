@@ -19,7 +19,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{check, OutputDir};
+use super::{check, io, OutputDir, OutputError};
 
 /// One of the runner's own standard streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,14 +65,17 @@ impl std::fmt::Debug for FileOutput {
 
 impl FileOutput {
     /// Check `path` by the ancestor rule ([`check`]) and open it as it will be written.
-    pub fn open(path: &Path) -> Result<FileOutput, String> {
+    pub fn open(path: &Path) -> Result<FileOutput, OutputError> {
         check(path)?;
         let how = match std::fs::symlink_metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => replace(path)?,
-            Err(e) => return Err(format!("cannot look at {}: {e}", path.display())),
+            Err(e) => return Err(io(format!("cannot look at {}", path.display()))(e)),
             Ok(m) if m.is_file() => replace(path)?,
             Ok(m) if m.is_dir() => {
-                return Err(format!("{} is a directory; name a file", path.display()))
+                return Err(OutputError::Refused(format!(
+                    "{} is a directory; name a file",
+                    path.display()
+                )))
             }
             Ok(_) => through(path)?,
         };
@@ -95,10 +98,10 @@ impl FileOutput {
     }
 
     /// Write `bytes` whole.
-    pub fn write(&self, bytes: &[u8]) -> Result<(), String> {
-        let fail = |e: std::io::Error| format!("{}: {e}", self.path.display());
+    pub fn write(&self, bytes: &[u8]) -> Result<(), OutputError> {
+        let fail = io(self.path.display());
         match &self.how {
-            How::Replace { dir, name } => dir.write(name, bytes).map_err(|e| e.to_string()),
+            How::Replace { dir, name } => Ok(dir.write(name, bytes)?),
             How::Stream(Stream::Stdout) => {
                 let mut out = std::io::stdout().lock();
                 out.flush()
@@ -119,16 +122,16 @@ impl FileOutput {
 }
 
 /// Write the single file `path` the safe way ([`FileOutput`]), opened now.
-pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
     FileOutput::open(path)?.write(bytes)
 }
 
 /// The regular file at `path` (or none yet): made new beside it and renamed into place.
-fn replace(path: &Path) -> Result<How, String> {
+fn replace(path: &Path) -> Result<How, OutputError> {
     let name = path
         .file_name()
         .and_then(OsStr::to_str)
-        .ok_or_else(|| format!("{}: name a file", path.display()))?;
+        .ok_or_else(|| OutputError::Refused(format!("{}: name a file", path.display())))?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -141,7 +144,7 @@ fn replace(path: &Path) -> Result<How, String> {
 
 /// What is at `path` is not a regular file: open it for writing as a shell's `>` would,
 /// without waiting and without taking it as a controlling terminal.
-fn through(path: &Path) -> Result<How, String> {
+fn through(path: &Path) -> Result<How, OutputError> {
     let opened = std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
@@ -150,7 +153,7 @@ fn through(path: &Path) -> Result<How, String> {
         Ok(f) => f,
         Err(e) => return Err(cannot_open(path, e)),
     };
-    let st = nix::sys::stat::fstat(&file).map_err(|e| format!("{}: {e}", path.display()))?;
+    let st = nix::sys::stat::fstat(&file).map_err(|e| io(path.display())(e.into()))?;
     if let Some(stream) = own_stream(&st) {
         return Ok(How::Stream(stream));
     }
@@ -159,55 +162,56 @@ fn through(path: &Path) -> Result<How, String> {
         libc::S_IFREG => {
             drop(file);
             let target = std::fs::canonicalize(path)
-                .map_err(|e| format!("cannot follow {}: {e}", path.display()))?;
+                .map_err(io(format!("cannot follow {}", path.display())))?;
             check(&target)?;
             replace(&target)
         }
-        libc::S_IFBLK => Err(format!(
+        libc::S_IFBLK => Err(OutputError::Refused(format!(
             "{} is a block device (a disk): the runner writes no report onto one; name a file",
             path.display()
-        )),
-        libc::S_IFDIR => Err(format!(
+        ))),
+        libc::S_IFDIR => Err(OutputError::Refused(format!(
             "{} leads to a directory; name a file",
             path.display()
-        )),
+        ))),
         _ => {
             // Opened without waiting; written as the shell writes, waiting for the reader.
             let flags = nix::fcntl::fcntl(file.as_fd(), nix::fcntl::FcntlArg::F_GETFL)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .map_err(|e| io(path.display())(e.into()))?;
             let flags =
                 nix::fcntl::OFlag::from_bits_truncate(flags) - nix::fcntl::OFlag::O_NONBLOCK;
             nix::fcntl::fcntl(file.as_fd(), nix::fcntl::FcntlArg::F_SETFL(flags))
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .map_err(|e| io(path.display())(e.into()))?;
             Ok(How::Through(file))
         }
     }
 }
 
 /// Why `path` could not be opened, in words a person can act on.
-fn cannot_open(path: &Path, e: std::io::Error) -> String {
+fn cannot_open(path: &Path, e: std::io::Error) -> OutputError {
     let kind = std::fs::metadata(path).ok().map(|m| m.file_type());
+    let refused = OutputError::Refused;
     match e.raw_os_error() {
-        Some(libc::ENXIO) if kind.is_some_and(|k| k.is_fifo()) => format!(
+        Some(libc::ENXIO) if kind.is_some_and(|k| k.is_fifo()) => refused(format!(
             "{} is a FIFO with no reader: the runner would wait for one; start the reader \
              first (for instance `cat {} &`), or name a file",
             path.display(),
             path.display()
-        ),
+        )),
         Some(libc::ENXIO) if kind.is_some_and(|k| k.is_socket()) => {
-            format!("{} is a socket; name a file", path.display())
+            refused(format!("{} is a socket; name a file", path.display()))
         }
         Some(libc::ENOENT) => {
             let target = std::fs::read_link(path)
                 .map(|t| t.display().to_string())
                 .unwrap_or_else(|_| "nothing".into());
-            format!(
+            refused(format!(
                 "{} is a symbolic link to {target}, which does not exist: the runner writes \
                  through a link but does not make what it points to; name {target} itself",
                 path.display()
-            )
+            ))
         }
-        _ => format!("cannot open {} to write it: {e}", path.display()),
+        _ => io(format!("cannot open {} to write it", path.display()))(e),
     }
 }
 

@@ -26,6 +26,40 @@ mod file;
 pub use dir::OutputDir;
 pub use file::{write_file, FileOutput, Stream};
 
+/// Why an output could not be written where the operator pointed the runner.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// The path is not one the runner writes to (unsafe to write under, a directory, a device,
+    /// a FIFO without a reader): the sentence says why and what to name instead.
+    #[error("{0}")]
+    Refused(String),
+    /// The file system failed what was being done (`what`).
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing into the held directory failed; the error names the file.
+    #[error(transparent)]
+    Write(#[from] std::io::Error),
+}
+
+/// The error of doing `what` on the file system.
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> OutputError {
+    move |source| OutputError::Io {
+        what: what.to_string(),
+        source,
+    }
+}
+
+/// Where an output's error is said as a sentence among others (the commands' own errors).
+impl From<OutputError> for String {
+    fn from(e: OutputError) -> String {
+        e.to_string()
+    }
+}
+
 /// Who may write a directory besides the runner's user and root, if anyone: the reason, in words.
 fn others_may_write(meta: &std::fs::Metadata, uid: u32) -> Option<String> {
     if meta.uid() != uid && meta.uid() != 0 {
@@ -49,13 +83,13 @@ pub(crate) fn user_name(uid: u32) -> String {
 
 /// Check `path` (which need not exist yet) by the rule above: Ok, or the sentence that says
 /// which ancestor is unsafe and why.
-pub fn check(path: &Path) -> Result<(), String> {
+pub fn check(path: &Path) -> Result<(), OutputError> {
     let uid = nix::unistd::geteuid().as_raw();
     let absolute = if path.is_absolute() {
         path.to_path_buf()
     } else {
         std::env::current_dir()
-            .map_err(|e| format!("cannot find the current directory: {e}"))?
+            .map_err(io("cannot find the current directory"))?
             .join(path)
     };
     let mut todo: Vec<OsString> = components(&absolute);
@@ -68,12 +102,12 @@ pub fn check(path: &Path) -> Result<(), String> {
             continue;
         }
         let next = dir.join(&name);
-        let dir_meta = std::fs::metadata(&dir)
-            .map_err(|e| format!("cannot look at {}: {e}", dir.display()))?;
+        let dir_meta =
+            std::fs::metadata(&dir).map_err(io(format!("cannot look at {}", dir.display())))?;
         let meta = match std::fs::symlink_metadata(&next) {
             Ok(m) => Some(m),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("cannot look at {}: {e}", next.display())),
+            Err(e) => return Err(io(format!("cannot look at {}", next.display()))(e)),
         };
         if let Some(why) = others_may_write(&dir_meta, uid) {
             let sticky = dir_meta.mode() & 0o1000 != 0;
@@ -83,13 +117,13 @@ pub fn check(path: &Path) -> Result<(), String> {
                     Some(m) => format!("{} belongs to {}", next.display(), user_name(m.uid())),
                     None => format!("{} may be made there by them first", next.display()),
                 };
-                return Err(format!(
+                return Err(OutputError::Refused(format!(
                     "{} is not safe to write under: {} is writable by another user ({why}), and \
                      {what}, who could swap it for a link elsewhere; name a directory that only \
                      you (and root) can write",
                     path.display(),
                     dir.display()
-                ));
+                )));
             }
         }
         let Some(meta) = meta else {
@@ -99,10 +133,13 @@ pub fn check(path: &Path) -> Result<(), String> {
         if meta.file_type().is_symlink() {
             hops += 1;
             if hops > 40 {
-                return Err(format!("{}: too many symbolic links", path.display()));
+                return Err(OutputError::Refused(format!(
+                    "{}: too many symbolic links",
+                    path.display()
+                )));
             }
             let target = std::fs::read_link(&next)
-                .map_err(|e| format!("cannot read the link {}: {e}", next.display()))?;
+                .map_err(io(format!("cannot read the link {}", next.display())))?;
             if target.is_absolute() {
                 dir = PathBuf::from("/");
             }

@@ -17,6 +17,6 @@ impl PolicyArgs {
 
     /// The effective policy, or the sentence saying why it cannot be built.
     pub fn build(&self) -> Result<Policy, String> {
-        Policy::build(&self.flags)
+        Ok(Policy::build(&self.flags)?)
     }
 }

@@ -43,13 +43,15 @@ fn merge(m: MergeArgs) -> ExitCode {
         if let Err(why) = nslab_report::output::check(&m.output) {
             return super::fail(format!("-o: {why}"));
         }
-        nslab_report::account::merge_reports(&m.inputs, &m.output).map(|n| {
-            format!(
-                "merged {n} runs from {} reports: {}",
-                m.inputs.len(),
-                m.output.join("index.html").display()
-            )
-        })
+        nslab_report::account::merge_reports(&m.inputs, &m.output)
+            .map(|n| {
+                format!(
+                    "merged {n} runs from {} reports: {}",
+                    m.inputs.len(),
+                    m.output.join("index.html").display()
+                )
+            })
+            .map_err(|e| e.to_string())
     } else if dirs == 0 {
         merge_junit(&m.inputs).and_then(|(xml, suites)| {
             nslab_report::output::write_file(&m.output, xml.as_bytes())?;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use nslab_report::account::graph::Format;
+use nslab_report::account::graph::{Format, UnknownFormat};
 use nslab_report::console::{Console, Verbosity};
 use nslab_report::output::{FileOutput, Stream};
 
@@ -22,7 +22,7 @@ pub struct Outputs {
 
 impl Outputs {
     /// The picture's format: `--graph-format`, or the extension of `--graph`'s file.
-    fn graph_format(&self, path: &std::path::Path) -> Result<Format, String> {
+    fn graph_format(&self, path: &std::path::Path) -> Result<Format, UnknownFormat> {
         match self.graph_format {
             Some(f) => Ok(f),
             None => Format::for_path(path),
@@ -38,7 +38,7 @@ impl Outputs {
     /// reader, two outputs into one stream.
     pub fn open(&self) -> Result<Opened, String> {
         if let Some(g) = &self.graph {
-            self.graph_format(g)?;
+            self.graph_format(g).map_err(|e| e.to_string())?;
         }
         let mut opened = Opened::default();
         for (flag, file, slot) in [
@@ -132,7 +132,7 @@ pub fn write_from(
     if !outputs.any() {
         return Ok(());
     }
-    let failed = |what: &str, path: &std::path::Path, e: String| {
+    let failed = |what: &str, path: &std::path::Path, e: nslab_report::output::OutputError| {
         format!("cannot write {what} {}: {e}", path.display())
     };
     if let Some(file) = &opened.junit {
@@ -140,7 +140,7 @@ pub fn write_from(
             .map_err(|e| failed("the JUnit file", file.path(), e))?;
     }
     if let (Some(file), Some(path)) = (&opened.graph, &outputs.graph) {
-        let format = outputs.graph_format(path)?;
+        let format = outputs.graph_format(path).map_err(|e| e.to_string())?;
         let picture = nslab_report::account::graph::render(&account.topology, format);
         file.write(picture.as_bytes())
             .map_err(|e| failed("the picture", file.path(), e))?;

@@ -35,18 +35,11 @@ impl Format {
     }
 
     /// From a file's extension: .svg, .dot (or .gv), .mmd.
-    pub fn for_path(path: &std::path::Path) -> Result<Format, String> {
+    pub fn for_path(path: &std::path::Path) -> Result<Format, UnknownFormat> {
         path.extension()
             .and_then(|e| e.to_str())
             .and_then(Format::by_name)
-            .ok_or_else(|| {
-                format!(
-                    "--graph {}: the picture's format is chosen by the file's extension: \
-                     .svg, .dot (Graphviz) or .mmd (Mermaid); where the path has none, name it \
-                     with --graph-format (--graph /dev/stdout --graph-format dot)",
-                    path.display()
-                )
-            })
+            .ok_or_else(|| UnknownFormat(path.to_path_buf()))
     }
 }
 
@@ -388,6 +381,16 @@ mod tests {
         assert_eq!(f("x.mmd"), Ok(Format::Mermaid));
         assert!(f("x.png")
             .unwrap_err()
+            .to_string()
             .contains(".svg, .dot (Graphviz) or .mmd"));
     }
 }
+/// A path whose extension names no format of the picture.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--graph {}: the picture's format is chosen by the file's extension: .svg, .dot \
+     (Graphviz) or .mmd (Mermaid); where the path has none, name it with --graph-format \
+     (--graph /dev/stdout --graph-format dot)",
+    .0.display()
+)]
+pub struct UnknownFormat(pub std::path::PathBuf);
