@@ -111,6 +111,20 @@ impl Init {
         self.slot.0.get()?.as_ref().map(AsFd::as_fd)
     }
 
+    /// Read the helper's answer to this start if it is not read yet, on tokio's blocking pool
+    /// (the answers before it are read first, and may be a while): after it, [`Init::pidfd`]
+    /// waits for nothing.
+    pub async fn read_answer(self: &Arc<Self>) {
+        if self.answered().is_some() {
+            return;
+        }
+        let init = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = init.pidfd();
+        })
+        .await;
+    }
+
     /// Its pidfd if the helper's answer has been read, without reading it: Some(None) if it
     /// was never cloned, None if the answer is still unread.
     pub fn answered(&self) -> Option<Option<BorrowedFd<'_>>> {
@@ -208,6 +222,25 @@ impl Channel {
         .map_err(|e| LabError::bug(format!("waiting for the lab helper: {e}")))?;
         slot.take()
             .unwrap_or_else(|| Err(LabError::bug("the lab helper's answer was lost")))
+    }
+
+    /// Make room for one more start's answer ([`IN_FLIGHT`] at most wait unread), reading the
+    /// oldest on tokio's blocking pool if there is none: a start then never reads one on the
+    /// caller's thread.
+    pub async fn make_room(self: &Arc<Self>) {
+        if self.lock().unread.len() < IN_FLIGHT {
+            return;
+        }
+        let channel = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut held = channel.lock();
+            while held.unread.len() >= IN_FLIGHT {
+                if held.read_one().is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
     }
 
     /// Hand a program's start to the helper without waiting for its answer: the init, whose

@@ -64,7 +64,11 @@ pub trait Port: Send + Sync {
     fn confine(&self, c: Confinement, fds: &[RawFd]) -> impl Future<Output = LabResult<()>> + Send;
     /// Start `command` with `fds`, without waiting: the start's outcome comes on its pipes
     /// (programs/starts.rs), the init's pidfd when first needed.
-    fn start_program(&self, command: &Command, fds: StartFds<RawFd>) -> LabResult<Init>;
+    fn start_program(
+        &self,
+        command: &Command,
+        fds: StartFds<RawFd>,
+    ) -> impl Future<Output = LabResult<Init>> + Send;
     /// The process to move into the run's cgroups with the programs (None: there is none).
     fn pid(&self) -> Option<u32>;
     /// Whether and where the programs' supplementary groups are dropped.
@@ -114,7 +118,8 @@ impl Port for Helper {
         Helper::confine(self, c, fds).await
     }
 
-    fn start_program(&self, command: &Command, fds: StartFds<RawFd>) -> LabResult<Init> {
+    async fn start_program(&self, command: &Command, fds: StartFds<RawFd>) -> LabResult<Init> {
+        self.channel.make_room().await;
         Helper::start_program(self, command, fds)
     }
 

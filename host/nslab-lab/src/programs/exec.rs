@@ -160,6 +160,13 @@ impl Running {
         }
     }
 
+    /// [`Running::signal`], the helper's answer to its start read first without holding a
+    /// worker.
+    pub async fn signal_async(&self, sig: libc::c_int) {
+        self.init.read_answer().await;
+        self.signal(sig);
+    }
+
     /// Wait up to `limit` for it to end: its output, or None if it is still running.
     pub async fn wait(&mut self, limit: Duration) -> LabResult<Option<&ExecOutput>> {
         if self.done.is_none() {
@@ -178,7 +185,7 @@ impl Running {
     /// kill everything in that namespace, whatever user or session each process has
     /// (helper/spawn.rs). `timed_out` marks its output. Waits at most [`STOP_LIMIT`].
     pub async fn kill_now(&mut self, timed_out: bool) -> LabResult<&ExecOutput> {
-        self.signal(libc::SIGKILL);
+        self.signal_async(libc::SIGKILL).await;
         self.reap(tokio::time::Instant::now() + STOP_LIMIT, timed_out)
             .await
     }
@@ -211,7 +218,7 @@ impl Running {
     /// not ended within `grace`, SIGKILL to everything it started.
     pub async fn terminate(&mut self, grace: Duration) -> LabResult<&ExecOutput> {
         if self.done.is_none() {
-            self.signal(libc::SIGTERM);
+            self.signal_async(libc::SIGTERM).await;
             if self.wait(grace).await?.is_none() {
                 return self.kill_now(false).await;
             }

@@ -151,7 +151,7 @@ impl<K: Kernel> Lab<K> {
             .filter(|p| !p.running.has_ended())
             .collect();
         for p in &running {
-            p.running.signal(libc::SIGKILL);
+            p.running.signal_async(libc::SIGKILL).await;
         }
         let deadline = tokio::time::Instant::now() + exec::STOP_LIMIT;
         let ends = futures::future::join_all(running.iter_mut().map(|p| async move {

@@ -79,20 +79,24 @@ pub async fn start<P: Port>(
     let (forked, forked_write) =
         nix::unistd::pipe2(cloexec).map_err(|e| LabError::from_errno(e, &what))?;
     let started = Instant::now();
-    let init = Arc::new(helper.start_program(
-        &exec,
-        StartFds {
-            netns: boxing.netns,
-            mntns: boxing.mntns,
-            utsns: boxing.utsns,
-            stdin: stdin_read.as_raw_fd(),
-            stdout: stdout_write.as_raw_fd(),
-            stderr: stderr_write.as_raw_fd(),
-            exit_status: exit_write.as_raw_fd(),
-            errors: errors_write.as_raw_fd(),
-            forked: forked_write.as_raw_fd(),
-        },
-    )?);
+    let init = Arc::new(
+        helper
+            .start_program(
+                &exec,
+                StartFds {
+                    netns: boxing.netns,
+                    mntns: boxing.mntns,
+                    utsns: boxing.utsns,
+                    stdin: stdin_read.as_raw_fd(),
+                    stdout: stdout_write.as_raw_fd(),
+                    stderr: stderr_write.as_raw_fd(),
+                    exit_status: exit_write.as_raw_fd(),
+                    errors: errors_write.as_raw_fd(),
+                    forked: forked_write.as_raw_fd(),
+                },
+            )
+            .await?,
+    );
     // Only the init holds them now (or, until it has cloned one, the helper): their ends are
     // its end (or its program's).
     drop((

@@ -123,7 +123,7 @@ impl Port for FakePort {
         lock(&self.state).request("confine".into(), "confine the run's programs")
     }
 
-    fn start_program(&self, command: &Command, fds: StartFds<RawFd>) -> LabResult<Init> {
+    async fn start_program(&self, command: &Command, fds: StartFds<RawFd>) -> LabResult<Init> {
         let program = command.program.display().to_string();
         {
             let mut s = lock(&self.state);
