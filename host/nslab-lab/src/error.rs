@@ -141,10 +141,10 @@ impl LabError {
 
     /// An I/O error from the kernel (a syscall, a spawn) mapped through its errno.
     pub fn from_io(err: &std::io::Error, what: impl Display) -> Self {
-        let cause = std::io::Error::new(err.kind(), err.to_string());
         match err.raw_os_error() {
-            Some(code) => Self::from_errno(Errno::from_raw(code), what).with_source(cause),
-            None => Self::os(format!("{what}: {err}")).with_source(cause),
+            Some(code) => Self::from_errno(Errno::from_raw(code), what),
+            None => Self::os(format!("{what}: {err}"))
+                .with_source(std::io::Error::new(err.kind(), err.to_string())),
         }
     }
 

@@ -36,15 +36,20 @@ pub fn pidfd_signal(pidfd: impl AsFd, sig: libc::c_int) -> std::io::Result<()> {
 
 /// Whether `fd` is readable now, without waiting (a pidfd is once its process has ended).
 pub fn readable_now(fd: impl AsFd) -> bool {
+    readable_within(fd, std::time::Duration::ZERO)
+}
+
+/// Whether `fd` is readable, waiting up to `wait` for it.
+pub fn readable_within(fd: impl AsFd, wait: std::time::Duration) -> bool {
     let mut polled = [rustix::event::PollFd::new(
         &fd,
         rustix::event::PollFlags::IN,
     )];
-    let now = rustix::event::Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
+    let wait = rustix::event::Timespec {
+        tv_sec: wait.as_secs() as i64,
+        tv_nsec: wait.subsec_nanos().into(),
     };
-    rustix::event::poll(&mut polled, Some(&now)).is_ok_and(|n| n == 1)
+    rustix::event::poll(&mut polled, Some(&wait)).is_ok_and(|n| n == 1)
 }
 
 /// The pid of the process `pidfd` refers to, as this process sees it (its fdinfo's `Pid:`);

@@ -182,10 +182,6 @@ impl Channel {
             held.unread.push_back(Awaited::Answer(slot.clone()));
         }
         let until = std::time::Instant::now() + ON_THE_WORKER;
-        let slice = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: 50_000,
-        };
         loop {
             if let Some(answer) = slot.take() {
                 return answer;
@@ -193,11 +189,7 @@ impl Channel {
             if std::time::Instant::now() >= until {
                 break;
             }
-            let mut polled = [rustix::event::PollFd::new(
-                &self.socket,
-                rustix::event::PollFlags::IN,
-            )];
-            if rustix::event::poll(&mut polled, Some(&slice)).is_ok_and(|n| n > 0) {
+            if crate::process::readable_within(&self.socket, std::time::Duration::from_micros(50)) {
                 // An answer is there: read what has come, in order, up to ours.
                 let mut held = self.lock();
                 while !slot.filled() && crate::process::readable_now(&self.socket) {

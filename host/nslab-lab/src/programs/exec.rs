@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
 use super::capture::{line_with, Printed};
@@ -130,12 +129,11 @@ impl Running {
     /// nothing, 127 if it never started, else 128 + SIGKILL (it was killed, taking the program
     /// with it).
     async fn status(&mut self) -> i32 {
-        let mut bytes = Vec::with_capacity(4);
-        let _ = (&mut self.exit_status)
-            .take(4)
-            .read_to_end(&mut bytes)
-            .await;
-        self.decode_status(&bytes)
+        let word = super::start_pipes::read_word(&mut self.exit_status)
+            .await
+            .ok()
+            .flatten();
+        self.decode_status(word.as_ref().map_or(&[], |w| &w[..]))
     }
 
     fn decode_status(&self, bytes: &[u8]) -> i32 {

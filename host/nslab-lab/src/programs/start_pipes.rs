@@ -106,25 +106,17 @@ async fn await_fork(
 ) -> LabResult<Option<u32>> {
     let mut forked =
         pipe::Receiver::from_owned_fd(forked).map_err(|e| LabError::from_io(&e, what))?;
-    let mut pid = Vec::with_capacity(4);
-    let mut four = (&mut forked).take(4);
-    match tokio::time::timeout(patience(), four.read_to_end(&mut pid)).await {
+    let pid = match tokio::time::timeout(patience(), read_word(&mut forked)).await {
         Err(_) => return Err(too_slow(what)),
         Ok(Err(e)) => return Err(LabError::from_io(&e, what)),
-        Ok(Ok(_)) => {}
-    }
-    if let Ok(pid) = <[u8; 4]>::try_from(pid.as_slice()) {
+        Ok(Ok(pid)) => pid,
+    };
+    if let Some(pid) = pid {
         return Ok(Some(u32::from_ne_bytes(pid)).filter(|&p| p != 0));
     }
     // The init ended before it forked, or was never cloned: it (or the helper) said why.
-    let mut code = Vec::with_capacity(4);
-    let _ = errors.take(4).read_to_end(&mut code).await;
-    Err(never_forked(
-        <[u8; 4]>::try_from(code.as_slice())
-            .ok()
-            .map(i32::from_ne_bytes),
-        what,
-    ))
+    let code = read_word(errors).await.ok().flatten();
+    Err(never_forked(code.map(i32::from_ne_bytes), what))
 }
 
 /// [`await_fork`] on a thread that may block.
@@ -197,11 +189,17 @@ pub fn exec_errno(errors: &OwnedFd) -> Option<Errno> {
 
 /// [`exec_errno`], waited for without blocking.
 pub async fn exec_errno_async(errors: &mut pipe::Receiver) -> Option<Errno> {
-    let mut code = Vec::with_capacity(4);
-    let _ = errors.take(4).read_to_end(&mut code).await;
-    <[u8; 4]>::try_from(code.as_slice())
-        .ok()
-        .map(|c| exec_errno_of(i32::from_ne_bytes(c)))
+    let code = read_word(errors).await.ok().flatten()?;
+    Some(exec_errno_of(i32::from_ne_bytes(code)))
+}
+
+/// One word of 4 bytes from `pipe`, as an init and the helper say things there (a pid, a
+/// start error, an exit status: one write each, so it arrives whole), or None if the pipe
+/// ends first.
+pub async fn read_word(pipe: &mut pipe::Receiver) -> std::io::Result<Option<[u8; 4]>> {
+    let mut bytes = Vec::with_capacity(4);
+    pipe.take(4).read_to_end(&mut bytes).await?;
+    Ok(<[u8; 4]>::try_from(bytes.as_slice()).ok())
 }
 
 fn exec_errno_of(code: i32) -> Errno {

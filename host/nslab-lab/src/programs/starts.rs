@@ -177,11 +177,15 @@ impl StartLog {
     /// One more background program started: its pipes are read from now on, by a task of its
     /// own. When [`IN_FLIGHT`] wait already, the oldest is told first.
     pub async fn push(&self, p: Pending) {
-        if self.lock().len() >= IN_FLIGHT {
-            let oldest = self.lock().front().map(|w| w.number);
-            if let Some(oldest) = oldest {
-                self.flush_through(oldest).await;
-            }
+        let oldest = {
+            let pending = self.lock();
+            pending
+                .front()
+                .filter(|_| pending.len() >= IN_FLIGHT)
+                .map(|w| w.number)
+        };
+        if let Some(oldest) = oldest {
+            self.flush_through(oldest).await;
         }
         let outcome = Arc::new(Outcome::default());
         tokio::spawn(read_start(p.pipes, p.init, p.what.clone(), outcome.clone()));
