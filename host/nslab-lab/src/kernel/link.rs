@@ -59,7 +59,7 @@ pub async fn add_veth(
     };
     let mut indexes = Some(wanted);
     loop {
-        match a_ns.netlink().link().add(veth(indexes)).execute().await {
+        match a_ns.netlink()?.link().add(veth(indexes)).execute().await {
             Ok(()) => break,
             // Some kernels say EBUSY for a taken index.
             Err(e) if indexes.is_some() && netlink_errno(&e) == Some(nix::errno::Errno::EBUSY) => {
@@ -118,7 +118,7 @@ async fn ensure_free(ns: &Namespace, name: &str) -> LabResult<()> {
 /// The link called `name` in `ns`, if there is one.
 pub async fn find(ns: &Namespace, name: &str) -> LabResult<Option<LinkMessage>> {
     let found = ns
-        .netlink()
+        .netlink()?
         .link()
         .get()
         .match_name(name.to_string())
@@ -137,7 +137,7 @@ pub async fn find(ns: &Namespace, name: &str) -> LabResult<Option<LinkMessage>> 
 /// The link with `index` in `ns`.
 pub async fn get(ns: &Namespace, index: u32, name: &str) -> LabResult<LinkMessage> {
     let what = format!("read link {name} in {}", ns.name);
-    ns.netlink()
+    ns.netlink()?
         .link()
         .get()
         .match_index(index)
@@ -150,7 +150,7 @@ pub async fn get(ns: &Namespace, index: u32, name: &str) -> LabResult<LinkMessag
 
 /// Send a change to one link (flags, mtu, address, namespace) as `ip link set` does.
 pub async fn set(ns: &Namespace, msg: LinkMessage, what: &str) -> LabResult<()> {
-    ns.netlink()
+    ns.netlink()?
         .link()
         .set(msg)
         .execute()
@@ -190,7 +190,7 @@ pub fn master(index: u32, bridge: u32) -> LinkMessage {
 pub async fn add_bridge(ns: &Namespace, name: &str) -> LabResult<u32> {
     ensure_free(ns, name).await?;
     let what = format!("create bridge {name} in {}", ns.name);
-    ns.netlink()
+    ns.netlink()?
         .link()
         .add(rtnetlink::LinkBridge::new(name).build())
         .execute()
@@ -220,7 +220,7 @@ pub async fn move_to(
         .build();
     msg.attributes
         .push(LinkAttribute::NewIfIndex(wanted as i32));
-    match from.netlink().link().set(msg).execute().await {
+    match from.netlink()?.link().set(msg).execute().await {
         Ok(()) => return Ok(wanted),
         Err(e) if netlink_errno(&e) == Some(nix::errno::Errno::EBUSY) => {}
         Err(e) => {
@@ -249,7 +249,7 @@ pub async fn move_to(
 /// Add an address. IPv6 addresses skip duplicate address detection (IFA_F_NODAD) so they are
 /// usable when the call returns: in a lab the scenario owns every address on the wire.
 pub async fn add_address(ns: &Namespace, index: u32, cidr: Cidr, what: &str) -> LabResult<()> {
-    let mut req = ns.netlink().address().add(index, cidr.addr, cidr.prefix);
+    let mut req = ns.netlink()?.address().add(index, cidr.addr, cidr.prefix);
     if cidr.addr.is_ipv6() {
         req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
     }
@@ -268,7 +268,7 @@ pub async fn remove_address(ns: &Namespace, index: u32, cidr: Cidr, what: &str) 
             "{what}: the link has no such address"
         )));
     };
-    ns.netlink()
+    ns.netlink()?
         .address()
         .del(msg)
         .execute()
@@ -278,7 +278,7 @@ pub async fn remove_address(ns: &Namespace, index: u32, cidr: Cidr, what: &str) 
 
 /// Every address in `ns` (of one link when `index` is given), with its link index.
 async fn addresses(ns: &Namespace, index: Option<u32>) -> LabResult<Vec<(u32, AddressMessage)>> {
-    let mut req = ns.netlink().address().get();
+    let mut req = ns.netlink()?.address().get();
     if let Some(i) = index {
         req = req.set_link_index_filter(i);
     }
@@ -318,7 +318,7 @@ pub async fn describe(
     let links = match index {
         Some(i) => vec![get(ns, i, name).await?],
         None => ns
-            .netlink()
+            .netlink()?
             .link()
             .get()
             .execute()

@@ -5,6 +5,7 @@
 //! Error texts name what was being done (`what`), as the kernel's errno is mapped in one place
 //! (error.rs).
 
+pub mod connection;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 pub mod link;
@@ -82,9 +83,9 @@ pub trait Kernel: Send + Sync {
     /// The box of `ns`'s programs.
     fn ns_box(ns: &Self::Ns) -> &NsBox;
     fn ns_box_mut(ns: &mut Self::Ns) -> &mut NsBox;
-    /// The netlink handle of `ns`, for the watch on the links its programs make: None where
-    /// there is no netlink (the fake).
-    fn link_handle(ns: &Self::Ns) -> Option<rtnetlink::Handle>;
+    /// The netlink handle of `ns`, for the watch on the links its programs make (kept open
+    /// while the namespace lives): None where there is no netlink (the fake).
+    fn link_handle(ns: &Self::Ns) -> LabResult<Option<rtnetlink::Handle>>;
     /// The program that is the janitor of the run's cgroups (programs/cgroup/): None where the
     /// lab makes no cgroups (the fake).
     fn cgroup_janitor(&self) -> Option<&Path>;

@@ -44,8 +44,8 @@ impl Kernel for Netlink {
         &mut ns.boxed
     }
 
-    fn link_handle(ns: &Namespace) -> Option<rtnetlink::Handle> {
-        Some(ns.netlink().clone())
+    fn link_handle(ns: &Namespace) -> LabResult<Option<rtnetlink::Handle>> {
+        ns.kept_netlink().map(Some)
     }
 
     fn cgroup_janitor(&self) -> Option<&std::path::Path> {

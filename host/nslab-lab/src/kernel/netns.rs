@@ -10,22 +10,23 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawF
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rtnetlink::sys::{AsyncSocket, SocketAddr, TokioSocket};
-use tokio::task::JoinHandle;
+use rtnetlink::sys::{Socket, SocketAddr};
 
+use super::connection::{Connections, Slot};
 use crate::error::{LabError, LabResult};
 use crate::helper::Helper;
 use crate::Mode;
 
-/// One namespace of the run, with the netlink connection that lives inside it.
+/// One namespace of the run, with the netlink socket that lives inside it.
 pub struct Namespace {
     pub name: String,
     fd: OwnedFd,
     pub inode: u64,
-    handle: rtnetlink::Handle,
+    /// Its netlink socket, and the connection over it while one is open (connection.rs).
+    netlink: Arc<Slot>,
+    connections: Arc<Connections>,
     /// Netlink requests made to any namespace of the run (see [`Namespace::netlink`]).
     requests: Arc<AtomicU64>,
-    connection: JoinHandle<()>,
     /// The box of its programs (helper/sandbox.rs), made when the first one starts or it is
     /// first given a file.
     pub boxed: super::NsBox,
@@ -34,11 +35,18 @@ pub struct Namespace {
 }
 
 impl Namespace {
-    /// The namespace's netlink handle, for one request: each use is counted, so that the
-    /// run's account says how many requests the lab cost (and a test keeps it in check).
-    pub fn netlink(&self) -> &rtnetlink::Handle {
+    /// The namespace's netlink handle, for one request (its connection opened if it was
+    /// closed): each use is counted, so that the run's account says how many requests the lab
+    /// cost (and a test keeps it in check).
+    pub fn netlink(&self) -> LabResult<rtnetlink::Handle> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        &self.handle
+        self.connections.handle(&self.netlink, &self.name)
+    }
+
+    /// A handle to keep (a link watcher's): the connection stays open while the namespace
+    /// lives.
+    pub fn kept_netlink(&self) -> LabResult<rtnetlink::Handle> {
+        self.connections.pinned_handle(&self.netlink, &self.name)
     }
 
     /// An interface index to ask the kernel for: likely free, so a create needs no lookup
@@ -61,14 +69,6 @@ impl Namespace {
     }
 }
 
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        // The connection task owns the netlink socket, and a socket keeps its namespace alive:
-        // stop it so that closing `fd` really frees the namespace.
-        self.connection.abort();
-    }
-}
-
 /// Makes the run's namespaces; starts the helper (and so the run's user namespace) on first use,
 /// so a run that creates nothing starts nothing.
 pub struct NsFactory {
@@ -77,6 +77,8 @@ pub struct NsFactory {
     helper: Option<Helper>,
     /// Netlink requests made so far, all namespaces together.
     requests: Arc<AtomicU64>,
+    /// The namespaces' netlink connections, open while in use.
+    connections: Arc<Connections>,
     /// The bound on the processes of the run's user namespace (helper/mod.rs).
     processes: u64,
     /// Who builds the lab: it decides the run's ids.
@@ -89,6 +91,7 @@ impl NsFactory {
             exe,
             helper: None,
             requests: Arc::default(),
+            connections: Arc::default(),
             processes,
             mode,
         }
@@ -134,21 +137,24 @@ impl NsFactory {
         let inode = nix::sys::stat::fstat(&fd)
             .map_err(|e| LabError::from_errno(e, &what))?
             .st_ino;
-        // SAFETY: the fd is a netlink socket we own; TokioSocket takes it over.
-        let mut socket = unsafe { TokioSocket::from_raw_fd(netlink_fd.into_raw_fd()) };
+        // SAFETY: the fd is a netlink socket we own; `Socket` takes it over until it is
+        // bound, then gives it back.
+        let mut socket = unsafe { Socket::from_raw_fd(netlink_fd.into_raw_fd()) };
         socket
-            .socket_mut()
             .bind_auto()
-            .and_then(|_| socket.socket_mut().connect(&SocketAddr::new(0, 0)))
+            .and_then(|_| socket.connect(&SocketAddr::new(0, 0)))
             .map_err(|e| LabError::from_io(&e, format!("{what}: connect its netlink socket")))?;
-        let (connection, handle, _) = rtnetlink::from_socket(socket);
+        // SAFETY: into_raw_fd gives up the socket's ownership of the fd, which OwnedFd takes.
+        let socket = unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) };
+        // The connections of namespaces the scenario has moved on from close now.
+        self.connections.trim().await;
         Ok(Namespace {
             name: name.to_string(),
             fd,
             inode,
-            handle,
+            netlink: self.connections.slot(socket),
+            connections: self.connections.clone(),
             requests: self.requests.clone(),
-            connection: tokio::spawn(connection),
             boxed: Default::default(),
             next_index: std::sync::atomic::AtomicU32::new(2),
         })

@@ -68,7 +68,7 @@ pub async fn add(ns: &Namespace, r: &Route, what: &str) -> LabResult<()> {
         )));
     }
     let msg = message(r)?;
-    ns.netlink()
+    ns.netlink()?
         .route()
         .add(msg)
         .execute()
@@ -80,7 +80,7 @@ pub async fn remove(ns: &Namespace, r: &Route, what: &str) -> LabResult<()> {
     let mut msg = message(r)?;
     // Deleting matches on what is given; leave scope to the kernel.
     msg.header.scope = RouteScope::NoWhere;
-    ns.netlink().route().del(msg).execute().await.map_err(|e| {
+    ns.netlink()?.route().del(msg).execute().await.map_err(|e| {
         match LabError::from_netlink(e, what) {
             e if e.kind() == ErrorKind::NotFound => {
                 e.reworded(ErrorKind::NotFound, |t| format!("{t}: no such route"))
@@ -171,7 +171,7 @@ pub async fn details(ns: &Namespace) -> LabResult<Vec<Detailed>> {
         RouteMessageBuilder::<Ipv6Addr>::new().build(),
     ] {
         let msgs: Vec<RouteMessage> = ns
-            .netlink()
+            .netlink()?
             .route()
             .get(dump)
             .execute()

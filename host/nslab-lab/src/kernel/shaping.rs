@@ -181,13 +181,12 @@ fn netem_options(s: &Shaping) -> Vec<u8> {
 
 /// Send one qdisc request and wait for the kernel's answer.
 async fn request(
-    ns: &Namespace,
+    mut handle: rtnetlink::Handle,
     msg: RouteNetlinkMessage,
     flags: u16,
 ) -> Result<(), rtnetlink::Error> {
     let mut req = NetlinkMessage::from(msg);
     req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-    let mut handle = ns.netlink().clone();
     let mut answers = handle.request(req)?;
     while let Some(answer) = answers.next().await {
         if let NetlinkPayload::Error(e) = answer.payload {
@@ -225,7 +224,7 @@ pub async fn set(ns: &Namespace, index: u32, s: &Shaping, what: &str) -> LabResu
             .push(TcAttribute::Options(tbf_options(s.rate_bps)));
     }
     let sent = request(
-        ns,
+        ns.netlink()?,
         RouteNetlinkMessage::NewQueueDiscipline(msg),
         NLM_F_CREATE | NLM_F_REPLACE,
     )
@@ -249,7 +248,7 @@ pub async fn set(ns: &Namespace, index: u32, s: &Shaping, what: &str) -> LabResu
 /// Remove the root qdisc of link `index`, back to the kernel's default; fine if there is none.
 pub async fn clear(ns: &Namespace, index: u32, what: &str) -> LabResult<()> {
     let sent = request(
-        ns,
+        ns.netlink()?,
         RouteNetlinkMessage::DelQueueDiscipline(root_qdisc(index)),
         0,
     )

@@ -267,7 +267,7 @@ impl<K: Kernel> Lab<K> {
             let watcher =
                 self.programs
                     .link_limit
-                    .watch(&ns.name, K::link_handle(&ns.held), socket)?;
+                    .watch(&ns.name, K::link_handle(&ns.held)?, socket)?;
             self.programs.watchers.insert(ns_id, watcher);
         }
         if self.programs.confinement.is_none() {

@@ -33,8 +33,8 @@ impl Kernel for Fake {
         &mut ns.boxed
     }
 
-    fn link_handle(_ns: &FakeNs) -> Option<rtnetlink::Handle> {
-        None
+    fn link_handle(_ns: &FakeNs) -> LabResult<Option<rtnetlink::Handle>> {
+        Ok(None)
     }
 
     fn cgroup_janitor(&self) -> Option<&std::path::Path> {
