@@ -59,7 +59,11 @@ pub async fn add_veth(
     };
     let mut indexes = Some(wanted);
     loop {
-        match a_ns.netlink()?.link().add(veth(indexes)).execute().await {
+        let msg = veth(indexes);
+        match a_ns
+            .netlink(|h| async move { h.link().add(msg).execute().await })
+            .await?
+        {
             Ok(()) => break,
             // Some kernels say EBUSY for a taken index.
             Err(e) if indexes.is_some() && netlink_errno(&e) == Some(nix::errno::Errno::EBUSY) => {
@@ -117,14 +121,10 @@ async fn ensure_free(ns: &Namespace, name: &str) -> LabResult<()> {
 
 /// The link called `name` in `ns`, if there is one.
 pub async fn find(ns: &Namespace, name: &str) -> LabResult<Option<LinkMessage>> {
+    let wanted = name.to_string();
     let found = ns
-        .netlink()?
-        .link()
-        .get()
-        .match_name(name.to_string())
-        .execute()
-        .try_next()
-        .await;
+        .netlink(|h| async move { h.link().get().match_name(wanted).execute().try_next().await })
+        .await?;
     match found {
         Ok(msg) => Ok(msg),
         Err(e) => match LabError::from_netlink(e, format!("look up link {name} in {}", ns.name)) {
@@ -137,24 +137,16 @@ pub async fn find(ns: &Namespace, name: &str) -> LabResult<Option<LinkMessage>> 
 /// The link with `index` in `ns`.
 pub async fn get(ns: &Namespace, index: u32, name: &str) -> LabResult<LinkMessage> {
     let what = format!("read link {name} in {}", ns.name);
-    ns.netlink()?
-        .link()
-        .get()
-        .match_index(index)
-        .execute()
-        .try_next()
-        .await
+    ns.netlink(|h| async move { h.link().get().match_index(index).execute().try_next().await })
+        .await?
         .map_err(|e| LabError::from_netlink(e, &what))?
         .ok_or_else(|| LabError::not_found(format!("{what}: it is gone")))
 }
 
 /// Send a change to one link (flags, mtu, address, namespace) as `ip link set` does.
 pub async fn set(ns: &Namespace, msg: LinkMessage, what: &str) -> LabResult<()> {
-    ns.netlink()?
-        .link()
-        .set(msg)
-        .execute()
-        .await
+    ns.netlink(|h| async move { h.link().set(msg).execute().await })
+        .await?
         .map_err(|e| LabError::from_netlink(e, what))
 }
 
@@ -190,11 +182,9 @@ pub fn master(index: u32, bridge: u32) -> LinkMessage {
 pub async fn add_bridge(ns: &Namespace, name: &str) -> LabResult<u32> {
     ensure_free(ns, name).await?;
     let what = format!("create bridge {name} in {}", ns.name);
-    ns.netlink()?
-        .link()
-        .add(rtnetlink::LinkBridge::new(name).build())
-        .execute()
-        .await
+    let msg = rtnetlink::LinkBridge::new(name).build();
+    ns.netlink(|h| async move { h.link().add(msg).execute().await })
+        .await?
         .map_err(|e| LabError::from_netlink(e, &what))?;
     Ok(find(ns, name)
         .await?
@@ -220,7 +210,10 @@ pub async fn move_to(
         .build();
     msg.attributes
         .push(LinkAttribute::NewIfIndex(wanted as i32));
-    match from.netlink()?.link().set(msg).execute().await {
+    match from
+        .netlink(|h| async move { h.link().set(msg).execute().await })
+        .await?
+    {
         Ok(()) => return Ok(wanted),
         Err(e) if netlink_errno(&e) == Some(nix::errno::Errno::EBUSY) => {}
         Err(e) => {
@@ -249,13 +242,15 @@ pub async fn move_to(
 /// Add an address. IPv6 addresses skip duplicate address detection (IFA_F_NODAD) so they are
 /// usable when the call returns: in a lab the scenario owns every address on the wire.
 pub async fn add_address(ns: &Namespace, index: u32, cidr: Cidr, what: &str) -> LabResult<()> {
-    let mut req = ns.netlink()?.address().add(index, cidr.addr, cidr.prefix);
-    if cidr.addr.is_ipv6() {
-        req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
-    }
-    req.execute()
-        .await
-        .map_err(|e| LabError::from_netlink(e, what))
+    ns.netlink(|h| async move {
+        let mut req = h.address().add(index, cidr.addr, cidr.prefix);
+        if cidr.addr.is_ipv6() {
+            req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+        }
+        req.execute().await
+    })
+    .await?
+    .map_err(|e| LabError::from_netlink(e, what))
 }
 
 pub async fn remove_address(ns: &Namespace, index: u32, cidr: Cidr, what: &str) -> LabResult<()> {
@@ -268,24 +263,22 @@ pub async fn remove_address(ns: &Namespace, index: u32, cidr: Cidr, what: &str) 
             "{what}: the link has no such address"
         )));
     };
-    ns.netlink()?
-        .address()
-        .del(msg)
-        .execute()
-        .await
+    ns.netlink(|h| async move { h.address().del(msg).execute().await })
+        .await?
         .map_err(|e| LabError::from_netlink(e, what))
 }
 
 /// Every address in `ns` (of one link when `index` is given), with its link index.
 async fn addresses(ns: &Namespace, index: Option<u32>) -> LabResult<Vec<(u32, AddressMessage)>> {
-    let mut req = ns.netlink()?.address().get();
-    if let Some(i) = index {
-        req = req.set_link_index_filter(i);
-    }
-    let msgs: Vec<AddressMessage> = req
-        .execute()
-        .try_collect()
-        .await
+    let msgs: Vec<AddressMessage> = ns
+        .netlink(|h| async move {
+            let mut req = h.address().get();
+            if let Some(i) = index {
+                req = req.set_link_index_filter(i);
+            }
+            req.execute().try_collect().await
+        })
+        .await?
         .map_err(|e| LabError::from_netlink(e, format!("list addresses in {}", ns.name)))?;
     Ok(msgs.into_iter().map(|m| (m.header.index, m)).collect())
 }
@@ -318,12 +311,8 @@ pub async fn describe(
     let links = match index {
         Some(i) => vec![get(ns, i, name).await?],
         None => ns
-            .netlink()?
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
+            .netlink(|h| async move { h.link().get().execute().try_collect().await })
+            .await?
             .map_err(|e| LabError::from_netlink(e, format!("list links in {}", ns.name)))?,
     };
     let addrs = addresses(ns, index).await?;

@@ -35,18 +35,24 @@ pub struct Namespace {
 }
 
 impl Namespace {
-    /// The namespace's netlink handle, for one request (its connection opened if it was
-    /// closed): each use is counted, so that the run's account says how many requests the lab
-    /// cost (and a test keeps it in check).
-    pub fn netlink(&self) -> LabResult<rtnetlink::Handle> {
+    /// One netlink request (or dump) to the namespace, made by `ask` with the namespace's
+    /// handle (its connection opened if it was closed, and driven while it runs: connection.rs).
+    /// Each is counted, so that the run's account says how many requests the lab cost (and a
+    /// test keeps it in check).
+    pub async fn netlink<T, F>(&self, ask: impl FnOnce(rtnetlink::Handle) -> F) -> LabResult<T>
+    where
+        F: std::future::Future<Output = T>,
+    {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.connections.handle(&self.netlink, &self.name)
+        self.connections
+            .request(&self.netlink, &self.name, ask)
+            .await
     }
 
     /// A handle to keep (a link watcher's): the connection stays open while the namespace
     /// lives.
     pub fn kept_netlink(&self) -> LabResult<rtnetlink::Handle> {
-        self.connections.pinned_handle(&self.netlink, &self.name)
+        self.connections.kept_handle(&self.netlink, &self.name)
     }
 
     /// An interface index to ask the kernel for: likely free, so a create needs no lookup
@@ -147,7 +153,7 @@ impl NsFactory {
         // SAFETY: into_raw_fd gives up the socket's ownership of the fd, which OwnedFd takes.
         let socket = unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) };
         // The connections of namespaces the scenario has moved on from close now.
-        self.connections.trim().await;
+        self.connections.trim();
         Ok(Namespace {
             name: name.to_string(),
             fd,

@@ -68,11 +68,8 @@ pub async fn add(ns: &Namespace, r: &Route, what: &str) -> LabResult<()> {
         )));
     }
     let msg = message(r)?;
-    ns.netlink()?
-        .route()
-        .add(msg)
-        .execute()
-        .await
+    ns.netlink(|h| async move { h.route().add(msg).execute().await })
+        .await?
         .map_err(|e| LabError::from_netlink(e, what))
 }
 
@@ -80,13 +77,14 @@ pub async fn remove(ns: &Namespace, r: &Route, what: &str) -> LabResult<()> {
     let mut msg = message(r)?;
     // Deleting matches on what is given; leave scope to the kernel.
     msg.header.scope = RouteScope::NoWhere;
-    ns.netlink()?.route().del(msg).execute().await.map_err(|e| {
-        match LabError::from_netlink(e, what) {
-            e if e.kind() == ErrorKind::NotFound => {
-                e.reworded(ErrorKind::NotFound, |t| format!("{t}: no such route"))
-            }
-            other => other,
+    let deleted = ns
+        .netlink(|h| async move { h.route().del(msg).execute().await })
+        .await?;
+    deleted.map_err(|e| match LabError::from_netlink(e, what) {
+        e if e.kind() == ErrorKind::NotFound => {
+            e.reworded(ErrorKind::NotFound, |t| format!("{t}: no such route"))
         }
+        other => other,
     })
 }
 
@@ -171,12 +169,8 @@ pub async fn details(ns: &Namespace) -> LabResult<Vec<Detailed>> {
         RouteMessageBuilder::<Ipv6Addr>::new().build(),
     ] {
         let msgs: Vec<RouteMessage> = ns
-            .netlink()?
-            .route()
-            .get(dump)
-            .execute()
-            .try_collect()
-            .await
+            .netlink(|h| async move { h.route().get(dump).execute().try_collect().await })
+            .await?
             .map_err(|e| LabError::from_netlink(e, format!("list routes in {}", ns.name)))?;
         for m in msgs {
             let table = m

@@ -181,6 +181,14 @@ fn netem_options(s: &Shaping) -> Vec<u8> {
 
 /// Send one qdisc request and wait for the kernel's answer.
 async fn request(
+    ns: &Namespace,
+    msg: RouteNetlinkMessage,
+    flags: u16,
+) -> LabResult<Result<(), rtnetlink::Error>> {
+    ns.netlink(|handle| ask(handle, msg, flags)).await
+}
+
+async fn ask(
     mut handle: rtnetlink::Handle,
     msg: RouteNetlinkMessage,
     flags: u16,
@@ -224,11 +232,11 @@ pub async fn set(ns: &Namespace, index: u32, s: &Shaping, what: &str) -> LabResu
             .push(TcAttribute::Options(tbf_options(s.rate_bps)));
     }
     let sent = request(
-        ns.netlink()?,
+        ns,
         RouteNetlinkMessage::NewQueueDiscipline(msg),
         NLM_F_CREATE | NLM_F_REPLACE,
     )
-    .await;
+    .await?;
     match sent.map_err(|e| LabError::from_netlink(e, what)) {
         Err(e) if e.kind() == ErrorKind::NotFound && s.needs_netem() => Err(e.reworded(ErrorKind::Os, |_| format!(
             "{what}: this kernel has no netem (the qdisc kind is unknown to it), which delay, jitter and loss need; \
@@ -248,11 +256,11 @@ pub async fn set(ns: &Namespace, index: u32, s: &Shaping, what: &str) -> LabResu
 /// Remove the root qdisc of link `index`, back to the kernel's default; fine if there is none.
 pub async fn clear(ns: &Namespace, index: u32, what: &str) -> LabResult<()> {
     let sent = request(
-        ns.netlink()?,
+        ns,
         RouteNetlinkMessage::DelQueueDiscipline(root_qdisc(index)),
         0,
     )
-    .await;
+    .await?;
     match sent.map_err(|e| LabError::from_netlink(e, what)) {
         // No shaping to remove: the link keeps its default qdisc.
         Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Invalid) => Ok(()),
