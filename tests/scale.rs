@@ -46,6 +46,46 @@ fn a_chain_costs_five_netlink_requests_per_namespace_however_long() {
     assert_eq!(teardown["removed"].as_array().unwrap().len(), 40);
 }
 
+/// The account says where the lab's time went, kind by kind (nslab-lab's spent.rs), counting
+/// each kind's calls where they happen: a chain makes namespaces and netlink requests, writes
+/// its record, and tears down; it makes no box and starts nothing, so those are left out.
+#[test]
+fn the_account_says_where_the_labs_time_went() {
+    let (requests, teardown) = chain(10);
+    let spent: std::collections::BTreeMap<String, (u64, f64)> = teardown["spent"]
+        .as_array()
+        .expect("a spent list in the teardown event")
+        .iter()
+        .map(|s| {
+            let work = s["work"].as_str().unwrap().to_string();
+            (
+                work,
+                (s["calls"].as_u64().unwrap(), s["ms"].as_f64().unwrap()),
+            )
+        })
+        .collect();
+    let calls = |work: &str| spent.get(work).map(|s| s.0);
+    assert_eq!(calls("namespaces"), Some(10), "{spent:?}");
+    assert_eq!(calls("netlink"), Some(requests), "{spent:?}");
+    // The record written whole at the first namespace, then a line for each.
+    assert_eq!(calls("records"), Some(11), "{spent:?}");
+    assert_eq!(calls("teardown"), Some(1), "{spent:?}");
+    for absent in [
+        "boxes",
+        "starts",
+        "files",
+        "cgroups",
+        "confinement",
+        "deleting",
+    ] {
+        assert_eq!(calls(absent), None, "{absent}: {spent:?}");
+    }
+    assert!(
+        spent.values().all(|(_, ms)| *ms >= 0.0) && spent["netlink"].1 > 0.0,
+        "{spent:?}"
+    );
+}
+
 /// `fabric` with `--daemon sleep`: COPIES idle programs in one namespace. The time from the
 /// scenario's last line to the runner's exit: what ending the lab costs.
 fn ending_a_lab_with(copies: usize) -> f64 {

@@ -12,6 +12,7 @@ use super::kernel::Kernel;
 use super::{Lab, NsId};
 use crate::error::{LabError, LabResult};
 use crate::input::FilePath;
+use crate::spent::Work;
 
 /// A file request's failure as a sentence: what the box's answer means for `path` in `ns`.
 fn explain(failure: FileFailure, path: &FilePath, ns: &str) -> LabError {
@@ -49,6 +50,7 @@ impl<K: Kernel> Lab<K> {
             let limits = self.programs.limits();
             let code = self.programs.mounted();
             let ns = self.ns(ns_id)?;
+            let since = std::time::Instant::now();
             let NewBox {
                 boxfs,
                 uts,
@@ -64,6 +66,7 @@ impl<K: Kernel> Lab<K> {
                     code,
                 )
                 .await?;
+            self.spent.add(Work::Boxes, since);
             if let Some(ns) = self.namespaces.get_mut(&ns_id) {
                 let made = K::ns_box_mut(&mut ns.held);
                 made.boxfs = Some(boxfs);
@@ -87,10 +90,12 @@ impl<K: Kernel> Lab<K> {
             .uts
             .as_ref()
             .ok_or_else(|| LabError::not_found("that namespace was deleted".to_string()))?;
+        let since = std::time::Instant::now();
         self.kernel
             .port()?
             .set_hostname(uts.as_fd(), hostname)
             .await?;
+        self.spent.add(Work::Settings, since);
         self.did(&format!("hostname {hostname} ({})", ns.name));
         Ok(())
     }
@@ -113,11 +118,13 @@ impl<K: Kernel> Lab<K> {
             .await?
             .try_clone_to_owned()
             .map_err(|e| LabError::from_io(&e, format!("write {path} in {name}")))?;
+        let since = std::time::Instant::now();
         self.kernel
             .port()?
             .write_file(boxfs.as_fd(), path.as_str(), contents, mode)
             .await
             .map_err(|e| explain(e, path, &name))?;
+        self.spent.add(Work::Files, since);
         self.files_written += 1;
         self.did(&format!(
             "file {path} ({} bytes, mode {mode:o}) in {name}",

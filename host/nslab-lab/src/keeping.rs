@@ -34,7 +34,10 @@ impl<K: Kernel> Lab<K> {
     /// The record is what `runner ls` and `runner cleanup` go by; failing to write it does not
     /// stop the lab, but the user should know those commands will not see this run.
     fn save_record(&self) -> bool {
-        if let Err(e) = self.record.save() {
+        let since = std::time::Instant::now();
+        let saved = self.record.save();
+        self.spent.add(crate::spent::Work::Records, since);
+        if let Err(e) = saved {
             self.warn(&format!(
                 "cannot write the run record under {}: {e}; `runner ls` will not show run {}",
                 self.record.dir.display(),
@@ -76,7 +79,10 @@ impl<K: Kernel> Lab<K> {
         if self.record_saved != Some(true) {
             return;
         }
-        if let Err(e) = self.record.log_namespace(&change) {
+        let since = std::time::Instant::now();
+        let logged = self.record.log_namespace(&change);
+        self.spent.add(crate::spent::Work::Records, since);
+        if let Err(e) = logged {
             self.warn(&format!(
                 "cannot write the run record under {}: {e}; `runner ls` will not show all of run {}",
                 self.record.dir.display(),

@@ -92,6 +92,7 @@ mod observe;
 mod persist;
 mod process;
 mod programs;
+mod spent;
 pub mod text;
 mod topology;
 
@@ -100,6 +101,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::input::Name;
 use error::{ErrorKind, LabError, LabResult};
@@ -113,6 +115,8 @@ use persist::record::{NsChange, RunRecord};
 pub use programs::exec::{Boxing, ExecOutput, ExecRequest};
 pub use programs::starts::StartLog;
 pub use programs::ProgramLimits;
+pub use spent::SpentOn;
+use spent::Work;
 pub use topology::{RouteDetailView, RouteView};
 
 /// A namespace of this run. Ids grow, so their order is the order of creation.
@@ -183,6 +187,8 @@ pub struct Lab<K: Kernel = Netlink> {
     record_saved: Option<bool>,
     /// What the operator steps in by (doors.rs).
     doors: Arc<doors::Doors>,
+    /// Where the lab's time went (spent.rs).
+    spent: spent::Spent,
 }
 
 /// The bound on the processes and threads of everything in the run's user namespace together
@@ -252,7 +258,16 @@ impl<K: Kernel> Lab<K> {
             record: config.record,
             record_saved: None,
             doors: Arc::default(),
+            spent: Default::default(),
         }
+    }
+
+    /// Where the lab's time went so far, by kind of work (spent.rs): what the account's
+    /// teardown event carries.
+    pub fn spent(&self) -> Vec<SpentOn> {
+        let (requests, took) = (self.kernel.requests(), self.kernel.netlink_time());
+        self.spent.set(Work::Netlink, requests, took);
+        self.spent.report()
     }
 
     /// Make the run's user namespace now rather than at the first namespace: for an ordinary
@@ -265,7 +280,12 @@ impl<K: Kernel> Lab<K> {
     /// the run's programs will be: what `ps` shows for them, and what `runner ls` and `cleanup`
     /// go by.
     fn start_principal(&mut self) -> LabResult<()> {
-        if let Some(p) = self.kernel.start()? {
+        let since = Instant::now();
+        let started = self.kernel.start()?;
+        if started.is_some() {
+            self.spent.add(Work::Principal, since);
+        }
+        if let Some(p) = started {
             self.sink.event(LabEvent::Principal {
                 host_ids: &p.host_ids,
                 userns: p.userns,
@@ -331,14 +351,18 @@ impl<K: Kernel> Lab<K> {
     }
 
     fn did(&self, what: &str) {
+        let since = Instant::now();
         self.sink.event(LabEvent::Did(what));
+        self.spent.add(Work::Account, since);
     }
 
     fn tell_size(&self) {
+        let since = Instant::now();
         self.sink.event(LabEvent::Size {
             namespaces: self.namespaces.len(),
             links: self.links_live,
         });
+        self.spent.add(Work::Account, since);
     }
 
     // ---- namespaces ----
@@ -351,7 +375,9 @@ impl<K: Kernel> Lab<K> {
             )));
         }
         self.start_principal()?;
+        let since = Instant::now();
         let (held, inode) = self.kernel.create_namespace(name).await?;
+        self.spent.add(Work::Namespaces, since);
         let id = NsId(self.next());
         self.namespaces.insert(
             id,
@@ -395,7 +421,9 @@ impl<K: Kernel> Lab<K> {
             .remove(&id)
             .ok_or_else(|| LabError::not_found("that namespace was already deleted".to_string()))?;
         self.doors.deleted(&ns.name);
+        let since = Instant::now();
         let stopped = self.kill_processes(Some(id)).await;
+        let stopping = since.elapsed();
         self.programs.unwatch(id);
         let mut problems = stopped.left;
         let peers: Vec<(NsId, u32)> = self
@@ -439,7 +467,10 @@ impl<K: Kernel> Lab<K> {
         self.forwarding.remove(&id);
         self.did(&format!("netns delete {}", ns.name));
         let name = ns.name.clone();
+        let since = Instant::now();
         drop(ns);
+        self.spent
+            .add_time(Work::Deleting, stopping + since.elapsed());
         self.log_namespace(NsChange::Deleted { name: name.clone() });
         if problems.is_empty() {
             Ok(())
@@ -519,6 +550,13 @@ impl<K: Kernel> Lab<K> {
     /// an RCU grace period per link: five times the whole run's time for a chain of 100
     /// namespaces (bench/run.sh). A step that fails is recorded and the rest goes on.
     pub async fn teardown(&mut self) -> Teardown {
+        let since = Instant::now();
+        let report = self.tear_down().await;
+        self.spent.add(Work::Teardown, since);
+        report
+    }
+
+    async fn tear_down(&mut self) -> Teardown {
         let mut report = Teardown::default();
         self.doors.close();
         let stopped = self.kill_processes(None).await;

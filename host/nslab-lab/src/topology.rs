@@ -337,7 +337,9 @@ impl<K: Kernel> Lab<K> {
             u8::from(on),
             ns.name
         );
+        let since = std::time::Instant::now();
         self.kernel.set_forwarding(&ns.held, on, &what).await?;
+        self.spent.add(crate::spent::Work::Settings, since);
         self.did(&what);
         match on {
             true => self.forwarding.insert(id),

@@ -100,6 +100,10 @@ pub trait Kernel: Send + Sync {
     ) -> impl Future<Output = LabResult<(Self::Ns, u64)>> + Send;
     /// Requests made to the kernel so far (for the account, and a test that keeps it in check).
     fn requests(&self) -> u64;
+    /// The time those requests took, from sending to the answer (the account's `spent`).
+    fn netlink_time(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 
     /// The links of `ns` (all, or only the one with this index and name).
     fn links(

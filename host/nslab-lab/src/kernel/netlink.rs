@@ -73,6 +73,10 @@ impl Kernel for Netlink {
         self.factory.requests()
     }
 
+    fn netlink_time(&self) -> std::time::Duration {
+        self.factory.netlink_time()
+    }
+
     async fn links(
         &self,
         ns: &Namespace,

@@ -25,8 +25,10 @@ pub struct Namespace {
     /// Its netlink socket, and the connection over it while one is open (connection.rs).
     netlink: Arc<Slot>,
     connections: Arc<Connections>,
-    /// Netlink requests made to any namespace of the run (see [`Namespace::netlink`]).
+    /// Netlink requests made to any namespace of the run (see [`Namespace::netlink`]), and
+    /// the nanoseconds they took.
     requests: Arc<AtomicU64>,
+    nanos: Arc<AtomicU64>,
     /// The box of its programs (helper/sandbox.rs), made when the first one starts or it is
     /// first given a file.
     pub boxed: super::NsBox,
@@ -44,9 +46,14 @@ impl Namespace {
         F: std::future::Future<Output = T>,
     {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.connections
+        let since = std::time::Instant::now();
+        let answer = self
+            .connections
             .request(&self.netlink, &self.name, ask)
-            .await
+            .await;
+        self.nanos
+            .fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        answer
     }
 
     /// A handle to keep (a link watcher's): the connection stays open while the namespace
@@ -81,8 +88,9 @@ pub struct NsFactory {
     /// The runner program, which serves as the helper (lab/helper/).
     exe: std::path::PathBuf,
     helper: Option<Helper>,
-    /// Netlink requests made so far, all namespaces together.
+    /// Netlink requests made so far, all namespaces together, and the nanoseconds they took.
     requests: Arc<AtomicU64>,
+    nanos: Arc<AtomicU64>,
     /// The namespaces' netlink connections, open while in use.
     connections: Arc<Connections>,
     /// The bound on the processes of the run's user namespace (helper/mod.rs).
@@ -97,6 +105,7 @@ impl NsFactory {
             exe,
             helper: None,
             requests: Arc::default(),
+            nanos: Arc::default(),
             connections: Arc::default(),
             processes,
             mode,
@@ -111,6 +120,11 @@ impl NsFactory {
     /// Netlink requests the lab has made so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The time they took.
+    pub fn netlink_time(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
     }
 
     /// The run's user namespace, once there is one.
@@ -161,6 +175,7 @@ impl NsFactory {
             netlink: self.connections.slot(socket),
             connections: self.connections.clone(),
             requests: self.requests.clone(),
+            nanos: self.nanos.clone(),
             boxed: Default::default(),
             next_index: std::sync::atomic::AtomicU32::new(2),
         })

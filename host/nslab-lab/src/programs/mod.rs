@@ -210,6 +210,7 @@ impl<K: Kernel> Lab<K> {
         if !matches!(self.programs.memory, MemoryBound::Undecided) {
             return Ok(());
         }
+        let since = std::time::Instant::now();
         let hierarchy = match self.kernel.cgroup_janitor() {
             Some(janitor) => cgroup::detect().map(|h| (h, janitor.to_path_buf())),
             None => Err(LabError::not_found("no cgroups on this kernel")),
@@ -241,6 +242,7 @@ impl<K: Kernel> Lab<K> {
             }
             Err(_) => MemoryBound::PerProgram,
         };
+        self.spent.add(crate::spent::Work::Cgroups, since);
         Ok(())
     }
 
@@ -271,6 +273,7 @@ impl<K: Kernel> Lab<K> {
             self.programs.watchers.insert(ns_id, watcher);
         }
         if self.programs.confinement.is_none() {
+            let since = std::time::Instant::now();
             let executables = self.programs.work_out_code().executables.clone();
             let confinement = confine::Confinement::new(executables)?;
             let cgroups = match &self.programs.memory {
@@ -294,6 +297,7 @@ impl<K: Kernel> Lab<K> {
                 )
                 .await?;
             self.programs.confinement = Some(confinement);
+            self.spent.add(crate::spent::Work::Confinement, since);
         }
         let ns = self.ns(ns_id)?;
         let utsns = K::ns_box(&ns.held)
@@ -354,6 +358,7 @@ impl<K: Kernel> Lab<K> {
         let name = self.ns(ns_id)?.name.clone();
         let program = req.program.clone();
         let live = Live::enter(&self.programs.live);
+        let since = std::time::Instant::now();
         let running = launch::start(
             &name,
             boxing,
@@ -364,6 +369,7 @@ impl<K: Kernel> Lab<K> {
             &self.programs.starts,
         )
         .await?;
+        self.spent.add(crate::spent::Work::Starts, since);
         let id = ProcId(self.next());
         self.programs.processes.insert(
             id,

@@ -365,3 +365,38 @@ async fn a_host_name_is_set_in_the_namespaces_own_uts_namespace() {
     assert!(t.said("hostname router1 (a)"));
     t.lab.teardown().await;
 }
+
+#[tokio::test]
+async fn the_lab_counts_where_its_time_went_kind_by_kind() {
+    let mut t = lab();
+    let a = t.ns("a");
+    let b = t.ns("b");
+    let path = FilePath::parse("/etc/bird/bird.conf").unwrap();
+    t.lab.write_file(a, &path, b"x", 0o644).await.unwrap();
+    t.lab.set_hostname(a, "r1").await.unwrap();
+    let p = t.lab.spawn(a, req("sleep", &["30"])).await.unwrap();
+    t.lab.spawn(b, req("sleep", &["30"])).await.unwrap();
+    let pid = t.lab.process_id(p).await.unwrap();
+    t.lab.delete_namespace(b).await.unwrap();
+    t.lab.teardown().await;
+    assert!(ends(pid).await);
+    let calls = |work: &str| {
+        t.lab
+            .spent()
+            .iter()
+            .find(|s| s.work == work)
+            .map(|s| s.calls)
+    };
+    assert_eq!(calls("namespaces"), Some(2));
+    // A box each (a's at its file), the confinement once, a start each, one file, one host
+    // name, one deletion, one teardown.
+    assert_eq!(calls("boxes"), Some(2));
+    assert_eq!(calls("confinement"), Some(1));
+    assert_eq!(calls("starts"), Some(2));
+    assert_eq!(calls("files"), Some(1));
+    assert_eq!(calls("settings"), Some(1));
+    assert_eq!(calls("deleting"), Some(1));
+    assert_eq!(calls("teardown"), Some(1));
+    // Netlink's count is the kernel's own.
+    assert_eq!(calls("netlink"), Some(t.lab.kernel_requests()));
+}

@@ -151,6 +151,9 @@ pub enum Event {
         kept: bool,
         /// Netlink requests the lab made in the whole run (what building it cost the kernel).
         kernel_requests: u64,
+        /// Where the lab's time went, by kind of work (nslab-lab's spent.rs).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        spent: Vec<nslab_lab::SpentOn>,
         /// What was removed: programs, then namespaces with their links.
         removed: Vec<String>,
         problems: Vec<String>,

@@ -3,21 +3,31 @@
 
 use super::signals::{signal_name, Signals};
 use nslab_lab::Lab;
-use nslab_lab::{Holder, Kept};
+use nslab_lab::{Holder, Kept, SpentOn};
 use nslab_report::account::Event;
 use nslab_report::console::{Console, Verbosity};
 
 /// Keep the lab if asked and possible, else tear it down (a second Ctrl-C is answered, not
 /// obeyed); either way the account says what became of it.
 pub async fn finish(lab: &mut Lab, keep: bool, console: &Console, signals: &mut Signals) {
-    let kernel_requests = observe(lab, console).await;
-    end(lab, keep, console, signals, kernel_requests).await
+    let cost = observe(lab, console).await;
+    end(lab, keep, console, signals, cost).await
 }
 
-/// The lab as the scenario left it, told to the account: the requests it cost the kernel.
-pub async fn observe(lab: &mut Lab, console: &Console) -> u64 {
-    // The requests the lab cost, before the kernel is read for the picture.
-    let kernel_requests = lab.kernel_requests();
+/// What building the lab cost, taken before the kernel is read for the account's picture.
+pub struct Cost {
+    /// Netlink requests.
+    kernel_requests: u64,
+    /// Where the lab's time went, teardown aside.
+    spent: Vec<SpentOn>,
+}
+
+/// The lab as the scenario left it, told to the account: what it cost.
+pub async fn observe(lab: &mut Lab, console: &Console) -> Cost {
+    let cost = Cost {
+        kernel_requests: lab.kernel_requests(),
+        spent: lab.spent(),
+    };
     // What the kernel has at the end, whoever set it, when an output or --json will show it.
     let topology = match console.journal().is_some_and(|j| j.shows_events()) {
         true => lab.observed_topology().await,
@@ -27,24 +37,24 @@ pub async fn observe(lab: &mut Lab, console: &Console) -> u64 {
     if let Some(j) = console.journal() {
         j.end_progress();
     }
-    kernel_requests
+    cost
 }
 
 /// Keep or tear down the lab, once [`observe`]d.
-pub async fn end(
-    lab: &mut Lab,
-    keep: bool,
-    console: &Console,
-    signals: &mut Signals,
-    kernel_requests: u64,
-) {
+pub async fn end(lab: &mut Lab, keep: bool, console: &Console, signals: &mut Signals, cost: Cost) {
+    let Cost {
+        kernel_requests,
+        mut spent,
+    } = cost;
     if keep {
         match lab.keep() {
             Ok(kept) => {
                 print_kept(&kept, console);
+                tell_spent(&spent, console);
                 console.event(|| Event::Teardown {
                     kept: true,
                     kernel_requests,
+                    spent,
                     removed: vec![],
                     problems: vec![],
                 });
@@ -53,15 +63,17 @@ pub async fn end(
             Err(e) => console.warn(&format!("cannot keep the lab ({e}); removing it instead")),
         }
     }
-    let teardown = lab.teardown();
-    tokio::pin!(teardown);
-    let report = loop {
-        tokio::select! {
-            report = &mut teardown => break report,
-            sig = signals.recv() => console.warn(&format!(
-                "{} again: still removing the lab; the runner exits as soon as that is done",
-                signal_name(sig)
-            )),
+    let report = {
+        let teardown = lab.teardown();
+        tokio::pin!(teardown);
+        loop {
+            tokio::select! {
+                report = &mut teardown => break report,
+                sig = signals.recv() => console.warn(&format!(
+                    "{} again: still removing the lab; the runner exits as soon as that is done",
+                    signal_name(sig)
+                )),
+            }
         }
     };
     for item in &report.removed {
@@ -70,12 +82,25 @@ pub async fn end(
     for problem in &report.problems {
         console.warn(&format!("teardown: {problem}"));
     }
+    spent.extend(lab.spent().into_iter().filter(|s| s.work == "teardown"));
+    tell_spent(&spent, console);
     console.event(|| Event::Teardown {
         kept: false,
         kernel_requests,
+        spent,
         removed: report.removed.clone(),
         problems: report.problems.iter().map(ToString::to_string).collect(),
     });
+}
+
+/// Where the lab's time went, for `-v`.
+fn tell_spent(spent: &[SpentOn], console: &Console) {
+    if !spent.is_empty() {
+        console.line(
+            Verbosity::Verbose,
+            &format!("lab time: {}", SpentOn::summary(spent)),
+        );
+    }
 }
 
 /// How to use and remove a kept lab, whichever way it is held.

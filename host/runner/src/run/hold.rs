@@ -87,7 +87,7 @@ pub async fn hold(
     opened: &outputs::Opened,
 ) -> Outcome {
     let console = &cfg.console;
-    let kernel_requests = finish::observe(lab_of(&mut run.store), console).await;
+    let cost = finish::observe(lab_of(&mut run.store), console).await;
     let journal = console.journal().cloned();
     let account = journal.as_ref().map(|j| j.account()).unwrap_or_default();
     let (mut outcome, verdict) = judge(&run.title, &account, ended, started, console, true);
@@ -123,7 +123,7 @@ pub async fn hold(
     console.event(|| Event::Released { by: by.clone() });
     run.control.stop();
     let lab = lab_of(&mut run.store);
-    finish::end(lab, cfg.keep, console, &mut run.signals, kernel_requests).await;
+    finish::end(lab, cfg.keep, console, &mut run.signals, cost).await;
     console.event(|| verdict);
     console.line(
         Verbosity::Normal,
