@@ -6,7 +6,7 @@
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use super::helper::port::{NewBox, Port};
+use super::helper::port::{GivenFile, NewBox, Port};
 use super::helper::FileFailure;
 use super::kernel::Kernel;
 use super::{Lab, NsId};
@@ -43,42 +43,52 @@ fn explain(failure: FileFailure, path: &FilePath, ns: &str) -> LabError {
 impl<K: Kernel> Lab<K> {
     /// The filesystem box of a namespace (helper/sandbox.rs), made on first use.
     pub(super) async fn boxfs(&mut self, ns_id: NsId) -> LabResult<BorrowedFd<'_>> {
-        if K::ns_box(&self.ns(ns_id)?.held).boxfs.is_none() {
-            // Made with the run's cgroups, so what the box's builder does is the run's too.
-            self.run_cgroup()?;
-            self.programs.work_out_code();
-            let limits = self.programs.limits();
-            let code = self.programs.mounted();
-            let ns = self.ns(ns_id)?;
-            let since = std::time::Instant::now();
-            let NewBox {
-                boxfs,
-                uts,
-                link_events,
-            } = self
-                .kernel
-                .port()?
-                .new_box(
-                    &ns.name,
-                    K::ns_fd(&ns.held),
-                    limits.scratch_bytes,
-                    &limits.by_path,
-                    code,
-                )
-                .await?;
-            self.spent.add(Work::Boxes, since);
-            if let Some(ns) = self.namespaces.get_mut(&ns_id) {
-                let made = K::ns_box_mut(&mut ns.held);
-                made.boxfs = Some(boxfs);
-                made.uts = Some(uts);
-                made.link_events = Some(link_events);
-            }
+        if !self.has_box(ns_id)? {
+            self.make_box(ns_id, None).await?;
         }
         Ok(K::ns_box(&self.ns(ns_id)?.held)
             .boxfs
             .as_ref()
             .ok_or_else(|| LabError::not_found("that namespace was deleted".to_string()))?
             .as_fd())
+    }
+
+    fn has_box(&self, ns_id: NsId) -> LabResult<bool> {
+        Ok(K::ns_box(&self.ns(ns_id)?.held).boxfs.is_some())
+    }
+
+    /// Make the box of a namespace that has none, with `file` in it if one is given (the
+    /// helper writes it as it builds the box: one round trip, not two).
+    async fn make_box(&mut self, ns_id: NsId, file: Option<&GivenFile<'_>>) -> LabResult<()> {
+        // Made with the run's cgroups, so what the box's builder does is the run's too.
+        self.run_cgroup()?;
+        self.programs.work_out_code();
+        let limits = self.programs.limits();
+        let code = self.programs.mounted();
+        let ns = self.ns(ns_id)?;
+        let since = std::time::Instant::now();
+        let port = self.kernel.port()?;
+        let (name, netns) = (&ns.name, K::ns_fd(&ns.held));
+        let (scratch, by_path) = (limits.scratch_bytes, &limits.by_path);
+        let NewBox {
+            boxfs,
+            uts,
+            link_events,
+        } = match file {
+            None => port.new_box(name, netns, scratch, by_path, code).await?,
+            Some(f) => {
+                port.new_box_with_file(name, netns, scratch, by_path, code, f)
+                    .await?
+            }
+        };
+        self.spent.add(Work::Boxes, since);
+        if let Some(ns) = self.namespaces.get_mut(&ns_id) {
+            let made = K::ns_box_mut(&mut ns.held);
+            made.boxfs = Some(boxfs);
+            made.uts = Some(uts);
+            made.link_events = Some(link_events);
+        }
+        Ok(())
     }
 
     /// Set the host name the namespace's programs see (its box's UTS namespace, made now if
@@ -113,6 +123,21 @@ impl<K: Kernel> Lab<K> {
         mode: u32,
     ) -> LabResult<()> {
         let name = self.ns(ns_id)?.name.clone();
+        // A namespace's first file comes with its box. Should that fail, the box is made and
+        // the file written each alone, so that the error says which failed, and why.
+        if !self.has_box(ns_id)? {
+            let file = GivenFile {
+                path: path.as_str(),
+                contents,
+                mode,
+            };
+            if self.make_box(ns_id, Some(&file)).await.is_ok() {
+                // Its time is the box's (spent.rs).
+                self.spent.add_time(Work::Files, std::time::Duration::ZERO);
+                self.given(path, contents.len(), mode, &name);
+                return Ok(());
+            }
+        }
         let boxfs = self
             .boxfs(ns_id)
             .await?
@@ -125,12 +150,16 @@ impl<K: Kernel> Lab<K> {
             .await
             .map_err(|e| explain(e, path, &name))?;
         self.spent.add(Work::Files, since);
+        self.given(path, contents.len(), mode, &name);
+        Ok(())
+    }
+
+    /// A file was given: counted, and said.
+    fn given(&mut self, path: &FilePath, bytes: usize, mode: u32, name: &str) {
         self.files_written += 1;
         self.did(&format!(
-            "file {path} ({} bytes, mode {mode:o}) in {name}",
-            contents.len()
+            "file {path} ({bytes} bytes, mode {mode:o}) in {name}"
         ));
-        Ok(())
     }
 
     /// Read a file as the namespace's programs see it, at most `max` bytes.

@@ -208,18 +208,23 @@ impl Helper {
         scratch_bytes: u64,
         programs: &[(String, std::path::PathBuf)],
         code: &[std::path::PathBuf],
+        file: Option<&port::GivenFile<'_>>,
     ) -> LabResult<(OwnedFd, OwnedFd, OwnedFd)> {
+        let what = format!("build the filesystem box of namespace {name}");
+        let contents = file
+            .map(|f| contents_fd(f.contents, &format!("{what} with {}", f.path)))
+            .transpose()?;
         let request = Request::NewBox {
             scratch_bytes,
             hostname: name.to_string(),
             programs: programs.to_vec(),
             code: code.to_vec(),
+            file: file.map(|f| (f.mode, f.path.to_string())),
         };
-        let what = format!("build the filesystem box of namespace {name}");
-        let mut fds = self
-            .reply_fds(request, &[netns.as_raw_fd()], &what, 3)
-            .await?
-            .into_iter();
+        let fds: Vec<RawFd> = std::iter::once(netns.as_raw_fd())
+            .chain(contents.as_ref().map(AsRawFd::as_raw_fd))
+            .collect();
+        let mut fds = self.reply_fds(request, &fds, &what, 3).await?.into_iter();
         match (fds.next(), fds.next(), fds.next()) {
             (Some(boxfs), Some(uts), Some(events)) => Ok((boxfs, uts, events)),
             _ => Err(LabError::bug("the lab helper's reply lost a descriptor")),
@@ -255,13 +260,7 @@ impl Helper {
         mode: u32,
     ) -> Result<(), FileFailure> {
         let what = format!("write {path}");
-        let memfd =
-            nix::sys::memfd::memfd_create(c"nslab-file", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-                .map_err(|e| LabError::from_errno(e, &what))?;
-        // Whole, however the kernel splits it (a memfd takes a large write in parts).
-        let mut file = std::fs::File::from(memfd);
-        std::io::Write::write_all(&mut file, contents).map_err(|e| LabError::from_io(&e, &what))?;
-        let memfd = OwnedFd::from(file);
+        let memfd = contents_fd(contents, &what)?;
         let request = Request::WriteFile {
             mode,
             path: path.to_string(),
@@ -420,4 +419,15 @@ fn expect(socket: &OwnedFd, wanted: Reply, mode: &Mode) -> LabResult<()> {
             "the lab helper said {other:?}, expected {wanted:?}"
         ))),
     }
+}
+
+/// A memfd holding `contents`, to pass a file's contents to the helper.
+fn contents_fd(contents: &[u8], what: &str) -> LabResult<OwnedFd> {
+    let memfd =
+        nix::sys::memfd::memfd_create(c"nslab-file", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| LabError::from_errno(e, what))?;
+    // Whole, however the kernel splits it (a memfd takes a large write in parts).
+    let mut file = std::fs::File::from(memfd);
+    std::io::Write::write_all(&mut file, contents).map_err(|e| LabError::from_io(&e, what))?;
+    Ok(OwnedFd::from(file))
 }

@@ -6,7 +6,7 @@
 //! the programs' bookkeeping is tested without root.
 
 use std::future::Future;
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use super::channel::Init;
@@ -25,6 +25,13 @@ pub struct NewBox {
     pub link_events: OwnedFd,
 }
 
+/// A file to give a box (its path inside the box, as the scenario gave it).
+pub struct GivenFile<'a> {
+    pub path: &'a str,
+    pub contents: &'a [u8],
+    pub mode: u32,
+}
+
 /// The lab's port to its helper.
 ///
 /// Its round trips are awaited: the real helper's run on tokio's blocking pool, so that a
@@ -40,6 +47,35 @@ pub trait Port: Send + Sync {
         by_path: &[(String, PathBuf)],
         code: &[PathBuf],
     ) -> impl Future<Output = LabResult<NewBox>> + Send;
+    /// A new box as [`Port::new_box`] makes it, with `file` written in it as
+    /// [`Port::write_file`] writes: a namespace's first file, in one step where the port can.
+    /// If it fails, nothing is made; the lab then asks for each step alone, which says which
+    /// failed and why.
+    fn new_box_with_file(
+        &self,
+        name: &str,
+        netns: BorrowedFd<'_>,
+        scratch_bytes: u64,
+        by_path: &[(String, PathBuf)],
+        code: &[PathBuf],
+        file: &GivenFile<'_>,
+    ) -> impl Future<Output = LabResult<NewBox>> + Send {
+        async move {
+            let made = self
+                .new_box(name, netns, scratch_bytes, by_path, code)
+                .await?;
+            match self
+                .write_file(made.boxfs.as_fd(), file.path, file.contents, file.mode)
+                .await
+            {
+                Ok(()) => Ok(made),
+                Err(FileFailure::Other(e)) => Err(e),
+                Err(FileFailure::InBox { errno, what }) => {
+                    Err(crate::error::LabError::from_errno(errno, &what))
+                }
+            }
+        }
+    }
     /// Set the host name a box's programs see (its UTS namespace `uts`).
     fn set_hostname(
         &self,
@@ -88,7 +124,26 @@ impl Port for Helper {
         code: &[PathBuf],
     ) -> LabResult<NewBox> {
         let (boxfs, uts, link_events) =
-            Helper::new_box(self, name, netns, scratch_bytes, by_path, code).await?;
+            Helper::new_box(self, name, netns, scratch_bytes, by_path, code, None).await?;
+        Ok(NewBox {
+            boxfs,
+            uts,
+            link_events,
+        })
+    }
+
+    /// One request: the helper's process that builds the box writes the file before it ends.
+    async fn new_box_with_file(
+        &self,
+        name: &str,
+        netns: BorrowedFd<'_>,
+        scratch_bytes: u64,
+        by_path: &[(String, PathBuf)],
+        code: &[PathBuf],
+        file: &GivenFile<'_>,
+    ) -> LabResult<NewBox> {
+        let (boxfs, uts, link_events) =
+            Helper::new_box(self, name, netns, scratch_bytes, by_path, code, Some(file)).await?;
         Ok(NewBox {
             boxfs,
             uts,

@@ -36,6 +36,10 @@ pub enum Request {
         programs: Vec<(String, PathBuf)>,
         /// What the box mounts executable, all else being `noexec` (programs/code.rs).
         code: Vec<PathBuf>,
+        /// A file to write in the box once it is built, as [`Request::WriteFile`] does (a
+        /// second fd: a memfd with the contents): a namespace's first file costs one round
+        /// trip and one process of the helper's, not two.
+        file: Option<(u32, String)>,
     },
     /// Set the host name of a UTS namespace (fd: it).
     SetHostname { hostname: String },
@@ -211,6 +215,7 @@ impl Request {
         match self {
             Request::Mapped | Request::NewNetns | Request::Operators => 0,
             Request::WriteFile { .. } => 2,
+            Request::NewBox { file: Some(_), .. } => 2,
             Request::Confine(c) => usize::from(c.landlock) + usize::from(c.cgroups),
             Request::Spawn => SPAWN_FDS,
             Request::NewBox { .. }
@@ -231,8 +236,18 @@ impl Request {
                 hostname,
                 programs,
                 code,
+                file,
             } => {
-                out.push(b'F');
+                // 'G': with a file, whose mode and path come first.
+                match file {
+                    None => out.push(b'F'),
+                    Some((mode, path)) => {
+                        out.push(b'G');
+                        out.extend_from_slice(&mode.to_ne_bytes());
+                        out.extend_from_slice(path.as_bytes());
+                        out.push(0);
+                    }
+                }
                 out.extend_from_slice(&scratch_bytes.to_ne_bytes());
                 out.extend_from_slice(&(programs.len() as u32).to_ne_bytes());
                 out.extend_from_slice(hostname.as_bytes());
@@ -289,7 +304,15 @@ impl Request {
         Some(match tag {
             b'M' if rest.is_empty() => Request::Mapped,
             b'N' if rest.is_empty() => Request::NewNetns,
-            b'F' => {
+            b'F' | b'G' => {
+                let (file, rest) = match tag {
+                    b'G' => {
+                        let mode = u32::from_ne_bytes(rest.get(..4)?.try_into().ok()?);
+                        let end = rest[4..].iter().position(|&b| b == 0)? + 4;
+                        (Some((mode, text(&rest[4..end])?)), &rest[end + 1..])
+                    }
+                    _ => (None, rest),
+                };
                 let scratch_bytes = u64::from_ne_bytes(rest.get(..8)?.try_into().ok()?);
                 let pairs = u32::from_ne_bytes(rest.get(8..12)?.try_into().ok()?) as usize;
                 let mut fields = rest[12..].split(|&b| b == 0);
@@ -315,6 +338,7 @@ impl Request {
                     hostname,
                     programs,
                     code,
+                    file,
                 }
             }
             b'H' => Request::SetHostname {
@@ -472,10 +496,12 @@ mod tests {
                 any::<u64>(),
                 text,
                 proptest::collection::vec(("[a-z0-9]{1,8}", "/[a-z/]{0,12}"), 0..4),
-                proptest::collection::vec("/[a-z/]{0,12}", 0..4)
+                proptest::collection::vec("/[a-z/]{0,12}", 0..4),
+                proptest::option::of((any::<u32>(), "/[a-z/.]{1,12}"))
             )
-                .prop_map(|(scratch_bytes, hostname, programs, code)| {
+                .prop_map(|(scratch_bytes, hostname, programs, code, file)| {
                     Request::NewBox {
+                        file,
                         scratch_bytes,
                         hostname,
                         programs: programs

@@ -366,9 +366,17 @@ fn answer(fd: RawFd, request: Request, fds: Vec<OwnedFd>, state: &mut State) -> 
             hostname,
             programs,
             code,
+            file,
         } => in_child(fd, || {
             let (mnt, uts) =
                 super::sandbox::build(scratch_bytes, &programs, &code, &fds[0], &hostname)?;
+            // The namespace's first file, written as a WriteFile request writes it (entering
+            // the box just built), by this process instead of another.
+            if let Some((mode, path)) = file {
+                let contents = fds.get(1).ok_or(nix::errno::Errno::EINVAL)?;
+                enter_box(&mnt)?;
+                write_in_box(&path, mode, contents)?;
+            }
             // Its link events' socket too, ready for the namespace's first program: one
             // request fewer as that program starts.
             enter_netns(&fds[0])?;
