@@ -400,3 +400,22 @@ async fn the_lab_counts_where_its_time_went_kind_by_kind() {
     // Netlink's count is the kernel's own.
     assert_eq!(calls("netlink"), Some(t.lab.kernel_requests()));
 }
+
+#[tokio::test]
+async fn a_first_file_that_fails_with_its_box_is_tried_again_step_by_step() {
+    let mut t = lab();
+    let a = t.ns("a");
+    let path = FilePath::parse("/etc/bird/bird.conf").unwrap();
+    // The one-step box-and-file fails at the file: nothing is kept of it, and the box and the
+    // file are then made each alone (where a failure would say which step failed, and why).
+    t.fake.fail_next("write", nix::errno::Errno::EIO);
+    t.lab.write_file(a, &path, b"x", 0o644).await.unwrap();
+    assert_eq!(t.fake.logged("box "), ["box a", "box a"]);
+    assert_eq!(t.lab.files_written(), 1);
+    assert_eq!(t.lab.read_file(a, &path, 16).await.unwrap(), b"x");
+    // A second file goes to the box there is.
+    let second = FilePath::parse("/etc/bird/other.conf").unwrap();
+    t.lab.write_file(a, &second, b"y", 0o644).await.unwrap();
+    assert_eq!(t.fake.logged("box ").len(), 2);
+    t.lab.teardown().await;
+}
