@@ -37,6 +37,7 @@ mod rawsys;
 pub mod sandbox;
 mod server;
 mod spawn;
+mod start;
 pub mod starter;
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
