@@ -133,6 +133,11 @@ impl Spent {
 }
 
 impl SpentOn {
+    /// Whether this is teardown's (which the runner adds to what it took before teardown).
+    pub fn is_teardown(&self) -> bool {
+        self.work == Work::Teardown.name()
+    }
+
     /// A report in one line: `netlink 612.3 ms (4999), namespaces 95.0 ms (1000), ...`, the
     /// largest first.
     pub fn summary(spent: &[SpentOn]) -> String {

@@ -73,6 +73,16 @@ impl From<LabError> for FileFailure {
     }
 }
 
+/// A file request's failure where no path needs explaining (files.rs says more of a path).
+impl From<FileFailure> for LabError {
+    fn from(f: FileFailure) -> Self {
+        match f {
+            FileFailure::Other(e) => e,
+            FileFailure::InBox { errno, what } => LabError::from_errno(errno, &what),
+        }
+    }
+}
+
 /// The runner's side: the helper process, its socket, and the user namespace it made.
 pub struct Helper {
     child: Child,
@@ -210,7 +220,7 @@ impl Helper {
         programs: &[(String, std::path::PathBuf)],
         code: &[std::path::PathBuf],
         file: Option<&port::GivenFile<'_>>,
-    ) -> LabResult<(OwnedFd, OwnedFd, OwnedFd)> {
+    ) -> LabResult<port::NewBox> {
         let what = format!("build the filesystem box of namespace {name}");
         let contents = file
             .map(|f| contents_fd(f.contents, &format!("{what} with {}", f.path)))
@@ -227,7 +237,11 @@ impl Helper {
             .collect();
         let mut fds = self.reply_fds(request, &fds, &what, 3).await?.into_iter();
         match (fds.next(), fds.next(), fds.next()) {
-            (Some(boxfs), Some(uts), Some(events)) => Ok((boxfs, uts, events)),
+            (Some(boxfs), Some(uts), Some(link_events)) => Ok(port::NewBox {
+                boxfs,
+                uts,
+                link_events,
+            }),
             _ => Err(LabError::bug("the lab helper's reply lost a descriptor")),
         }
     }
@@ -244,10 +258,7 @@ impl Helper {
         )
         .await
         .map(|_| ())
-        .map_err(|f| match f {
-            FileFailure::Other(e) => e,
-            FileFailure::InBox { errno, what } => LabError::from_errno(errno, &what),
-        })
+        .map_err(LabError::from)
     }
 
     /// Write `contents` to `path` as the programs of the box `boxfs` see it, with `mode`. The

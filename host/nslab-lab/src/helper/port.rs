@@ -64,16 +64,10 @@ pub trait Port: Send + Sync {
             let made = self
                 .new_box(name, netns, scratch_bytes, by_path, code)
                 .await?;
-            match self
-                .write_file(made.boxfs.as_fd(), file.path, file.contents, file.mode)
+            self.write_file(made.boxfs.as_fd(), file.path, file.contents, file.mode)
                 .await
-            {
-                Ok(()) => Ok(made),
-                Err(FileFailure::Other(e)) => Err(e),
-                Err(FileFailure::InBox { errno, what }) => {
-                    Err(crate::error::LabError::from_errno(errno, &what))
-                }
-            }
+                .map_err(crate::error::LabError::from)?;
+            Ok(made)
         }
     }
     /// Set the host name a box's programs see (its UTS namespace `uts`).
@@ -123,13 +117,7 @@ impl Port for Helper {
         by_path: &[(String, PathBuf)],
         code: &[PathBuf],
     ) -> LabResult<NewBox> {
-        let (boxfs, uts, link_events) =
-            Helper::new_box(self, name, netns, scratch_bytes, by_path, code, None).await?;
-        Ok(NewBox {
-            boxfs,
-            uts,
-            link_events,
-        })
+        Helper::new_box(self, name, netns, scratch_bytes, by_path, code, None).await
     }
 
     /// One request: the helper's process that builds the box writes the file before it ends.
@@ -142,13 +130,7 @@ impl Port for Helper {
         code: &[PathBuf],
         file: &GivenFile<'_>,
     ) -> LabResult<NewBox> {
-        let (boxfs, uts, link_events) =
-            Helper::new_box(self, name, netns, scratch_bytes, by_path, code, Some(file)).await?;
-        Ok(NewBox {
-            boxfs,
-            uts,
-            link_events,
-        })
+        Helper::new_box(self, name, netns, scratch_bytes, by_path, code, Some(file)).await
     }
 
     async fn set_hostname(&self, uts: BorrowedFd<'_>, hostname: &str) -> LabResult<()> {

@@ -82,7 +82,7 @@ pub async fn end(lab: &mut Lab, keep: bool, console: &Console, signals: &mut Sig
     for problem in &report.problems {
         console.warn(&format!("teardown: {problem}"));
     }
-    spent.extend(lab.spent().into_iter().filter(|s| s.work == "teardown"));
+    spent.extend(lab.spent().into_iter().filter(SpentOn::is_teardown));
     tell_spent(&spent, console);
     console.event(|| Event::Teardown {
         kept: false,
